@@ -1,0 +1,3 @@
+from gfdt_dash.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""Simulators of the three systems: configs, grid operators, steppers and the driver.
+
+Quick start::
+
+    from gfdt_dash.systems import AllenCahnConfig, simulate
+    ds = simulate(AllenCahnConfig.preset("classroom"), seed=1)
+    ds.field  # (member, time, y, x)
+"""
+
+from gfdt_dash.systems.base import PairedRun, SimulationDiverged, State, System, cat_batches
+from gfdt_dash.systems.config import (
+    SYSTEMS,
+    AllenCahnConfig,
+    NavierStokesConfig,
+    OUConfig,
+    SystemConfig,
+    config_from_dict,
+    config_from_json,
+    get_config,
+)
+from gfdt_dash.systems.fields import FieldSystem
+from gfdt_dash.systems.grid import Grid
+from gfdt_dash.systems.navier_stokes import NavierStokesSystem
+from gfdt_dash.systems.simulate import advance, make_system, simulate
+
+__all__ = [
+    "SYSTEMS",
+    "AllenCahnConfig",
+    "FieldSystem",
+    "Grid",
+    "NavierStokesConfig",
+    "NavierStokesSystem",
+    "OUConfig",
+    "PairedRun",
+    "SimulationDiverged",
+    "State",
+    "System",
+    "SystemConfig",
+    "advance",
+    "cat_batches",
+    "config_from_dict",
+    "config_from_json",
+    "get_config",
+    "make_system",
+    "simulate",
+]

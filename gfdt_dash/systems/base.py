@@ -1,0 +1,153 @@
+"""What every system provides, the RK4 step, and the paired-run stepping API.
+
+A *state* is a ``dict`` of batch-first tensors; ``state["field_hat"]`` holds the observed field's
+``rfft2`` coefficients ``(batch, n, n//2+1)``, other entries are hidden variables (the forcing
+phases of Navier–Stokes). A *noise* draw is a ``dict`` of batch-first tensors too, drawn once per
+time step from an explicit ``torch.Generator``, so two copies of the system can share it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+
+from gfdt_dash.devices import resolve_device, resolve_dtype
+from gfdt_dash.systems.config import SystemConfig
+from gfdt_dash.systems.grid import Grid
+
+__all__ = ["PairedRun", "SimulationDiverged", "State", "System", "cat_batches", "rk4_increment"]
+
+State = dict[str, torch.Tensor]
+
+
+class SimulationDiverged(FloatingPointError):
+    """A run produced non-finite values."""
+
+    def __init__(self, time: float, dt: float) -> None:
+        super().__init__(
+            f"the simulation produced non-finite values at t ≈ {time:.4g} (time units); "
+            f"the time step dt={dt:.4g} is probably too large for this state: try a smaller dt"
+        )
+        self.time = time
+
+
+def rk4_increment(
+    tendency: Callable[[torch.Tensor, int], torch.Tensor], y: torch.Tensor, dt: float
+) -> torch.Tensor:
+    """Classical RK4 increment ``y(t+dt) − y(t)`` of ``dy/dt = tendency(y, stage)``.
+
+    ``stage`` is 0 at ``t``, 1 and 2 at ``t + dt/2``, 3 at ``t + dt``; systems with time-dependent
+    forcing use it to pick the forcing of that stage.
+    """
+    k1 = tendency(y, 0)
+    k2 = tendency(y + 0.5 * dt * k1, 1)
+    k3 = tendency(y + 0.5 * dt * k2, 2)
+    k4 = tendency(y + dt * k3, 3)
+    return (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+def cat_batches(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Concatenate two states (or noise draws) along the batch dimension."""
+    return {k: torch.cat([a[k], b[k]]) for k in a}
+
+
+class System(ABC):
+    """A stochastic system on a periodic grid, batched over ensemble members.
+
+    Subclasses precompute their operators once in ``__init__`` and implement ``initial_state``,
+    ``draw_noise`` and ``step``.
+    """
+
+    def __init__(
+        self,
+        config: SystemConfig,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "float32",
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.grid = Grid(config.n, self.device, self.dtype)
+        self.dt = config.dt
+
+    @abstractmethod
+    def initial_state(self, batch: int, generator: torch.Generator) -> State:
+        """A start state for ``batch`` members."""
+
+    @abstractmethod
+    def draw_noise(self, batch: int, generator: torch.Generator) -> State:
+        """All random numbers one time step of ``batch`` members needs."""
+
+    @abstractmethod
+    def step(self, state: State, noise: State) -> State:
+        """Advance every member by one time step ``dt`` with the given noise."""
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
+    def observe(self, state: State) -> torch.Tensor:
+        """The observed field in physical space, ``(batch, y, x)``."""
+        return self.grid.to_physical(state["field_hat"])
+
+    def kick(self, state: State, delta: float, pixel: tuple[int, int] = (0, 0)) -> State:
+        """A copy of ``state`` with ``delta`` added to the field at ``pixel = (y, x)``.
+
+        In Fourier space a kick at pixel ``(y0, x0)`` adds ``δ e^{−i(k_y y0 + k_x x0)h}`` to every
+        coefficient (``h`` the grid spacing).
+        """
+        g = self.grid
+        y0, x0 = pixel
+        phase = torch.exp(-1j * (g.ky * y0 + g.kx * x0) * g.spacing).to(g.cdtype)
+        kicked = dict(state)
+        kicked["field_hat"] = state["field_hat"] + delta * phase
+        return kicked
+
+    def is_finite(self, state: State) -> bool:
+        return bool(torch.isfinite(torch.view_as_real(state["field_hat"])).all())
+
+
+class PairedRun:
+    """Unperturbed and kicked copies of an ensemble stepped with *the same* noise.
+
+    Both copies are advanced in one batched step (the noise draw is duplicated, not redrawn), so
+    their difference is the response to the kick without sampling noise from the forcing —
+    the common-random-numbers estimator of direct perturbation.
+
+    ``response()`` returns ``(field_kicked − field_base)/δ``, shaped ``(batch, y, x)``.
+    """
+
+    def __init__(
+        self,
+        system: System,
+        state: State,
+        delta: float,
+        pixel: tuple[int, int] = (0, 0),
+    ) -> None:
+        self.system = system
+        self.delta = float(delta)
+        self.pixel = pixel
+        self.batch = state["field_hat"].shape[0]
+        self.state = cat_batches(state, system.kick(state, self.delta, pixel))
+
+    @property
+    def base(self) -> State:
+        return {k: v[: self.batch] for k, v in self.state.items()}
+
+    @property
+    def kicked(self) -> State:
+        return {k: v[self.batch :] for k, v in self.state.items()}
+
+    def step(self, generator: torch.Generator) -> None:
+        noise = self.system.draw_noise(self.batch, generator)
+        self.state = self.system.step(self.state, cat_batches(noise, noise))
+
+    def restart(self) -> None:
+        """Re-kick from the running unperturbed state (the kicked copy is discarded)."""
+        base = self.base
+        self.state = cat_batches(base, self.system.kick(base, self.delta, self.pixel))
+
+    def response(self) -> torch.Tensor:
+        diff_hat = self.state["field_hat"][self.batch :] - self.state["field_hat"][: self.batch]
+        return self.system.grid.to_physical(diff_hat) / self.delta

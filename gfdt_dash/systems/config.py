@@ -1,0 +1,441 @@
+"""Frozen, validated configuration dataclasses for the three systems.
+
+A config holds everything that defines a run: the physics, the grid and time step, and the run
+protocol (ensemble size, spin-up, record length, frame intervals, the direct-perturbation
+experiment). It is validated once, at construction; an error names the field and its allowed
+range. Bounds protect a shared server from absurd sizes.
+
+Every field carries metadata (bounds, unit, one-line doc) that the dashboard's parameter mirrors
+read, so the widgets and the configs cannot drift apart.
+
+The presets are a reconstruction of the original study's settings from its public code (Giorgini,
+Deck, Bischoff, Souza, PRL 133, 267302, 2024; arXiv:2402.01029), not values read from the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "SYSTEMS",
+    "AllenCahnConfig",
+    "NavierStokesConfig",
+    "OUConfig",
+    "SystemConfig",
+    "config_from_dict",
+    "config_from_json",
+    "get_config",
+]
+
+# Largest |z| on the negative real axis / imaginary axis for which classical RK4 is stable.
+RK4_REAL_LIMIT = 2.785
+RK4_IMAG_LIMIT = 2.828
+
+
+def spec(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    doc: str = "",
+    unit: str = "",
+    *,
+    integer: bool = False,
+    lo_open: bool = False,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """A dataclass field with validation bounds and UI metadata."""
+    meta = {
+        "lo": lo,
+        "hi": hi,
+        "doc": doc,
+        "unit": unit,
+        "integer": integer,
+        "lo_open": lo_open,
+        "choices": choices,
+    }
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """Base class: validation, (de)serialisation, presets, overrides."""
+
+    system: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            meta = f.metadata
+            if not meta:
+                continue
+            value = getattr(self, f.name)
+            _check_field(f.name, value, meta)
+        self._validate()
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        """Cross-field checks of a subclass (stability, commensurate intervals)."""
+        self._check_multiple("frame_every", self.frame_every)
+        self._check_multiple("snapshot_every", self.snapshot_every)
+        self._check_multiple("restart_every", self.restart_every)
+        if self.frame_members > self.members:
+            raise ValueError(
+                f"frame_members: {self.frame_members} exceeds members={self.members}; "
+                f"allowed range 1..members"
+            )
+        if self.frame_every > self.record:
+            raise ValueError(f"frame_every: {self.frame_every} exceeds record={self.record}")
+        if self.max_lag > self.restart_every:
+            raise ValueError(
+                f"max_lag: {self.max_lag} exceeds restart_every={self.restart_every}; the direct "
+                "perturbation experiment cannot measure lags beyond its restart interval"
+            )
+        self._check_multiple("max_lag", self.max_lag, of="frame_every")
+
+    def _check_multiple(self, name: str, value: float, of: str = "dt") -> None:
+        base = getattr(self, of)
+        ratio = value / base
+        if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio) or round(ratio) < 1:
+            raise ValueError(f"{name}: {value} must be a positive whole multiple of {of}={base}")
+
+    # -- derived -----------------------------------------------------------------------------
+    def steps(self, duration: float) -> int:
+        """Number of time steps in ``duration`` time units (rounded to the nearest step)."""
+        return round(duration / self.dt)
+
+    @property
+    def n_frames(self) -> int:
+        return self.steps(self.record) // self.steps(self.frame_every)
+
+    @property
+    def n_snapshots(self) -> int:
+        return self.steps(self.record) // self.steps(self.snapshot_every)
+
+    @property
+    def n_lags(self) -> int:
+        """Number of response lags 0..max_lag at the frame interval."""
+        return self.steps(self.max_lag) // self.steps(self.frame_every) + 1
+
+    # -- (de)serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"system": self.system, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, **overrides: Any) -> SystemConfig:
+        """A validated copy with some fields changed; unknown names are an error."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]}: not a parameter of {self.system}; "
+                f"allowed: {', '.join(sorted(names))}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+    @classmethod
+    def preset(cls, name: str = "classroom", **overrides: Any) -> SystemConfig:
+        """A named preset (``classroom`` or ``paper``), optionally with overrides."""
+        if name not in cls.presets:
+            raise ValueError(
+                f"preset: unknown preset {name!r} for {cls.system}; "
+                f"allowed: {', '.join(cls.presets)}"
+            )
+        return cls().replace(**{**cls.presets[name], **overrides})
+
+    @classmethod
+    def field_specs(cls) -> dict[str, dict[str, Any]]:
+        """Per-field metadata (bounds, unit, doc) for UIs and docs."""
+        return {f.name: dict(f.metadata) for f in dataclasses.fields(cls) if f.metadata}
+
+
+def _check_field(name: str, value: Any, meta: dict[str, Any]) -> None:
+    choices = meta.get("choices")
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(
+                f"{name}: {value!r} not allowed; allowed: {', '.join(map(str, choices))}"
+            )
+        return
+    if isinstance(value, bool):
+        return
+    if meta["integer"]:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name}: must be an integer, got {value!r}")
+    elif not isinstance(value, int | float):
+        raise ValueError(f"{name}: must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value!r}")
+    lo, hi = meta["lo"], meta["hi"]
+    bracket = "(" if meta["lo_open"] else "["
+    allowed = f"{bracket}{lo}, {hi}]"
+    if lo is not None and (value < lo or (meta["lo_open"] and value == lo)):
+        raise ValueError(f"{name}: {value!r} outside the allowed range {allowed}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name}: {value!r} outside the allowed range {allowed}")
+
+
+# Fields shared by every system: grid, time step, run protocol, perturbation experiment.
+def _n(default: int) -> Any:
+    return spec(default, 4, 256, "grid points per side (even)", integer=True)
+
+
+@dataclass(frozen=True)
+class _FieldFamilyConfig(SystemConfig):
+    """∂ₜθ = Σ[λ(θ − θ³)] + κΔθ − U∂ₓθ − γP₀θ + ξ on [0, 2π)² (SPEC §2.1)."""
+
+    n: int = _n(32)
+    eps2: float = spec(0.004, 0.0, 10.0, "noise amplitude ε² in Σ̂(k) = ε²/(1+|k|²)", lo_open=True)
+    kappa: float = spec(2.5e-4, 0.0, 1.0, "diffusivity κ", "length²/time")
+    U: float = spec(0.02, -10.0, 10.0, "advection speed U along x", "length/time")
+    lam: float = spec(0.0, 0.0, 1e5, "double-well strength λ (0: OU)")
+    gamma: float = spec(1e-3, 0.0, 10.0, "damping γ of the spatial-mean mode", "1/time")
+    dt: float = spec(1 / 32, 0.0, 1.0, "time step", "time", lo_open=True)
+    members: int = spec(128, 1, 4096, "ensemble members", integer=True)
+    frame_members: int = spec(128, 1, 4096, "members whose frames are recorded", integer=True)
+    spinup: float = spec(1000.0, 0.0, 1e5, "spin-up (discarded)", "time")
+    record: float = spec(2000.0, 0.0, 1e5, "recorded duration", "time", lo_open=True)
+    frame_every: float = spec(
+        1.0, 0.0, 1e3, "interval of frames for response statistics", "time", lo_open=True
+    )
+    snapshot_every: float = spec(
+        10.0, 0.0, 1e4, "interval of score-training snapshots", "time", lo_open=True
+    )
+    max_lag: float = spec(50.0, 0.0, 1e4, "largest response lag", "time", lo_open=True)
+    delta: float = spec(0.0625, 0.0, 10.0, "direct-perturbation kick δ at one pixel", lo_open=True)
+    n_experiments: int = spec(1280, 1, 1_000_000, "direct-perturbation experiments", integer=True)
+    restart_every: float = spec(
+        100.0, 0.0, 1e4, "restart interval of the paired runs", "time", lo_open=True
+    )
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.n % 2:
+            raise ValueError(f"n: {self.n} must be even; allowed: even integers in [4, 256]")
+        if self.lam == 0 and self.gamma == 0:
+            raise ValueError(
+                "gamma: must be > 0 when lam = 0, otherwise the spatial mean is an undamped "
+                "random walk with no stationary density; allowed range (0, 10]"
+            )
+        # RK4 stability of the stiffest linear rates (diffusion at the largest |k|, advection at
+        # the largest k_x below Nyquist, reaction at k = 0).
+        kmax2 = 2 * (self.n // 2) ** 2
+        real_rate = max(self.kappa * kmax2, self.lam * self.eps2, self.gamma)
+        imag_rate = abs(self.U) * (self.n // 2 - 1)
+        limit = min(
+            RK4_REAL_LIMIT / real_rate if real_rate else math.inf,
+            RK4_IMAG_LIMIT / imag_rate if imag_rate else math.inf,
+        )
+        if self.dt > 0.9 * limit:
+            raise ValueError(
+                f"dt: {self.dt} is too large for RK4 stability with these rates; "
+                f"allowed range (0, {0.9 * limit:.4g}]"
+            )
+
+
+_FIELD_PAPER = dict(
+    n=32,
+    eps2=0.004,
+    kappa=2.5e-4,
+    U=0.02,
+    dt=1 / 32,
+    members=128,
+    frame_members=128,
+    spinup=1000.0,
+    record=2000.0,
+    frame_every=1.0,
+    snapshot_every=10.0,
+    max_lag=50.0,
+    delta=0.0625,
+    restart_every=100.0,
+)
+
+
+@dataclass(frozen=True)
+class OUConfig(_FieldFamilyConfig):
+    """Ornstein–Uhlenbeck field with spatially correlated noise (the family with λ = 0)."""
+
+    system: ClassVar[str] = "ou"
+    title: ClassVar[str] = "Ornstein–Uhlenbeck"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "classroom": dict(
+            n=16,
+            eps2=0.004,
+            kappa=2.5e-3,
+            U=0.1,
+            gamma=0.05,
+            dt=1 / 8,
+            members=32,
+            frame_members=32,
+            spinup=100.0,
+            record=400.0,
+            frame_every=1.0,
+            snapshot_every=4.0,
+            max_lag=20.0,
+            delta=0.0625,
+            n_experiments=64,
+            restart_every=20.0,
+        ),
+        "paper": dict(_FIELD_PAPER, lam=0.0, gamma=1e-3, n_experiments=1280),
+    }
+
+    def _validate(self) -> None:
+        if self.lam != 0:
+            raise ValueError(f"lam: the OU system has lam = 0, got {self.lam}; use AllenCahnConfig")
+        super()._validate()
+
+
+@dataclass(frozen=True)
+class AllenCahnConfig(_FieldFamilyConfig):
+    """Modified stochastic Allen–Cahn equation (the family with λ > 0)."""
+
+    system: ClassVar[str] = "allen_cahn"
+    title: ClassVar[str] = "Allen–Cahn"
+    lam: float = spec(4000.0, 0.0, 1e5, "double-well strength λ", lo_open=True)
+    gamma: float = spec(0.0, 0.0, 10.0, "extra damping γ of the spatial-mean mode", "1/time")
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "classroom": dict(
+            n=16,
+            eps2=0.004,
+            kappa=2.5e-3,
+            U=0.1,
+            lam=1000.0,
+            gamma=0.0,
+            dt=1 / 16,
+            members=32,
+            frame_members=32,
+            spinup=100.0,
+            record=400.0,
+            frame_every=1.0,
+            snapshot_every=4.0,
+            max_lag=20.0,
+            delta=0.0625,
+            n_experiments=256,
+            restart_every=20.0,
+        ),
+        "paper": dict(_FIELD_PAPER, lam=4000.0, gamma=0.0, n_experiments=12800),
+    }
+
+
+@dataclass(frozen=True)
+class NavierStokesConfig(SystemConfig):
+    """2-D Navier–Stokes with stochastically phased forcing, vorticity form (SPEC §2.3).
+
+    ∂ₜζ = −½[(u·∇)ζ + ∇·(uζ)] + 𝒟ζ + S_φ − c_S⟨S_φ⟩ − ⟨ζ⟩,  u = (∂_yψ + U₀, −∂ₓψ), Δψ = ζ,
+    𝒟̂(k) = −ν_h²/|k|⁴ − ν²|k|⁴, Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)}, dφ = √(2D) dW.
+    """
+
+    system: ClassVar[str] = "navier_stokes"
+    title: ClassVar[str] = "Navier–Stokes"
+    n: int = _n(32)
+    U0: float = spec(math.pi, -20.0, 20.0, "uniform background flow U₀ along x", "length/time")
+    nu2: float = spec(1e-5, 0.0, 1.0, "hyperviscosity ν² (of |k|⁴)")
+    nuh2: float = spec(1e-2, 0.0, 10.0, "hypoviscosity ν_h² (of 1/|k|⁴)")
+    kf: float = spec(10.6, 0.0, 200.0, "forcing cut-off wavenumber k_f", lo_open=True)
+    forcing_amp: float = spec(18.75, 0.0, 1e4, "forcing amplitude A_f")
+    mean_forcing_removed: float = spec(0.9, 0.0, 1.0, "fraction c_S of the mean forcing removed")
+    phase_diffusion: float = spec(1.0, 0.0, 100.0, "phase diffusivity D (dφ = √(2D) dW)", "1/time")
+    dealias: bool = spec(False, choices=(False, True))
+    dt: float = spec(1 / 128, 0.0, 1.0, "time step", "time", lo_open=True)
+    members: int = spec(2048, 1, 8192, "ensemble members", integer=True)
+    frame_members: int = spec(128, 1, 8192, "members whose frames are recorded", integer=True)
+    spinup: float = spec(1024.0, 0.0, 1e5, "spin-up (discarded)", "time")
+    record: float = spec(8.0, 0.0, 1e5, "recorded duration", "time", lo_open=True)
+    frame_every: float = spec(
+        1 / 128, 0.0, 1e3, "interval of frames for response statistics", "time", lo_open=True
+    )
+    snapshot_every: float = spec(
+        2.0, 0.0, 1e4, "interval of score-training snapshots", "time", lo_open=True
+    )
+    max_lag: float = spec(4.0, 0.0, 1e4, "largest response lag", "time", lo_open=True)
+    delta: float = spec(1 / 64, 0.0, 10.0, "direct-perturbation kick δ at one pixel", lo_open=True)
+    n_experiments: int = spec(128, 1, 1_000_000, "direct-perturbation experiments", integer=True)
+    restart_every: float = spec(
+        8.0, 0.0, 1e4, "restart interval of the paired runs", "time", lo_open=True
+    )
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "classroom": dict(
+            n=16,
+            U0=math.pi,
+            nu2=1e-3,
+            nuh2=1e-1,
+            kf=5.0,
+            forcing_amp=4.0,
+            dt=1 / 32,
+            members=64,
+            frame_members=32,
+            spinup=50.0,
+            record=32.0,
+            frame_every=1 / 16,
+            snapshot_every=1.0,
+            max_lag=2.0,
+            delta=1 / 16,
+            n_experiments=64,
+            restart_every=2.0,
+        ),
+        "paper": dict(
+            n=32,
+            U0=math.pi,
+            nu2=1e-5,
+            nuh2=1e-2,
+            kf=math.sqrt(2) * 7.5,
+            forcing_amp=18.75,
+            dt=1 / 128,
+            members=2048,
+            frame_members=128,
+            spinup=1024.0,
+            record=8.0,
+            frame_every=1 / 128,
+            snapshot_every=2.0,
+            max_lag=4.0,
+            delta=1 / 64,
+            n_experiments=128,
+            restart_every=8.0,
+        ),
+    }
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.n % 2:
+            raise ValueError(f"n: {self.n} must be even; allowed: even integers in [4, 256]")
+
+
+SYSTEMS: dict[str, type[SystemConfig]] = {
+    c.system: c for c in (OUConfig, AllenCahnConfig, NavierStokesConfig)
+}
+
+
+def get_config(system: str, preset: str = "classroom", **overrides: Any) -> SystemConfig:
+    """Config of ``system`` (``ou``, ``allen_cahn``, ``navier_stokes``) from a preset."""
+    try:
+        cls = SYSTEMS[system]
+    except KeyError:
+        raise ValueError(
+            f"system: unknown system {system!r}; allowed: {', '.join(SYSTEMS)}"
+        ) from None
+    return cls.preset(preset, **overrides)
+
+
+def config_from_dict(d: dict[str, Any]) -> SystemConfig:
+    """Inverse of :meth:`SystemConfig.to_dict` (validates)."""
+    d = dict(d)
+    system = d.pop("system", None)
+    if system not in SYSTEMS:
+        raise ValueError(f"system: unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
+    cls = SYSTEMS[system]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a parameter of {system}")
+    return cls(**d)
+
+
+def config_from_json(text: str) -> SystemConfig:
+    return config_from_dict(json.loads(text))

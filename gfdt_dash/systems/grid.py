@@ -1,0 +1,57 @@
+"""The doubly periodic grid over [0, 2π)² and its spectral operators.
+
+Fields are real, shaped ``(batch, y, x)``; their Fourier coefficients are ``rfft2`` arrays shaped
+``(batch, n, n//2 + 1)`` with the unnormalised forward transform, so the coefficient of a unit kick
+at the origin is 1 at every wavenumber. Wavenumbers are integers. The first derivatives drop the
+Nyquist wavenumber (``i k`` there is not the transform of a real field), the Laplacian keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["Grid"]
+
+
+class Grid:
+    """Wavenumbers and spectral operators of an ``n × n`` periodic grid on one device/dtype.
+
+    Attributes (all broadcastable to ``(n, n//2 + 1)``): ``kx``, ``ky`` (integers as floats),
+    ``k2 = kx² + ky²``, ``ikx``/``iky`` (first-derivative multipliers, Nyquist removed),
+    ``dealias`` (2/3-rule mask: |kx|, |ky| ≤ n/3), ``is_mean`` (the k = 0 mode).
+    """
+
+    def __init__(self, n: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.n = n
+        self.device = device
+        self.dtype = dtype
+        self.cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+        self.spacing = 2 * math.pi / n
+        ky = torch.fft.fftfreq(n, 1.0 / n, dtype=dtype, device=device)[:, None]
+        kx = torch.fft.rfftfreq(n, 1.0 / n, dtype=dtype, device=device)[None, :]
+        self.kx = kx.expand(n, n // 2 + 1).clone()
+        self.ky = ky.expand(n, n // 2 + 1).clone()
+        self.k2 = self.kx**2 + self.ky**2
+        nyq = n / 2
+        kx_d = torch.where(self.kx.abs() == nyq, 0.0, self.kx)
+        ky_d = torch.where(self.ky.abs() == nyq, 0.0, self.ky)
+        self.ikx = (1j * kx_d).to(self.cdtype)
+        self.iky = (1j * ky_d).to(self.cdtype)
+        self.is_mean = self.k2 == 0
+        cut = n / 3
+        self.dealias = ((self.kx.abs() <= cut) & (self.ky.abs() <= cut)).to(dtype)
+        coords = torch.arange(n, dtype=torch.float64) * self.spacing
+        self.coords = coords.numpy()
+
+    def to_spectral(self, field: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft2(field)
+
+    def to_physical(self, field_hat: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft2(field_hat, s=(self.n, self.n))
+
+    def full_wavenumbers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer ``(ky, kx)`` of the full (``fft2``) layout, each ``(n, n)``."""
+        k = torch.fft.fftfreq(self.n, 1.0 / self.n, dtype=self.dtype, device=self.device)
+        return k[:, None].expand(self.n, self.n), k[None, :].expand(self.n, self.n)

@@ -1,0 +1,176 @@
+"""The driver: spin-up, record, frame streams, progress, cancellation, divergence detection."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from gfdt_dash import __version__
+from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
+from gfdt_dash.systems.base import SimulationDiverged, State, System
+from gfdt_dash.systems.config import NavierStokesConfig, SystemConfig
+from gfdt_dash.systems.fields import FieldSystem
+from gfdt_dash.systems.navier_stokes import NavierStokesSystem
+
+__all__ = ["MAX_OUTPUT_BYTES", "advance", "make_system", "simulate"]
+
+# Frames and snapshots are kept in host memory; refuse runs that would exceed this.
+MAX_OUTPUT_BYTES = 8 * 2**30
+_CHECK_EVERY = 64  # steps between finiteness checks (each one synchronises the device)
+
+
+def make_system(
+    config: SystemConfig, device: str | torch.device = "auto", dtype: str | torch.dtype = "float32"
+) -> System:
+    """The simulator for ``config`` on ``device`` in ``dtype``."""
+    if isinstance(config, NavierStokesConfig):
+        return NavierStokesSystem(config, device, dtype)
+    return FieldSystem(config, device, dtype)
+
+
+def advance(
+    system: System,
+    state: State,
+    n_steps: int,
+    generator: torch.Generator,
+    reporter: Reporter | None = None,
+    t0: float = 0.0,
+    offset: int = 0,
+) -> State:
+    """Step ``state`` ``n_steps`` times, checking for divergence and reporting progress."""
+    for i in range(1, n_steps + 1):
+        state = system.step(state, system.draw_noise(state["field_hat"].shape[0], generator))
+        if (i % _CHECK_EVERY == 0 or i == n_steps) and not system.is_finite(state):
+            raise SimulationDiverged(t0 + i * system.dt, system.dt)
+        if reporter is not None:
+            reporter.update(offset + i)
+    return state
+
+
+def simulate(
+    config: SystemConfig,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "float32",
+    members: int | None = None,
+    callback: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    initial_state: State | None = None,
+    return_state: bool = False,
+) -> xr.Dataset | tuple[xr.Dataset, State]:
+    """Simulate an ensemble and record its two frame streams.
+
+    After ``config.spinup`` time units (discarded) the run lasts ``config.record`` time units and
+    records
+
+    - ``field`` ``(member, time, y, x)``: frames every ``config.frame_every`` of the first
+      ``config.frame_members`` members, for the response statistics;
+    - ``snapshot`` ``(member, snapshot_time, y, x)``: every ``config.snapshot_every`` of all
+      members, for score training.
+
+    The same ``seed`` on the same device gives bit-identical output. ``callback`` receives
+    :class:`~gfdt_dash.progress.Progress` reports whose ``info["snapshot"]`` is member 0's current
+    field; ``should_stop`` cancels (raises :class:`~gfdt_dash.progress.Cancelled`). A run that
+    turns non-finite raises :class:`SimulationDiverged` at once.
+
+    With ``return_state=True`` the final state is returned too, to continue the run.
+    """
+    members = config.members if members is None else int(members)
+    if members < 1:
+        raise ValueError(f"members: must be >= 1, got {members}")
+    frame_members = min(config.frame_members, members)
+    n = config.n
+    n_frames, n_snaps = config.n_frames, config.n_snapshots
+    out_bytes = 4 * n * n * (frame_members * n_frames + members * n_snaps)
+    if out_bytes > MAX_OUTPUT_BYTES:
+        raise ValueError(
+            f"record: the recorded frames would take {out_bytes / 2**30:.1f} GiB "
+            f"(limit {MAX_OUTPUT_BYTES / 2**30:.0f} GiB); shorten record, raise frame_every or "
+            "snapshot_every, or use fewer members"
+        )
+    system = make_system(config, device, dtype)
+    gen = system.generator(seed)
+    state = system.initial_state(members, gen) if initial_state is None else initial_state
+    if state["field_hat"].shape[0] != members:
+        raise ValueError(
+            f"initial_state: has {state['field_hat'].shape[0]} members, expected {members}"
+        )
+
+    n_spin = config.steps(config.spinup)
+    n_rec = config.steps(config.record)
+    frame_stride = config.steps(config.frame_every)
+    snap_stride = config.steps(config.snapshot_every)
+    reporter = Reporter("simulate", n_spin + n_rec, callback, should_stop)
+
+    state = advance(system, state, n_spin, gen, reporter)
+
+    frames = np.empty((frame_members, n_frames, n, n), dtype=np.float32)
+    snaps = np.empty((members, n_snaps, n, n), dtype=np.float32)
+    t_spin = n_spin * system.dt
+    for i in range(1, n_rec + 1):
+        state = system.step(state, system.draw_noise(members, gen))
+        save_frame = i % frame_stride == 0 and i // frame_stride <= n_frames
+        save_snap = i % snap_stride == 0 and i // snap_stride <= n_snaps
+        field = None
+        if save_frame or save_snap:
+            field = system.observe(state)
+            if not torch.isfinite(field).all():
+                raise SimulationDiverged(t_spin + i * system.dt, system.dt)
+            host = field.to(device="cpu", dtype=torch.float32).numpy()
+            if save_frame:
+                frames[:, i // frame_stride - 1] = host[:frame_members]
+            if save_snap:
+                snaps[:, i // snap_stride - 1] = host
+        elif i % _CHECK_EVERY == 0 and not system.is_finite(state):
+            raise SimulationDiverged(t_spin + i * system.dt, system.dt)
+        if reporter.due(n_spin + i):
+            field = system.observe(state) if field is None else field
+            reporter.update(n_spin + i, snapshot=field[0].to("cpu", torch.float32).numpy())
+        else:
+            reporter.check()
+
+    ds = _to_dataset(config, frames, snaps, seed, system, t_spin)
+    return (ds, state) if return_state else ds
+
+
+def _to_dataset(config, frames, snaps, seed, system, t_spin) -> xr.Dataset:
+    n = config.n
+    coords = system.grid.coords
+    time = t_spin + config.frame_every * np.arange(1, frames.shape[1] + 1)
+    snap_time = t_spin + config.snapshot_every * np.arange(1, snaps.shape[1] + 1)
+    long_name = "vorticity ζ" if isinstance(config, NavierStokesConfig) else "field θ"
+    ds = xr.Dataset(
+        {
+            "field": (("member", "time", "y", "x"), frames, {"long_name": long_name}),
+            "snapshot": (
+                ("member", "snapshot_time", "y", "x"),
+                snaps,
+                {"long_name": f"{long_name}, score-training snapshots"},
+            ),
+        },
+        coords={
+            "member": np.arange(frames.shape[0]),
+            "time": ("time", time, {"units": "model time units"}),
+            "snapshot_time": ("snapshot_time", snap_time, {"units": "model time units"}),
+            "y": ("y", coords, {"long_name": "y", "units": "radians of the 2π box"}),
+            "x": (
+                "x",
+                coords,
+                {"long_name": "x (advection direction)", "units": "radians of the 2π box"},
+            ),
+        },
+        attrs={
+            "system": config.system,
+            "config": config.to_json(),
+            "seed": int(seed),
+            "grid_size": n,
+            "dt": config.dt,
+            "device": str(system.device),
+            "dtype": str(system.dtype).removeprefix("torch."),
+            "gfdt_dash_version": __version__,
+            "title": f"{config.title} simulation by gfdt-dash",
+        },
+    )
+    return ds
