@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,7 @@ def write_netcdf(ds: xr.Dataset | xr.DataArray, path: str | os.PathLike) -> Path
         ds[name].attrs = _netcdf_attrs(ds[name].attrs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         ds.to_netcdf(tmp, engine=_ENGINE)
         os.replace(tmp, path)
