@@ -67,8 +67,9 @@ def simulate(
 
     - ``field`` ``(member, time, y, x)``: frames every ``config.frame_every`` of the first
       ``config.frame_members`` members, for the response statistics;
-    - ``snapshot`` ``(member, snapshot_time, y, x)``: every ``config.snapshot_every`` of all
-      members, for score training.
+    - ``snapshot`` ``(snapshot_member, snapshot_time, y, x)``: every ``config.snapshot_every`` of
+      all members, for score training (``snapshot_member`` counts all members, ``member`` only the
+      ``frame_members`` first ones).
 
     The same ``seed`` on the same device gives bit-identical output. ``callback`` receives
     :class:`~gfdt_dash.progress.Progress` reports whose ``info["snapshot"]`` is member 0's current
@@ -152,6 +153,7 @@ def _to_dataset(config, frames, snaps, seed, system, t_spin) -> xr.Dataset:
         },
         coords={
             "member": np.arange(frames.shape[0]),
+            "snapshot_member": np.arange(snaps.shape[0]),
             "time": ("time", time, {"units": "model time units"}),
             "snapshot_time": ("snapshot_time", snap_time, {"units": "model time units"}),
             "y": ("y", coords, {"long_name": "y", "units": "radians of the 2π box"}),
