@@ -146,7 +146,7 @@ def _to_dataset(config, frames, snaps, seed, system, t_spin) -> xr.Dataset:
         {
             "field": (("member", "time", "y", "x"), frames, {"long_name": long_name}),
             "snapshot": (
-                ("member", "snapshot_time", "y", "x"),
+                ("snapshot_member", "snapshot_time", "y", "x"),
                 snaps,
                 {"long_name": f"{long_name}, score-training snapshots"},
             ),
