@@ -215,7 +215,6 @@ class _FieldFamilyConfig(SystemConfig):
     )
 
     def _validate(self) -> None:
-        super()._validate()
         if self.n % 2:
             raise ValueError(f"n: {self.n} must be even; allowed: even integers in [4, 256]")
         if self.lam == 0 and self.gamma == 0:
@@ -237,6 +236,7 @@ class _FieldFamilyConfig(SystemConfig):
                 f"dt: {self.dt} is too large for RK4 stability with these rates; "
                 f"allowed range (0, {0.9 * limit:.4g}]"
             )
+        super()._validate()
 
 
 _FIELD_PAPER = dict(
@@ -341,7 +341,7 @@ class NavierStokesConfig(SystemConfig):
     forcing_amp: float = spec(18.75, 0.0, 1e4, "forcing amplitude A_f")
     mean_forcing_removed: float = spec(0.9, 0.0, 1.0, "fraction c_S of the mean forcing removed")
     phase_diffusion: float = spec(1.0, 0.0, 100.0, "phase diffusivity D (dφ = √(2D) dW)", "1/time")
-    dealias: bool = spec(False, choices=(False, True))
+    dealias: bool = spec(False, doc="2/3-rule dealiasing of the advection", choices=(False, True))
     dt: float = spec(1 / 128, 0.0, 1.0, "time step", "time", lo_open=True)
     members: int = spec(2048, 1, 8192, "ensemble members", integer=True)
     frame_members: int = spec(128, 1, 8192, "members whose frames are recorded", integer=True)

@@ -1,0 +1,25 @@
+import os
+
+import pytest
+import torch
+
+# The test grids are tiny: intra-op threads buy nothing there and, on a loaded 2-core machine,
+# OpenMP spin-waiting makes small FFTs up to 100× slower. Tests (not the library) set this.
+torch.set_num_threads(int(os.environ.get("GFDT_DASH_TEST_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    """Tests use explicit generators; this only guards against accidental global-RNG use."""
+    state = torch.random.get_rng_state()
+    yield
+    torch.random.set_rng_state(state)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
