@@ -75,6 +75,13 @@ class SystemConfig:
                 continue
             value = getattr(self, f.name)
             _check_field(f.name, value, meta)
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and not meta["integer"]
+                and meta["choices"] is None
+            ):
+                object.__setattr__(self, f.name, float(value))  # 2 and 2.0 are one config
         self._validate()
 
     # -- hooks -------------------------------------------------------------------------------
