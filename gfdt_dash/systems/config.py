@@ -371,10 +371,10 @@ class NavierStokesConfig(SystemConfig):
         "classroom": dict(
             n=16,
             U0=math.pi,
-            nu2=1e-3,
-            nuh2=1e-1,
+            nu2=1e-4,
+            nuh2=2e-2,
             kf=5.0,
-            forcing_amp=4.0,
+            forcing_amp=8.0,
             dt=1 / 32,
             members=64,
             frame_members=32,
