@@ -80,6 +80,83 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_methods(config: Any, model: str | None) -> list[str]:
+    """Every method the data (config) and arguments (--model) allow."""
+    methods = ["gaussian"] + (["learned_score"] if model else [])
+    if config is not None:
+        if config.system in ("ou", "allen_cahn"):
+            methods.append("exact_score")
+        methods.append("perturbation")
+        if config.system == "ou":
+            methods.append("analytic")
+    return methods
+
+
+def _cmd_response(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gfdt_dash.data import open_dataset, write_netcdf
+    from gfdt_dash.response import (
+        METHODS,
+        analytic_response,
+        combine,
+        error_table,
+        exact_score,
+        gaussian_response,
+        gfdt_response,
+        perturbation_response,
+    )
+    from gfdt_dash.systems import config_from_json
+
+    data = open_dataset(args.data)
+    if "field" not in data:
+        raise ValueError(f"--data: {args.data} has no 'field' variable (member, time, y, x)")
+    config = config_from_json(data.attrs["config"]) if "config" in data.attrs else None
+    if args.methods:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    else:
+        methods = _default_methods(config, args.model)
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"--methods: unknown method {m!r}; allowed: {', '.join(METHODS)}")
+        if m in ("exact_score", "perturbation", "analytic") and config is None:
+            raise ValueError(f"--methods {m}: needs the system config, but {args.data} has none")
+        if m == "learned_score" and not args.model:
+            raise ValueError("--methods learned_score: needs --model CKPT")
+    max_lag = args.max_lag
+    if max_lag is None:
+        if config is None:
+            raise ValueError("--max-lag: required when the data carry no config")
+        max_lag = config.n_lags - 1
+    frame_dt = float(np.diff(data["time"].values[:2])[0]) if data.sizes["time"] > 1 else 1.0
+    common = dict(device=args.device, seed=args.seed, callback=_ProgressBar(not args.quiet))
+    results = []
+    for m in methods:
+        try:
+            if m == "gaussian":
+                results.append(gaussian_response(data, max_lag, **common))
+            elif m == "exact_score":
+                score = exact_score(config, device=args.device)
+                results.append(gfdt_response(data, score, max_lag, method=m, **common))
+            elif m == "learned_score":
+                from gfdt_dash.score import load_checkpoint
+
+                model = load_checkpoint(args.model, device=args.device)
+                results.append(gfdt_response(data, model.score_fn(), max_lag, method=m, **common))
+            elif m == "perturbation":
+                results.append(perturbation_response(config, **common))
+            else:
+                results.append(analytic_response(config, frame_dt * np.arange(max_lag + 1)))
+        except ValueError as exc:
+            raise ValueError(f"--methods {m}: {exc}") from exc
+    combined = combine(results)
+    if {"analytic", "perturbation"} & set(methods):
+        print(error_table(combined).to_string(float_format=lambda v: f"{v:.4g}"))
+    path = write_netcdf(combined, args.out)
+    print(f"wrote {path} (methods {', '.join(methods)}; lags {combined.sizes['lag']})")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from gfdt_dash.systems import SYSTEMS
 
@@ -100,6 +177,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output netCDF path")
     _add_common(p)
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("response", help="compute and compare responses, write netCDF")
+    p.add_argument("--data", required=True,
+                   help="netCDF with a (member, time, y, x) variable 'field' (e.g. from simulate)")
+    p.add_argument("--methods", help="comma-separated subset of learned_score, exact_score, "
+                   "gaussian, perturbation, analytic (default: all the data allow)")
+    p.add_argument("--model", help="score checkpoint for learned_score")
+    p.add_argument("--max-lag", type=int, help="largest lag in frames (default: config.max_lag)")
+    p.add_argument("--out", required=True, help="output netCDF path (methods combined)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_response)
     return parser
 
 

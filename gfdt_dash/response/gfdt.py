@@ -1,0 +1,314 @@
+"""Responses from time series: the GFDT with a score, and the Gaussian (quasi-Gaussian) one.
+
+GFDT (SPEC §1): for a stationary process with density ``p`` and score ``s = ∇ log p``,
+
+    R(t) = −⟨x(t) s(x(0))ᵀ⟩,           R̃(t) = R(t) R(0)⁻¹,
+
+and the Gaussian approximation replaces ``s`` by the score of the Gaussian with the data's mean
+and covariance, ``s(x) = −C(0)⁻¹(x − μ)``, which gives ``R(t) = C(t) C(0)⁻¹`` with
+``C(t) = ⟨(x(t) − μ)(x(0) − μ)ᵀ⟩``. The fields are assumed statistically homogeneous on the
+periodic grid, so every matrix is circulant: averages run over members, time pairs and all grid
+points (:mod:`gfdt_dash.response.correlation`), and ``R(t) R(0)⁻¹`` is a per-wavenumber division
+(:func:`gfdt_dash.response.result.normalize`). Error bands: block bootstrap
+(:mod:`gfdt_dash.response.bands`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from gfdt_dash.data import as_field_array
+from gfdt_dash.devices import resolve_device
+from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
+from gfdt_dash.response.bands import N_BOOT, bootstrap_stderr
+from gfdt_dash.response.correlation import block_layout, correlation_sums
+from gfdt_dash.response.result import (
+    NULL_RTOL,
+    normalize,
+    null_modes,
+    response_dataset,
+    stein_error,
+)
+
+__all__ = ["ScoreFn", "exact_score", "gaussian_response", "gfdt_response"]
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+DEFAULT_N_BLOCKS = 64
+
+
+def exact_score(
+    config: Any, device: str | torch.device = "auto", dtype: str = "float32"
+) -> ScoreFn:
+    """The closed-form score of an OU or Allen–Cahn config, as a callable on ``(B, n, n)``.
+
+    ``s(θ) = (2/N²)[λ(θ − θ³) + Σ⁻¹(κΔ − γP₀)θ]`` (see :mod:`gfdt_dash.systems.fields`), in
+    physical units, on ``device`` in ``dtype``.
+    """
+    from gfdt_dash.systems import AllenCahnConfig, FieldSystem, OUConfig
+
+    if not isinstance(config, OUConfig | AllenCahnConfig):
+        raise ValueError(
+            f"config: an exact score exists only for OU and Allen–Cahn, got {type(config).__name__}"
+        )
+    return FieldSystem(config, device, dtype).score
+
+
+def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> tuple:
+    """Validated ``(array, frame_dt, n_lags, provenance attrs)`` of the user's input."""
+    attrs: dict[str, Any] = {}
+    coord_dt = None
+    da = fields["field"] if isinstance(fields, xr.Dataset) and "field" in fields else fields
+    if isinstance(fields, xr.Dataset | xr.DataArray):
+        for key in ("config", "system", "seed"):
+            if key in fields.attrs:
+                attrs[f"data_{key}" if key == "seed" else key] = fields.attrs[key]
+    if isinstance(da, xr.DataArray) and "time" in da.coords and da.sizes.get("time", 0) > 1:
+        steps = np.diff(np.asarray(da["time"].values, dtype=np.float64))
+        if not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
+            raise ValueError("fields: the time coordinate is not evenly spaced")
+        coord_dt = float(steps[0])
+    arr = as_field_array(fields, "fields")
+    if frame_dt is not None:
+        if not (isinstance(frame_dt, int | float) and math.isfinite(frame_dt) and frame_dt > 0):
+            raise ValueError(f"frame_dt: must be a positive number, got {frame_dt!r}")
+        if coord_dt is not None and not math.isclose(frame_dt, coord_dt, rel_tol=1e-6):
+            raise ValueError(
+                f"frame_dt: {frame_dt} contradicts the time coordinate's spacing {coord_dt}"
+            )
+    dt = coord_dt if coord_dt is not None else float(frame_dt) if frame_dt is not None else 1.0
+    if not isinstance(max_lag, int | np.integer) or isinstance(max_lag, bool) or max_lag < 0:
+        raise ValueError(
+            f"max_lag: must be a non-negative integer number of frames, got {max_lag!r}"
+        )
+    if max_lag >= arr.shape[1]:
+        raise ValueError(
+            f"max_lag: {max_lag} frames needs a record longer than its {arr.shape[1]} frames"
+        )
+    n = arr.shape[-1]
+    if (
+        len(pixel) != 2
+        or not all(isinstance(p, int | np.integer) and 0 <= p < n for p in pixel)
+    ):
+        raise ValueError(f"pixel: expected (y, x) integers in [0, {n}), got {pixel!r}")
+    return arr, dt, int(max_lag) + 1, attrs
+
+
+def _compute_dtype(arr: np.ndarray, device: torch.device) -> torch.dtype:
+    if arr.dtype == np.float64 and device.type != "mps":
+        return torch.float64
+    return torch.float32
+
+
+def _check_common(batch_size: int, n_blocks: int | None, method: str | None = None) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    if n_blocks is not None and (not isinstance(n_blocks, int) or n_blocks < 2):
+        raise ValueError(f"n_blocks: must be an integer >= 2, got {n_blocks!r}")
+    if method is not None and method not in ("learned_score", "exact_score"):
+        raise ValueError(f"method: {method!r} not allowed; allowed: learned_score, exact_score")
+
+
+def _score_source(
+    score: Any, arr: np.ndarray, batch_size: int
+) -> Callable[[torch.Tensor, slice], torch.Tensor]:
+    """``b_of(chunk, members)`` for :func:`correlation_sums`: evaluate or slice the score."""
+    if callable(score):
+
+        def evaluate(chunk: torch.Tensor, _members: slice) -> torch.Tensor:
+            flat = chunk.reshape(-1, *chunk.shape[2:])
+            out = []
+            for i in range(0, flat.shape[0], batch_size):
+                batch = flat[i : i + batch_size]
+                s = score(batch)
+                if not isinstance(s, torch.Tensor) or s.shape != batch.shape:
+                    got = getattr(s, "shape", type(s).__name__)
+                    raise ValueError(
+                        f"score: the callable must return a tensor shaped like its input "
+                        f"{tuple(batch.shape)}, got {got}"
+                    )
+                out.append(s.to(device=chunk.device, dtype=chunk.dtype))
+            s_all = torch.cat(out).reshape(chunk.shape)
+            if not torch.isfinite(s_all).all():
+                raise ValueError("score: the callable returned non-finite values")
+            return s_all
+
+        return evaluate
+    s_arr = as_field_array(score, "score")
+    if s_arr.shape != arr.shape:
+        raise ValueError(f"score: precomputed scores have shape {s_arr.shape}, fields {arr.shape}")
+
+    def sliced(chunk: torch.Tensor, members: slice) -> torch.Tensor:
+        return torch.as_tensor(s_arr[members]).to(device=chunk.device, dtype=chunk.dtype)
+
+    return sliced
+
+
+def gfdt_response(
+    fields: Any,
+    score: ScoreFn | Any,
+    max_lag: int,
+    *,
+    frame_dt: float | None = None,
+    pixel: tuple[int, int] = (0, 0),
+    device: str | torch.device = "auto",
+    batch_size: int = 1024,
+    n_blocks: int | None = None,
+    seed: int = 0,
+    callback: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    method: str = "learned_score",
+    null_rtol: float = NULL_RTOL,
+    n_boot: int = N_BOOT,
+) -> xr.Dataset:
+    """GFDT response ``R(t) = −⟨x(t) s(x(0))ᵀ⟩`` of homogeneous fields, raw and normalised.
+
+    Parameters
+    ----------
+    fields
+        ``(member, time, y, x)`` array, tensor, DataArray or Dataset with a ``field`` variable;
+        frames equally spaced in time, square even grid.
+    score
+        A callable mapping a tensor ``(B, n, n)`` (on ``device``, float32 — float64 when
+        ``fields`` is float64) to the score ``∇ log p`` of the same shape in physical units
+        (1/field units); evaluated in batches of ``batch_size`` fields. Or precomputed score
+        fields shaped like ``fields``.
+    max_lag
+        Largest lag in frames; the result has lags ``0 … max_lag``.
+    frame_dt
+        Time between frames; taken from a DataArray's ``time`` coordinate when present (an
+        argument that contradicts it is an error), else this value, else 1.
+    pixel
+        The kicked pixel ``(y, x)``. By homogeneity the response around every pixel is the
+        same, so this only labels the result (``attrs["pixel"]``).
+    n_blocks
+        Bootstrap blocks (default 64): member groups, or members × time ranges when there are
+        fewer members (:func:`~gfdt_dash.response.correlation.block_layout`).
+    seed
+        Seeds the bootstrap's own ``torch.Generator``.
+    method
+        ``"learned_score"`` or ``"exact_score"``: the label of the result.
+    null_rtol
+        Modes with ``|R̂(k,0)| ≤ null_rtol · max|R̂(k,0)|`` are excluded from ``R(t)R(0)⁻¹``.
+
+    Returns
+    -------
+    Dataset in the common layout (:mod:`gfdt_dash.response.result`): ``response`` (normalised),
+    ``response_raw``, their bootstrap standard errors; attrs ``stein_error`` =
+    ``‖⟨x sᵀ⟩ + I‖_F/‖I‖_F``, ``n_excluded_modes``, ``n_members``, ``n_frames``,
+    ``n_blocks``, ``n_boot``.
+
+    The mean of ``x`` is not subtracted: ``⟨s⟩ = 0`` for a true score, and the formula is used as
+    written.
+    """
+    _check_common(batch_size, n_blocks, method)
+    arr, dt, n_lags, attrs = _prepare(fields, frame_dt, max_lag, pixel)
+    dev = resolve_device(device)
+    dtype = _compute_dtype(arr, dev)
+    b_of = _score_source(score, arr, batch_size)
+    members, length = arr.shape[:2]
+    layout = block_layout(members, length, n_lags, n_blocks or DEFAULT_N_BLOCKS)
+    reporter = Reporter("gfdt", members, callback, should_stop)
+    sums = correlation_sums(arr, b_of, n_lags, layout, device=dev, dtype=dtype, reporter=reporter)
+    raw = -sums.mean()
+    excluded = null_modes(raw[0], null_rtol)
+    transforms = {
+        "raw": lambda c: -c,
+        "normalized": lambda c: normalize(-c, excluded),
+    }
+    gen = torch.Generator().manual_seed(int(seed))
+    band_rep = Reporter("gfdt bootstrap", n_boot, callback, should_stop)
+    err = bootstrap_stderr(sums, transforms, generator=gen, n_boot=n_boot, reporter=band_rep)
+    attrs.update(
+        stein_error=stein_error(raw[0]),
+        n_excluded_modes=int(excluded.sum()),
+        null_rtol=null_rtol,
+        pixel=list(map(int, pixel)),
+        frame_dt=dt,
+        n_members=members,
+        n_frames=length,
+        n_blocks=layout.n_blocks,
+        n_boot=n_boot,
+        seed=int(seed),
+        band="block bootstrap over members (× time ranges), one standard error",
+    )
+    return response_dataset(
+        normalize(raw, excluded).numpy(),
+        err["normalized"].numpy(),
+        dt * np.arange(n_lags),
+        method,
+        attrs,
+        raw=raw.numpy(),
+        raw_stderr=err["raw"].numpy(),
+    )
+
+
+def gaussian_response(
+    fields: Any,
+    max_lag: int,
+    *,
+    frame_dt: float | None = None,
+    pixel: tuple[int, int] = (0, 0),
+    device: str | torch.device = "auto",
+    n_blocks: int | None = None,
+    seed: int = 0,
+    callback: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    null_rtol: float = NULL_RTOL,
+    n_boot: int = N_BOOT,
+) -> xr.Dataset:
+    """Quasi-Gaussian response ``R(t) = C(t) C(0)⁻¹`` of homogeneous fields.
+
+    ``C(t) = ⟨(x(t) − μ)(x(0) − μ)ᵀ⟩`` with ``μ`` the *global scalar mean* over members, time
+    and space (as in the original study; for homogeneous fields it is the natural estimator of
+    the constant mean field). Arguments and result layout as :func:`gfdt_response`, without the
+    raw response (``R(0) = I`` by construction); attrs carry ``mean`` and ``n_excluded_modes``.
+    """
+    _check_common(1, n_blocks)
+    arr, dt, n_lags, attrs = _prepare(fields, frame_dt, max_lag, pixel)
+    dev = resolve_device(device)
+    dtype = _compute_dtype(arr, dev)
+    members, length = arr.shape[:2]
+    mu = float(arr.mean(dtype=np.float64))
+    layout = block_layout(members, length, n_lags, n_blocks or DEFAULT_N_BLOCKS)
+    reporter = Reporter("gaussian", members, callback, should_stop)
+    sums = correlation_sums(
+        arr, None, n_lags, layout, device=dev, dtype=dtype, reporter=reporter, shift=mu
+    )
+    cov = sums.mean()
+    excluded = null_modes(cov[0], null_rtol)
+    gen = torch.Generator().manual_seed(int(seed))
+    band_rep = Reporter("gaussian bootstrap", n_boot, callback, should_stop)
+    err = bootstrap_stderr(
+        sums,
+        {"normalized": lambda c: normalize(c, excluded)},
+        generator=gen,
+        n_boot=n_boot,
+        reporter=band_rep,
+    )
+    attrs.update(
+        mean=mu,
+        variance=float(cov[0, 0, 0]),
+        n_excluded_modes=int(excluded.sum()),
+        null_rtol=null_rtol,
+        pixel=list(map(int, pixel)),
+        frame_dt=dt,
+        n_members=members,
+        n_frames=length,
+        n_blocks=layout.n_blocks,
+        n_boot=n_boot,
+        seed=int(seed),
+        band="block bootstrap over members (× time ranges), one standard error",
+    )
+    return response_dataset(
+        normalize(cov, excluded).numpy(),
+        err["normalized"].numpy(),
+        dt * np.arange(n_lags),
+        "gaussian",
+        attrs,
+    )
