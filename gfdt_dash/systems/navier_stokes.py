@@ -30,9 +30,9 @@ __all__ = ["NavierStokesSystem"]
 class NavierStokesSystem(System):
     """Batched simulator of the stochastically forced 2-D Navier–Stokes system.
 
-    State: ``field_hat`` (rfft2 of ζ) and ``phase`` (``(batch, n, n)`` forcing phases on the full
-    fft2 layout). Noise per step: ``dW`` of shape ``(batch, 2, n, n)``, one standard normal per
-    half-step.
+    State: ``field_hat`` (rfft2 of ζ) and ``phase`` (``(batch, n_forced)``: the phases of the
+    forced modes of the full fft2 layout, ``forcing_mask``). Noise per step: ``dW`` of shape
+    ``(batch, 2, n_forced)``, one standard normal per half-step.
     """
 
     config: NavierStokesConfig
@@ -49,44 +49,57 @@ class NavierStokesSystem(System):
         self.linear_hat = (dissipation - c.U0 * g.ikx).to(g.cdtype)
         self.inv_lap = torch.where(g.is_mean, 0.0, -1.0 / torch.where(g.is_mean, 1.0, k2))
         self.mask = g.dealias.to(g.cdtype) if c.dealias else None
-        # Forcing: the full-layout mask and, for each rfft2 mode, the index of −k.
+        # ζ̂ → (û, v̂, ∂ₓζ̂, ∂_yζ̂, ζ̂) and (u·∇ζ, uζ, vζ)^ → ½[(u·∇)ζ + ∇·(uζ)]^ as one
+        # broadcast multiplication each (no per-field copies).
+        inv_lap = self.inv_lap.to(g.cdtype)
+        self._to_phys_mult = torch.stack(
+            [g.iky * inv_lap, -g.ikx * inv_lap, g.ikx, g.iky, torch.ones_like(g.ikx)]
+        )
+        self._from_phys_mult = 0.5 * torch.stack([torch.ones_like(g.ikx), g.ikx, g.iky])
+        # Forcing: only the M forced modes of the full fft2 layout carry phases. For each rfft2
+        # coefficient that is forced, the positions of k and of −k in that list of M.
         fky, fkx = g.full_wavenumbers()
         n = c.n
         nyq = (fky.abs() == n / 2) | (fkx.abs() == n / 2)
-        self.forcing_mask = ((fky**2 + fkx**2 <= c.kf**2) & ~nyq).to(self.dtype)
+        full_mask = (fky**2 + fkx**2 <= c.kf**2) & ~nyq
+        self.forcing_mask = full_mask.to(self.dtype)
+        index = torch.full((n, n), -1, dtype=torch.long, device=self.device)
+        index[full_mask] = torch.arange(int(full_mask.sum()), device=self.device)
         half = n // 2 + 1
-        ky_idx = torch.arange(n, device=self.device)[:, None].expand(n, half)
-        kx_idx = torch.arange(half, device=self.device)[None, :].expand(n, half)
-        self._pos = (ky_idx, kx_idx)
-        self._neg = ((-ky_idx) % n, (-kx_idx) % n)
+        in_half = full_mask[:, :half]
+        ky_idx, kx_idx = torch.nonzero(in_half, as_tuple=True)
+        self.n_forced = int(full_mask.sum())
+        self._target = ky_idx * half + kx_idx  # flat rfft2 positions of the forced modes
+        self._pos = index[ky_idx, kx_idx]
+        self._neg = index[(-ky_idx) % n, (-kx_idx) % n]
+        self._mean_slot = int(torch.nonzero(self._target == 0)[0]) if full_mask[0, 0] else None
         self.phase_step = math.sqrt(2.0 * c.phase_diffusion * 0.5 * c.dt)
 
     # -- forcing -------------------------------------------------------------------------------
     def forcing_hat(self, phase: torch.Tensor) -> torch.Tensor:
-        """rfft2 coefficients of ``S_φ − c_S⟨S_φ⟩`` for phases ``(batch, n, n)``."""
-        c = self.config
-        amp = c.forcing_amp * self.forcing_mask
-        full = torch.polar(amp.expand_as(phase), phase)
-        pos = full[:, self._pos[0], self._pos[1]]
-        neg = full[:, self._neg[0], self._neg[1]]
-        s_hat = 0.5 * (pos + neg.conj())
-        s_hat[:, 0, 0] = (1.0 - c.mean_forcing_removed) * s_hat[:, 0, 0]
-        return s_hat
+        """rfft2 coefficients of ``S_φ − c_S⟨S_φ⟩`` for phases ``(batch, n_forced)``."""
+        c, g = self.config, self.grid
+        e = torch.polar(torch.ones_like(phase), phase)
+        values = (0.5 * c.forcing_amp) * (e[:, self._pos] + e[:, self._neg].conj())
+        if self._mean_slot is not None:
+            values[:, self._mean_slot] *= 1.0 - c.mean_forcing_removed
+        out = torch.zeros(phase.shape[0], g.n * (g.n // 2 + 1), dtype=g.cdtype, device=self.device)
+        out[:, self._target] = values
+        return out.view(phase.shape[0], g.n, g.n // 2 + 1)
 
     # -- dynamics ------------------------------------------------------------------------------
     def advection_hat(self, zeta_hat: torch.Tensor) -> torch.Tensor:
-        """rfft2 of ``½[(u·∇)ζ + ∇·(uζ)]`` for the perturbation velocity (U₀ excluded)."""
+        """rfft2 of ``½[(u·∇)ζ + ∇·(uζ)]`` for the perturbation velocity (U₀ excluded).
+
+        Five inverse transforms (u, v, ∂ₓζ, ∂_yζ, ζ) and three forward ones (u·∇ζ, uζ, vζ),
+        each group in one batched call.
+        """
         g = self.grid
-        psi_hat = self.inv_lap * zeta_hat
-        phys = g.to_physical(
-            torch.stack(
-                [g.iky * psi_hat, -g.ikx * psi_hat, g.ikx * zeta_hat, g.iky * zeta_hat, zeta_hat],
-                dim=1,
-            )
-        )
-        u, v, zx, zy, zeta = phys.unbind(dim=1)
-        fluxes = g.to_spectral(torch.stack([u * zx + v * zy, u * zeta, v * zeta], dim=1))
-        adv_hat = 0.5 * (fluxes[:, 0] + g.ikx * fluxes[:, 1] + g.iky * fluxes[:, 2])
+        phys = g.to_physical(self._to_phys_mult * zeta_hat[:, None])
+        prods = torch.empty(phys.shape[0], 3, g.n, g.n, dtype=phys.dtype, device=phys.device)
+        torch.sum(phys[:, 0:2] * phys[:, 2:4], dim=1, out=prods[:, 0])
+        torch.mul(phys[:, 0:2], phys[:, 4:5], out=prods[:, 1:3])
+        adv_hat = (self._from_phys_mult * g.to_spectral(prods)).sum(dim=1)
         if self.mask is not None:
             adv_hat = self.mask * adv_hat
         return adv_hat
@@ -95,8 +108,9 @@ class NavierStokesSystem(System):
         return self.linear_hat * zeta_hat - self.advection_hat(zeta_hat) + forcing_hat
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> State:
-        n = self.grid.n
-        dw = torch.randn(batch, 2, n, n, generator=generator, device=self.device, dtype=self.dtype)
+        dw = torch.randn(
+            batch, 2, self.n_forced, generator=generator, device=self.device, dtype=self.dtype
+        )
         return {"dW": dw}
 
     def step(self, state: State, noise: State) -> State:
@@ -126,7 +140,9 @@ class NavierStokesSystem(System):
         phase = (
             2
             * math.pi
-            * torch.rand(batch, g.n, g.n, generator=generator, device=self.device, dtype=self.dtype)
+            * torch.rand(
+                batch, self.n_forced, generator=generator, device=self.device, dtype=self.dtype
+            )
         )
         return {"field_hat": zeta_hat, "phase": phase}
 

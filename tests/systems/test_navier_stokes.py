@@ -23,7 +23,8 @@ def _shell_field(system):
 
 
 def _run(system, zeta0, t_end):
-    state = {"field_hat": system.grid.to_spectral(zeta0), "phase": torch.zeros_like(zeta0)}
+    phase = torch.zeros(zeta0.shape[0], system.n_forced, dtype=zeta0.dtype)
+    state = {"field_hat": system.grid.to_spectral(zeta0), "phase": phase}
     gen = system.generator(0)
     for _ in range(round(t_end / system.dt)):
         state = system.step(state, system.draw_noise(1, gen))
@@ -98,8 +99,10 @@ def test_skew_symmetric_advection_conserves_enstrophy_even_without_dealiasing():
 def test_forcing_is_the_real_part_of_the_normalised_inverse_fft():
     config, system = _system(forcing_amp=3.0, kf=5.0, mean_forcing_removed=0.9)
     g = torch.Generator().manual_seed(3)
-    phase = 2 * math.pi * torch.rand(2, 16, 16, dtype=torch.float64, generator=g)
-    s_full = torch.polar(config.forcing_amp * system.forcing_mask.expand_as(phase), phase)
+    phase = 2 * math.pi * torch.rand(2, system.n_forced, dtype=torch.float64, generator=g)
+    full_phase = torch.zeros(2, 16, 16, dtype=torch.float64)
+    full_phase[:, system.forcing_mask.bool()] = phase
+    s_full = torch.polar(config.forcing_amp * system.forcing_mask.expand_as(full_phase), full_phase)
     s_phys = torch.fft.ifft2(s_full).real
     s_phys = s_phys - 0.9 * s_phys.mean((-2, -1), keepdim=True)
     assert torch.allclose(system.forcing_hat(phase), torch.fft.rfft2(s_phys), atol=1e-12)

@@ -1,0 +1,240 @@
+"""Simulator throughput: member-steps per second, side by side in one run.
+
+For each system at the classroom and paper grid sizes, on the chosen device:
+
+- **gfdt-dash**: ``System.step`` as the driver calls it (noise draw included);
+- **numpy**: a plain NumPy implementation of the same step (same operators, numpy.fft);
+- **peer** (Navier–Stokes only): torch-cfd's ``NavierStokes2DSpectral`` with its default
+  low-storage RK4/Crank–Nicolson stepper on the same grid and batch, when ``torch_cfd`` is
+  installed (``pip install --no-deps torch-cfd einops``; it is not a dependency of gfdt-dash);
+- **FFT floor**: the time of only the FFTs one of our steps must do, batched as we batch them.
+
+Timings on shared machines are noisy: compare the ratios, which are measured in one run.
+
+    python benchmarks/bench_systems.py [--device auto] [--threads N] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+
+from gfdt_dash.systems import get_config, make_system
+
+BATCH = {"classroom": 32, "paper": 128}
+
+
+def _time(fn, n_iter: int, repeat: int, sync) -> float:
+    fn()
+    sync()
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n_iter):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - t0) / n_iter)
+    return best
+
+
+def numpy_field_step(config, batch, rng):
+    """The OU / Allen–Cahn step in NumPy: RK4 on the rfft2 coefficients plus the noise."""
+    n = config.n
+    ky = np.fft.fftfreq(n, 1 / n)[:, None]
+    kx = np.fft.rfftfreq(n, 1 / n)[None, :]
+    k2 = kx**2 + ky**2
+    ikx = 1j * np.where(np.abs(kx) == n / 2, 0.0, kx)
+    sigma = config.eps2 / (1 + k2)
+    lin = -config.kappa * k2 - config.gamma * (k2 == 0) - config.U * ikx + config.lam * sigma
+    amp = math.sqrt(config.dt) * n * np.sqrt(sigma)
+    lam, dt = config.lam, config.dt
+
+    def drift(th):
+        out = lin * th
+        if lam:
+            out = out - lam * sigma * np.fft.rfft2(np.fft.irfft2(th, s=(n, n)) ** 3)
+        return out
+
+    state = np.fft.rfft2(0.1 * rng.standard_normal((batch, n, n)))
+
+    def step():
+        nonlocal state
+        k1 = drift(state)
+        k2_ = drift(state + 0.5 * dt * k1)
+        k3 = drift(state + 0.5 * dt * k2_)
+        k4 = drift(state + dt * k3)
+        noise = amp * np.fft.rfft2(rng.standard_normal((batch, n, n)))
+        state = state + dt / 6 * (k1 + 2 * k2_ + 2 * k3 + k4) + noise
+
+    return step
+
+
+def numpy_ns_step(system, batch, rng):
+    """The Navier–Stokes step in NumPy with the operators of ``system`` (skew-symmetric form)."""
+    g, c = system.grid, system.config
+    n, dt = c.n, c.dt
+    ikx, iky = g.ikx.cpu().numpy(), g.iky.cpu().numpy()
+    inv_lap = system.inv_lap.cpu().numpy()
+    lin = system.linear_hat.cpu().numpy()
+    pos, neg = system._pos.cpu().numpy(), system._neg.cpu().numpy()
+    target, mean_slot = system._target.cpu().numpy(), system._mean_slot
+    step_sd = system.phase_step
+    half = n // 2 + 1
+
+    def forcing(phase):
+        e = np.exp(1j * phase)
+        values = 0.5 * c.forcing_amp * (e[:, pos] + np.conj(e[:, neg]))
+        if mean_slot is not None:
+            values[:, mean_slot] *= 1 - c.mean_forcing_removed
+        out = np.zeros((phase.shape[0], n * half), dtype=complex)
+        out[:, target] = values
+        return out.reshape(-1, n, half)
+
+    def adv(z):
+        psi = inv_lap * z
+        u, v, zx, zy, zeta = np.fft.irfft2(
+            np.stack([iky * psi, -ikx * psi, ikx * z, iky * z, z], axis=1), s=(n, n)
+        ).transpose(1, 0, 2, 3)
+        f = np.fft.rfft2(np.stack([u * zx + v * zy, u * zeta, v * zeta], axis=1))
+        return 0.5 * (f[:, 0] + ikx * f[:, 1] + iky * f[:, 2])
+
+    zeta = np.fft.rfft2(rng.standard_normal((batch, n, n)))
+    phase = 2 * np.pi * rng.random((batch, system.n_forced))
+
+    def step():
+        nonlocal zeta, phase
+        dw = rng.standard_normal((batch, 2, system.n_forced))
+        ph = phase + step_sd * dw[:, 0]
+        p1 = ph + step_sd * dw[:, 1]
+        f0, fh, f1 = forcing(phase), forcing(ph), forcing(p1)
+
+        def tend(z, f):
+            return lin * z - adv(z) + f
+
+        k1 = tend(zeta, f0)
+        k2 = tend(zeta + 0.5 * dt * k1, fh)
+        k3 = tend(zeta + 0.5 * dt * k2, fh)
+        k4 = tend(zeta + dt * k3, f1)
+        zeta = zeta + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        phase = np.remainder(p1, 2 * np.pi)
+
+    return step
+
+
+def peer_ns_step(config, batch, device):
+    try:
+        from torch_cfd import grids, spectral
+    except ImportError:
+        return None
+    n = config.n
+    grid = grids.Grid(shape=(n, n), domain=((0, 2 * math.pi), (0, 2 * math.pi)), device=device)
+    eq = spectral.NavierStokes2DSpectral(
+        viscosity=1e-3, grid=grid, smooth=False, step_fn=spectral.RK4CrankNicolsonStepper()
+    ).to(device)
+    w_hat = torch.fft.rfft2(torch.randn(batch, n, n, device=device))
+    state = [w_hat]
+
+    def step():
+        with torch.no_grad():
+            state[0], _ = eq(state[0], config.dt)
+
+    return step
+
+
+def fft_floor(system, batch):
+    """Only the FFTs one step of ``system`` performs, in the same batching."""
+    n, g = system.grid.n, system.grid
+    real = torch.randn(batch, n, n, device=system.device, dtype=system.dtype)
+    spec = g.to_spectral(real)
+    if system.config.system == "navier_stokes":
+        spec5 = spec[:, None].expand(batch, 5, *spec.shape[1:]).contiguous()
+        real3 = real[:, None].expand(batch, 3, n, n).contiguous()
+
+        def run():
+            for _ in range(4):  # RK4 stages: 5 inverse + 3 forward transforms each
+                g.to_physical(spec5)
+                g.to_spectral(real3)
+
+        return run
+    lam = system.config.lam
+
+    def run():
+        g.to_spectral(real)  # the noise
+        if lam:
+            for _ in range(4):
+                g.to_physical(spec)
+                g.to_spectral(real)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    rows = []
+    for system_name in ("ou", "allen_cahn", "navier_stokes"):
+        for preset in ("classroom", "paper"):
+            config = get_config(system_name, preset)
+            batch = BATCH[preset]
+            system = make_system(config, args.device, "float32")
+            dev = system.device
+            sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+            gen = system.generator(0)
+            state = [system.initial_state(batch, gen)]
+
+            def ours(system=system, state=state, gen=gen, batch=batch):
+                state[0] = system.step(state[0], system.draw_noise(batch, gen))
+
+            n_iter = 50
+            t_ours = _time(ours, n_iter, args.repeat, sync)
+            t_floor = _time(fft_floor(system, batch), n_iter, args.repeat, sync)
+            if system_name == "navier_stokes":
+                np_step = numpy_ns_step(system, batch, rng)
+            else:
+                np_step = numpy_field_step(config, batch, rng)
+            t_np = _time(np_step, max(5, n_iter // 5), args.repeat, lambda: None)
+            peer = peer_ns_step(config, batch, dev) if system_name == "navier_stokes" else None
+            t_peer = _time(peer, n_iter, args.repeat, sync) if peer else None
+            rows.append(
+                (
+                    system_name,
+                    preset,
+                    config.n,
+                    batch,
+                    str(dev),
+                    batch / t_ours,
+                    t_np / t_ours,
+                    (t_peer / t_ours) if t_peer else None,
+                    t_ours / t_floor,
+                )
+            )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(
+        "| system | preset | N | members | device | member-steps/s | × numpy | × torch-cfd | "
+        "step / FFT floor |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        peer = f"{r[7]:.2f}" if r[7] is not None else "—"
+        print(
+            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]:,.0f} | {r[6]:.1f} | "
+            f"{peer} | {r[8]:.2f} |"
+        )
+    print(
+        "\n× numpy and × torch-cfd: how many times faster our step is (>1: ours faster). "
+        "FFT floor: our step time over the time of its FFTs alone."
+    )
+
+
+if __name__ == "__main__":
+    main()
