@@ -1,0 +1,252 @@
+"""Long jobs off the event loop: a shared bounded worker pool, a result cache and ``JobRunner``.
+
+The only mutable module-level objects of the dashboard live here, both bounded and thread-safe:
+
+- the worker pool shared by every browser session. Its size is ``GFDT_DASH_WORKERS`` or
+  ``max(2, min(8, cores // 2))``: the classroom grids are small, so ``app.py`` pins torch to one
+  intra-op thread and parallelism comes from running several sessions' jobs side by side; jobs
+  beyond the pool size wait in a FIFO queue whose position each session sees;
+- a small LRU cache of results keyed by (kind, config JSON, seed, device, ...), so that repeating
+  a simulation or a response computation is instant. Cached objects are shared between sessions
+  and must be treated as read-only.
+
+``JobRunner`` runs one job at a time for one session: it submits ``fn(callback, should_stop)`` to
+the pool, forwards throttled progress to the UI, cancels through a ``threading.Event`` and reports
+the result or the error. Every UI update is marshalled onto the session's event loop through the
+``schedule`` function it is given. With ``sync=True`` it runs jobs in the caller's thread (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import param
+
+from gfdt_dash.progress import Cancelled, Progress
+
+__all__ = ["POOL_SIZE", "RESULTS", "JobRunner", "ResultCache", "pool_queue_position"]
+
+log = logging.getLogger(__name__)
+
+
+def _pool_size() -> int:
+    env = os.environ.get("GFDT_DASH_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(2, min(8, (os.cpu_count() or 2) // 2))
+
+
+POOL_SIZE = _pool_size()
+_POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="gfdt-job")
+_WAITING: list[object] = []  # tokens of submitted jobs not yet started, FIFO
+_WAITING_LOCK = threading.Lock()
+
+
+def pool_queue_position(token: object) -> int:
+    """1-based position of a job in the pool's waiting queue; 0 once it runs."""
+    with _WAITING_LOCK:
+        try:
+            return _WAITING.index(token) + 1
+        except ValueError:
+            return 0
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, tuple):
+        return sum(_nbytes(v) for v in value)
+    return int(getattr(value, "nbytes", 0) or 0)
+
+
+class ResultCache:
+    """Thread-safe LRU cache bounded by entry count and by total bytes of its values."""
+
+    def __init__(self, max_items: int = 12, max_bytes: int = 2**30) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            if key not in self._data:
+                return None
+            self._data.move_to_end(key)
+            return self._data[key][0]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        size = _nbytes(value)
+        if size > self.max_bytes:
+            return  # too big to keep; recomputing is the honest answer
+        with self._lock:
+            self._data[key] = (value, size)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_items or self._total() > self.max_bytes:
+                self._data.popitem(last=False)
+
+    def _total(self) -> int:
+        return sum(size for _, size in self._data.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+
+RESULTS = ResultCache()
+
+
+class JobRunner(param.Parameterized):
+    """Runs one job at a time for one session, with progress, ETA, queue position and cancel.
+
+    ``schedule(fn)`` must run ``fn()`` on the session's event loop (it is called from worker
+    threads); the ``on_*`` callbacks passed to :meth:`submit` therefore always run there.
+    """
+
+    running = param.Boolean(default=False, doc="a job is queued or running")
+    job = param.String(default="", doc="name of the current job")
+    stage = param.String(default="", doc="current stage of the job")
+    fraction = param.Number(default=0.0, bounds=(0.0, 1.0), doc="progress of the stage")
+    eta_s = param.Number(default=None, allow_None=True, doc="estimated seconds left in the stage")
+    queue_position = param.Integer(default=0, doc="position in the shared pool's queue (0: runs)")
+
+    def __init__(
+        self,
+        schedule: Callable[[Callable[[], None]], None],
+        *,
+        sync: bool = False,
+        min_interval_s: float = 0.2,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self._schedule = schedule
+        self.sync = sync
+        self.min_interval_s = min_interval_s
+        self._stop = threading.Event()
+        self._future: Future | None = None
+        self._closed = False
+        self._poller: threading.Thread | None = None
+
+    # -- public ------------------------------------------------------------------------------
+    def submit(
+        self,
+        name: str,
+        fn: Callable[[Callable[[Progress], None], Callable[[], bool]], Any],
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> bool:
+        """Start ``fn(callback, should_stop)``; ``False`` if a job already runs or closed."""
+        if self.running or self._closed:
+            return False
+        self._stop = threading.Event()
+        stop = self._stop
+        token = object()
+        self.param.update(running=True, job=name, stage="queued", fraction=0.0, eta_s=None)
+        last = [0.0]
+
+        def callback(p: Progress) -> None:
+            now = time.perf_counter()
+            if now - last[0] < self.min_interval_s and p.done < p.total:
+                return
+            last[0] = now
+            self._ui(lambda: self._show_progress(p, on_progress))
+
+        def finish(kind: str, value: Any = None) -> None:
+            self.param.update(running=False, stage=kind, queue_position=0, eta_s=None)
+            if kind == "done":
+                self.fraction = 1.0
+                if on_done is not None:
+                    on_done(value)
+            elif kind == "cancelled":
+                if on_cancel is not None:
+                    on_cancel()
+            elif on_error is not None:
+                on_error(value)
+
+        def work() -> None:
+            with _WAITING_LOCK:
+                if token in _WAITING:
+                    _WAITING.remove(token)
+            if stop.is_set():
+                self._ui(lambda: finish("cancelled"))
+                return
+            self._ui(lambda: self.param.update(stage="starting", queue_position=0))
+            try:
+                result = fn(callback, stop.is_set)
+            except Cancelled:
+                self._ui(lambda: finish("cancelled"))
+            except Exception as exc:  # shown to the user; the worker stays alive
+                log.exception("job %s failed", name)
+                self._ui(lambda exc=exc: finish("error", exc))
+            else:
+                if stop.is_set():
+                    self._ui(lambda: finish("cancelled"))
+                else:
+                    self._ui(lambda: finish("done", result))
+
+        if self.sync:
+            work()
+            return True
+        with _WAITING_LOCK:
+            _WAITING.append(token)
+        self.queue_position = pool_queue_position(token)
+        self._future = _POOL.submit(work)
+        if self.queue_position:
+            self._watch_queue(token)
+        return True
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next check (a queued one never starts)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Cancel and refuse further jobs (the session is gone)."""
+        self._closed = True
+        self.cancel()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current job's worker returns (tests and shutdown)."""
+        if self._future is not None:
+            self._future.result(timeout=timeout)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _ui(self, fn: Callable[[], None]) -> None:
+        if self._closed and not self.sync:
+            return
+        if self.sync:
+            fn()
+        else:
+            self._schedule(fn)
+
+    def _show_progress(self, p: Progress, on_progress: Callable[[Progress], None] | None) -> None:
+        if not self.running:
+            return
+        self.param.update(stage=p.stage, fraction=min(1.0, max(0.0, p.fraction)), eta_s=p.eta_s)
+        if on_progress is not None:
+            on_progress(p)
+
+    def _watch_queue(self, token: object) -> None:
+        """Refresh the queue position twice a second while the job waits."""
+
+        def poll() -> None:
+            while True:
+                pos = pool_queue_position(token)
+                self._ui(lambda pos=pos: self.param.update(queue_position=pos))
+                if pos == 0 or self._stop.is_set():
+                    return
+                time.sleep(0.5)
+
+        self._poller = threading.Thread(target=poll, daemon=True, name="gfdt-queue-watch")
+        self._poller.start()

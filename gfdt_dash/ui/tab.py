@@ -1,0 +1,637 @@
+"""``SystemTab``: the one generic tab reused for the three systems.
+
+State (the simulation, the score model, the responses) lives on the tab instance, i.e. per
+browser session. Actions are ``param.Event``s; each starts one job on the tab's
+:class:`~gfdt_dash.ui.jobs.JobRunner`. Job functions receive an immutable config snapshot, so the
+widgets can move while a job runs. Figures are ``DynamicMap``s over streams (``views.py``) that
+results are sent to.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+import xarray as xr
+
+from gfdt_dash.data import write_netcdf
+from gfdt_dash.devices import available_devices
+from gfdt_dash.progress import Progress
+from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, simulate
+from gfdt_dash.ui import store, views
+from gfdt_dash.ui.jobs import RESULTS, JobRunner
+from gfdt_dash.ui.params import ConfigMirror, mirror_class, mirror_widgets
+
+__all__ = ["SystemTab"]
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("classroom", "paper", "custom")
+SHIPPED = "shipped model"
+_HIST_SAMPLES = 200_000  # pixel values drawn for the histogram (keeps the plot cheap)
+
+
+def _schedule_on(doc: Any) -> Callable[[Callable[[], None]], None]:
+    """A function that runs callbacks on ``doc``'s event loop (directly when not served)."""
+    if doc is None or getattr(doc, "session_context", None) is None:
+        return lambda fn: fn()
+    from panel.io.state import set_curdoc
+
+    def schedule(fn: Callable[[], None]) -> None:
+        def run() -> None:
+            with set_curdoc(doc):
+                fn()
+
+        try:
+            doc.add_next_tick_callback(run)  # bokeh: thread-safe
+        except Exception:  # the session has been destroyed meanwhile
+            log.debug("dropped a UI update for a closed session")
+
+    return schedule
+
+
+class SystemTab(pn.viewable.Viewer):
+    """Simulate → score model → responses for one system, with live feedback."""
+
+    preset = param.Selector(default="classroom", objects=list(PRESETS), doc="parameter preset")
+    device = param.Selector(default="cpu", objects=["cpu", "cuda", "mps"], doc="compute device")
+    seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="random seed of the simulation")
+    model_source = param.Selector(default=None, objects=[], allow_None=True, label="Model")
+    model_name = param.String(default="", doc="name to save the model under (letters, digits)")
+    normalized = param.Boolean(default=True, doc="show R(t)R(0)⁻¹ instead of raw R(t)")
+    lag_index = param.Integer(default=0, bounds=(0, None), label="lag (frame)")
+
+    simulate = param.Event(label="Simulate")
+    train = param.Event(label="Train score model")
+    load_model = param.Event(label="Load model")
+    compute = param.Event(label="Compute responses")
+    run_all = param.Event(label="Run all")
+    cancel = param.Event(label="Cancel")
+    save_model = param.Event(label="Save model")
+
+    status = param.String(default="Ready.", doc="one-line status")
+
+    def __init__(self, system: str, *, sync: bool = False, **params: Any) -> None:
+        if system not in SYSTEMS:
+            raise ValueError(f"system: unknown {system!r}; allowed: {', '.join(SYSTEMS)}")
+        super().__init__(**params)
+        self.system = system
+        self.config_cls = SYSTEMS[system]
+        self.mirror: ConfigMirror = mirror_class(self.config_cls)()
+        self._applying_preset = False
+        self.mirror.set_config(get_config(system, self.preset))
+        self.mirror.param.watch(self._on_mirror_edit, list(self.config_cls.field_specs()))
+
+        devices = available_devices()
+        self.param.device.objects = [d for d in ("cpu", "cuda", "mps") if d in devices]
+        self._devices_disabled = [d for d in ("cpu", "cuda", "mps") if d not in devices]
+
+        self._doc = pn.state.curdoc
+        self._notifications = pn.state.notifications
+        self.runner = JobRunner(_schedule_on(None if sync else self._doc), sync=sync)
+
+        # session state
+        self.sim: xr.Dataset | None = None
+        self.sim_key: tuple | None = None
+        self.model: Any = None
+        self.model_key: str | None = None
+        self.model_info: dict[str, Any] = {}
+        self.responses: xr.Dataset | None = None
+        self.error_table = pd.DataFrame()
+        self.diagnostics: dict[str, Any] = {}
+
+        # streams (figures are created in __panel__, once)
+        self._snapshot = hv.streams.Pipe(data={})
+        self._hist = hv.streams.Pipe(data={})
+        self._losses = hv.streams.Buffer(views.empty_loss_frame(), length=50_000, index=False)
+        self._responses = hv.streams.Pipe(data={})
+        self._layout: pn.viewable.Viewable | None = None
+
+        self.refresh_models()
+        self.runner.param.watch(self._on_runner, ["running"])
+
+    # -- parameters and presets --------------------------------------------------------------
+    @param.depends("preset", watch=True)
+    def _apply_preset(self) -> None:
+        if self.preset == "custom":
+            return
+        self._applying_preset = True
+        try:
+            self.mirror.set_config(get_config(self.system, self.preset))
+        finally:
+            self._applying_preset = False
+
+    def _on_mirror_edit(self, *_events: Any) -> None:
+        if not self._applying_preset and self.preset != "custom":
+            self.preset = "custom"
+
+    def config(self) -> SystemConfig:
+        """The validated config snapshot for a job (``ValueError`` names the bad field)."""
+        return self.mirror.to_config()
+
+    def refresh_models(self) -> None:
+        """List the shipped model (if any) and the saved ones for this system."""
+        from gfdt_dash import score
+
+        options: dict[str, Path] = {}
+        try:
+            shipped = score.shipped_model_path(self.system)
+        except (FileNotFoundError, ValueError):
+            shipped = None
+        if shipped is not None and Path(shipped).is_file():
+            options[SHIPPED] = Path(shipped)
+        for path in store.saved_models(self.system):
+            options[f"saved: {path.stem}"] = path
+        self._model_paths = options
+        self.param.model_source.objects = list(options)
+        if self.model_source not in options:
+            self.model_source = next(iter(options), None)
+
+    # -- actions -----------------------------------------------------------------------------
+    @param.depends("simulate", watch=True)
+    def _do_simulate(self) -> None:
+        self._start("simulation", self._simulate_stage)
+
+    @param.depends("train", watch=True)
+    def _do_train(self) -> None:
+        self._start("training", self._train_stage)
+
+    @param.depends("load_model", watch=True)
+    def _do_load(self) -> None:
+        self._start("loading model", self._load_stage)
+
+    @param.depends("compute", watch=True)
+    def _do_compute(self) -> None:
+        self._start("responses", self._compute_stage)
+
+    @param.depends("run_all", watch=True)
+    def _do_run_all(self) -> None:
+        def run_all(ctx: _Job) -> None:
+            self._simulate_stage(ctx)
+            if ctx.model is None or int(ctx.model.n) != ctx.config.n:
+                shipped = self._model_paths.get(SHIPPED)
+                try:
+                    if shipped is None:
+                        raise ValueError("no shipped model")
+                    ctx.model_path = shipped
+                    self._load_stage(ctx)
+                except ValueError as exc:  # missing, or made for another grid: train instead
+                    log.info("run all: training a model (%s)", exc)
+                    self._train_stage(ctx)
+            self._compute_stage(ctx)
+
+        self._start("run all", run_all)
+
+    @param.depends("cancel", watch=True)
+    def _do_cancel(self) -> None:
+        if self.runner.running:
+            self.runner.cancel()
+            self._set_status("Cancelling…")
+
+    @param.depends("save_model", watch=True)
+    def _do_save(self) -> None:
+        from gfdt_dash import score
+
+        if self.model is None:
+            self._notify("error", "Save model: there is no model yet; train or load one first.")
+            return
+        try:
+            path = store.model_path(self.system, self.model_name or f"{self.system}-model")
+            score.save_checkpoint(self.model, path)
+        except (OSError, ValueError) as exc:
+            self._notify("error", f"Save model failed: {exc}")
+            return
+        self.refresh_models()
+        self.model_source = f"saved: {path.stem}"
+        self._notify("success", f"Saved the model as {path.stem!r}.")
+
+    # -- job plumbing ------------------------------------------------------------------------
+    def _start(self, name: str, body: Callable[[_Job], None]) -> None:
+        if self.runner.running:
+            self._notify("warning", f"{self.runner.job} is still running; cancel it first.")
+            return
+        try:
+            config = self.config()
+        except ValueError as exc:
+            self._notify("error", f"Invalid parameters: {exc}")
+            return
+        model_path = self._model_paths.get(self.model_source) if self.model_source else None
+        ctx = _Job(self, config, self.seed, self.device, model_path)
+        ctx.sim = self.sim if self.sim_key == _sim_key(config, self.seed, self.device) else None
+        ctx.model, ctx.model_key = self.model, self.model_key
+
+        def fn(callback: Callable[[Progress], None], should_stop: Callable[[], bool]) -> None:
+            ctx.callback, ctx.should_stop = callback, should_stop
+            body(ctx)
+
+        self._set_status(f"{name.capitalize()}: queued…")
+        self.runner.submit(
+            name,
+            fn,
+            on_progress=self._on_progress,
+            on_done=lambda _: self._set_status(f"{name.capitalize()} finished.", "success"),
+            on_error=lambda exc: self._notify("error", f"{name.capitalize()} failed: {exc}"),
+            on_cancel=lambda: self._notify("warning", f"{name.capitalize()} cancelled."),
+        )
+
+    def _on_progress(self, p: Progress) -> None:
+        snap = p.info.get("snapshot")
+        if snap is not None:
+            self._snapshot.send({"field": snap, "title": f"live field, member 0 ({p.stage})"})
+        if "train_loss" in p.info:
+            row = {
+                "step": float(p.info.get("step", p.done)),
+                "train_loss": float(p.info["train_loss"]),
+                "val_loss": float(p.info.get("val_loss", np.nan) or np.nan),
+            }
+            self._losses.send(pd.DataFrame([row]))
+        eta = f", ETA {p.eta_s:.0f} s" if p.eta_s else ""
+        self.status = f"{p.stage}: {100 * p.fraction:.0f}%{eta}"
+
+    def _on_runner(self, event: param.parameterized.Event) -> None:
+        for name, button in getattr(self, "_buttons", {}).items():
+            button.disabled = event.new if name != "cancel" else not event.new
+
+    def _set_status(self, text: str, level: str | None = None) -> None:
+        self.status = text
+        if level is not None and self._notifications is not None:
+            getattr(self._notifications, level)(text, duration=4000)
+
+    def _notify(self, level: str, text: str) -> None:
+        self.status = text
+        if self._notifications is not None:
+            getattr(self._notifications, level)(text, duration=0 if level == "error" else 4000)
+
+    # -- stages (run in a worker; UI updates go through ctx.ui) -------------------------------
+    def _simulate_stage(self, ctx: _Job) -> None:
+        key = _sim_key(ctx.config, ctx.seed, ctx.device)
+        ds = RESULTS.get(key)
+        if ds is None:
+            ds = simulate(
+                ctx.config,
+                seed=ctx.seed,
+                device=ctx.device,
+                callback=ctx.callback,
+                should_stop=ctx.should_stop,
+            )
+            RESULTS.put(key, ds)
+        ctx.sim = ds
+        ctx.ui(lambda: self._show_simulation(ds, key))
+
+    def _train_stage(self, ctx: _Job) -> None:
+        from gfdt_dash import score
+
+        sim = ctx.require_simulation()
+        ctx.ui(self._losses.clear)
+        model = score.train_score(
+            sim,
+            system_config=ctx.config,
+            seed=ctx.seed,
+            device=ctx.device,
+            callback=ctx.callback,
+            should_stop=ctx.should_stop,
+        )
+        key = f"trained-{uuid.uuid4().hex}"
+        ctx.model, ctx.model_key = model, key
+        ctx.ui(lambda: self._show_model(model, key, "trained in this session"))
+
+    def _load_stage(self, ctx: _Job) -> None:
+        from gfdt_dash import score
+
+        if ctx.model_path is None:
+            raise ValueError("no model selected; train one or pick a saved/shipped model")
+        path = Path(ctx.model_path)
+        model = score.load_checkpoint(
+            path, expect_system=self.system, expect_n=ctx.config.n, device=ctx.device
+        )
+        stat = path.stat()
+        key = f"file:{path}:{stat.st_mtime_ns}:{stat.st_size}"
+        ctx.model, ctx.model_key = model, key
+        ctx.ui(lambda: self._show_model(model, key, f"loaded from {path.name}"))
+
+    def _compute_stage(self, ctx: _Job) -> None:
+        sim = ctx.require_simulation()
+        model, model_key = ctx.current_model()
+        key = ("responses", ctx.config.to_json(), ctx.seed, ctx.device, model_key)
+        cached = RESULTS.get(key)
+        if cached is None:
+            cached = compute_responses(
+                ctx.config,
+                sim,
+                model,
+                seed=ctx.seed,
+                device=ctx.device,
+                callback=ctx.callback,
+                should_stop=ctx.should_stop,
+            )
+            RESULTS.put(key, cached)
+        combined, table = cached
+        ctx.ui(lambda: self._show_responses(combined, table))
+
+    # -- results into the views (event loop) -------------------------------------------------
+    def _show_simulation(self, ds: xr.Dataset, key: tuple) -> None:
+        if key != self.sim_key:
+            self.responses = None
+            self.error_table = pd.DataFrame()
+            self._responses.send({})
+        self.sim, self.sim_key = ds, key
+        field = ds["field"]
+        self._snapshot.send(
+            {"field": field.isel(member=0, time=-1).values, "title": "last frame, member 0"}
+        )
+        values = field.values.reshape(-1)
+        if values.size > _HIST_SAMPLES:
+            rng = np.random.default_rng(0)
+            values = rng.choice(values, _HIST_SAMPLES, replace=False)
+        self._hist.send({"values": values})
+        self.status = (
+            f"Simulation ready: {ds.sizes['member']} members × {ds.sizes['time']} frames "
+            f"of {ds.sizes['y']}×{ds.sizes['x']}."
+        )
+        self._update_downloads()
+
+    def _show_model(self, model: Any, key: str, origin: str) -> None:
+        self.model, self.model_key = model, key
+        meta = dict(model.metadata)
+        self.model_info = {
+            "origin": origin,
+            **{k: meta[k] for k in ("system", "n", "step", "sigma_min", "sigma_max") if k in meta},
+        }
+        self.diagnostics = dict(meta.get("diagnostics") or {})
+        history = meta.get("history") or {}
+        if history.get("step"):
+            frame = pd.DataFrame(
+                {
+                    "step": np.asarray(history["step"], dtype=float),
+                    "train_loss": np.asarray(history.get("train_loss", []), dtype=float),
+                    "val_loss": np.asarray(history.get("val_loss", []), dtype=float),
+                }
+            )
+            self._losses.clear()
+            self._losses.send(frame)
+        self.status = f"Score model ready ({origin})."
+        self._update_model_pane()
+
+    def _show_responses(self, combined: xr.Dataset, table: pd.DataFrame) -> None:
+        self.responses = combined
+        self.error_table = table
+        self.param.lag_index.bounds = (0, combined.sizes["lag"] - 1)
+        self.lag_index = min(self.lag_index, combined.sizes["lag"] - 1)
+        self._responses.send({"responses": combined})
+        self.status = "Responses ready: " + ", ".join(map(str, combined["method"].values)) + "."
+        if hasattr(self, "_table"):
+            self._table.value = table
+        self._update_downloads()
+
+    # -- downloads ---------------------------------------------------------------------------
+    def netcdf_bytes(self, which: str) -> io.BytesIO:
+        """The simulation or the responses as netCDF bytes (via an atomic temp-file write)."""
+        ds = self.sim if which == "simulation" else self.responses
+        if ds is None:
+            raise ValueError(f"download: no {which} yet")
+        with tempfile.TemporaryDirectory(prefix="gfdt-dash-") as tmp:
+            path = write_netcdf(ds, Path(tmp) / f"{which}.nc")
+            return io.BytesIO(path.read_bytes())
+
+    def _update_downloads(self) -> None:
+        if hasattr(self, "_dl_sim"):
+            self._dl_sim.disabled = self.sim is None
+            self._dl_resp.disabled = self.responses is None
+
+    def _update_model_pane(self) -> None:
+        if hasattr(self, "_model_pane"):
+            self._model_pane.object = _markdown_table("Model", self.model_info)
+            self._diag_pane.object = _markdown_table("Score diagnostics", self.diagnostics)
+
+    # -- layout ------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        if self._layout is None:
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self) -> pn.viewable.Viewable:
+        btn = pn.widgets.Button.from_param
+        self._buttons = {
+            "run_all": btn(self.param.run_all, color="primary"),
+            "simulate": btn(self.param.simulate),
+            "train": btn(self.param.train),
+            "load_model": btn(self.param.load_model),
+            "compute": btn(self.param.compute),
+            "cancel": btn(self.param.cancel, color="danger", disabled=True),
+        }
+        save = btn(self.param.save_model)
+        device = pn.widgets.Select.from_param(
+            self.param.device,
+            options=["cpu", "cuda", "mps"],
+            disabled_options=self._devices_disabled,
+        )
+        progress = pn.indicators.Progress(value=0, max=1000, sizing_mode="stretch_width")
+        queue = pn.pane.Markdown("", margin=(0, 10))
+
+        def on_progress(*_: Any) -> None:
+            r = self.runner
+            progress.value = int(1000 * r.fraction)
+            progress.bar_color = "success" if r.stage == "done" else "primary"
+            if r.running and r.queue_position:
+                queue.object = f"queued: position {r.queue_position} in the shared pool"
+            elif r.running:
+                eta = f" — ETA {r.eta_s:.0f} s" if r.eta_s else ""
+                queue.object = f"**{r.job}** · {r.stage}{eta}"
+            else:
+                queue.object = f"{r.job}: {r.stage}" if r.job else ""
+
+        self.runner.param.watch(on_progress, ["fraction", "stage", "queue_position", "running"])
+
+        self._model_pane = pn.pane.Markdown(_markdown_table("Model", self.model_info))
+        self._diag_pane = pn.pane.Markdown(_markdown_table("Score diagnostics", self.diagnostics))
+        self._table = pn.widgets.Tabulator(
+            self.error_table,
+            disabled=True,
+            show_index=False,
+            layout="fit_data_stretch",
+            height=200,
+        )
+        self._dl_sim = pn.widgets.FileDownload(
+            callback=lambda: self.netcdf_bytes("simulation"),
+            filename=f"{self.system}_simulation.nc",
+            label="Download simulation (netCDF)",
+            disabled=True,
+        )
+        self._dl_resp = pn.widgets.FileDownload(
+            callback=lambda: self.netcdf_bytes("responses"),
+            filename=f"{self.system}_responses.nc",
+            label="Download responses (netCDF)",
+            disabled=True,
+        )
+
+        controls = pn.Column(
+            pn.widgets.RadioButtonGroup.from_param(self.param.preset),
+            device,
+            pn.widgets.IntInput.from_param(self.param.seed),
+            self._buttons["run_all"],
+            pn.Row(self._buttons["simulate"], self._buttons["compute"]),
+            pn.Row(self._buttons["train"], self._buttons["cancel"]),
+            _rule(),
+            pn.widgets.Select.from_param(self.param.model_source),
+            self._buttons["load_model"],
+            self._model_pane,
+            pn.Row(pn.widgets.TextInput.from_param(self.param.model_name, label="save as"), save),
+            _rule(),
+            pn.Card(mirror_widgets(self.mirror), title="Parameters", collapsed=True),
+            width=340,
+        )
+
+        snapshot = hv.DynamicMap(views.snapshot_image, streams=[self._snapshot])
+        losses = hv.DynamicMap(views.loss_overlay, streams=[self._losses])
+        hist = hv.DynamicMap(views.histogram_overlay, streams=[self._hist])
+        params_stream = hv.streams.Params(self, ["normalized", "lag_index"])
+
+        def curves_for(dx: int) -> hv.DynamicMap:
+            def curves(data: dict, normalized: bool, lag_index: int) -> hv.Overlay:
+                return views.response_curves(data, dx, normalized)
+
+            return hv.DynamicMap(curves, streams=[self._responses, params_stream])
+
+        def map_for(method: str) -> hv.DynamicMap:
+            def image(data: dict, normalized: bool, lag_index: int) -> hv.Image:
+                return views.response_map(data, method, lag_index, normalized)
+
+            return hv.DynamicMap(image, streams=[self._responses, params_stream])
+
+        curves = hv.Layout([curves_for(dx) for dx in range(views.N_DOWNSTREAM)]).cols(2)
+        maps = hv.Layout([map_for(m) for m, _, _ in views.METHODS]).cols(3)
+
+        status = pn.pane.Markdown(self.param.status, margin=(0, 10))
+        main = pn.Column(
+            pn.Row(status, queue),
+            progress,
+            pn.FlexBox(
+                pn.pane.HoloViews(snapshot, sizing_mode="fixed"),
+                pn.pane.HoloViews(losses, sizing_mode="fixed"),
+                pn.pane.HoloViews(hist, sizing_mode="fixed"),
+            ),
+            pn.pane.Markdown("### Response at the kicked pixel and downstream"),
+            pn.widgets.Checkbox.from_param(self.param.normalized),
+            pn.pane.HoloViews(curves, sizing_mode="fixed"),
+            pn.pane.Markdown("### Response maps (dx right = downstream)"),
+            pn.widgets.IntSlider.from_param(self.param.lag_index),
+            pn.pane.HoloViews(maps, sizing_mode="fixed"),
+            pn.Row(
+                pn.Column("### Error against the reference", self._table),
+                pn.Column(self._diag_pane),
+            ),
+            pn.Row(self._dl_sim, self._dl_resp),
+            sizing_mode="stretch_width",
+        )
+        return pn.Row(controls, main, sizing_mode="stretch_width")
+
+
+class _Job:
+    """What a running job sees: the config snapshot, progress/stop hooks, UI marshalling."""
+
+    def __init__(
+        self, tab: SystemTab, config: SystemConfig, seed: int, device: str, model_path: Path | None
+    ) -> None:
+        self.tab = tab
+        self.config = config
+        self.seed = int(seed)
+        self.device = device
+        self.model_path = model_path
+        self.callback: Callable[[Progress], None] | None = None
+        self.should_stop: Callable[[], bool] | None = None
+        self.sim: xr.Dataset | None = None
+        self.model: Any = None
+        self.model_key: str | None = None
+
+    def ui(self, fn: Callable[[], None]) -> None:
+        self.tab.runner._ui(fn)
+
+    def require_simulation(self) -> xr.Dataset:
+        if self.sim is None:
+            self.sim = RESULTS.get(_sim_key(self.config, self.seed, self.device))
+        if self.sim is None:
+            raise ValueError("run the simulation for these parameters first (or use Run all)")
+        return self.sim
+
+    def current_model(self) -> tuple[Any, str | None]:
+        if self.model is not None and int(self.model.n) != self.config.n:
+            raise ValueError(
+                f"the score model is for a {self.model.n}×{self.model.n} grid, the simulation "
+                f"is {self.config.n}×{self.config.n}; train or load a matching model"
+            )
+        return self.model, self.model_key
+
+
+def _sim_key(config: SystemConfig, seed: int, device: str) -> tuple:
+    return ("simulate", config.to_json(), int(seed), device)
+
+
+def compute_responses(
+    config: SystemConfig,
+    sim: xr.Dataset,
+    model: Any,
+    *,
+    seed: int,
+    device: str,
+    callback: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[xr.Dataset, pd.DataFrame]:
+    """All applicable methods for one simulation: combined responses and the error table."""
+    from gfdt_dash import response
+
+    max_lag = config.n_lags - 1
+    fields = sim["field"]
+    common = dict(device=device, callback=callback, should_stop=should_stop)
+    results = [response.gaussian_response(fields, max_lag, **common)]
+    if model is not None:
+        results.append(
+            response.gfdt_response(
+                fields,
+                model.score_fn(device),
+                max_lag,
+                frame_dt=config.frame_every,
+                method="learned_score",
+                **common,
+            )
+        )
+    if config.system in ("ou", "allen_cahn"):
+        results.append(
+            response.gfdt_response(
+                fields,
+                response.exact_score(config, device),
+                max_lag,
+                frame_dt=config.frame_every,
+                method="exact_score",
+                **common,
+            )
+        )
+    results.append(response.perturbation_response(config, seed=seed, **common))
+    if config.system == "ou":
+        results.append(response.analytic_response(config, results[0]["lag"].values))
+    combined = response.combine(results)
+    return combined, response.error_table(combined).reset_index()
+
+
+def _rule() -> pn.pane.HTML:
+    # Not pn.layout.Divider: its stylesheet is always fetched from the CDN (offline machines).
+    return pn.pane.HTML("<hr style='margin:4px 0'>", sizing_mode="stretch_width")
+
+
+def _markdown_table(title: str, values: dict[str, Any]) -> str:
+    if not values:
+        return f"**{title}:** none yet"
+    rows = []
+    for k, v in values.items():
+        text = f"{v:.4g}" if isinstance(v, float) else str(v)
+        rows.append(f"| {k} | {text} |")
+    return f"**{title}**\n\n| | |\n|---|---|\n" + "\n".join(rows)

@@ -1,0 +1,199 @@
+"""Pure plotting functions of state, and the streams that update them in place.
+
+Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter streams, created
+once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
+rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
+result) because a ``DynamicMap`` cannot add layers after its first render.
+"""
+
+from __future__ import annotations
+
+import math
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = [
+    "METHODS",
+    "histogram_overlay",
+    "loss_overlay",
+    "response_curves",
+    "response_map",
+    "snapshot_image",
+]
+
+# Method slots: (name in the result's ``method`` coordinate, legend label, colour).
+METHODS: tuple[tuple[str, str, str], ...] = (
+    ("analytic", "analytic", "#000000"),
+    ("perturbation", "direct perturbation", "#555555"),
+    ("learned_score", "score (learned)", "#d62728"),
+    ("exact_score", "score (exact)", "#1f77b4"),
+    ("gaussian", "Gaussian", "#2ca02c"),
+)
+N_DOWNSTREAM = 4  # panels: the kicked pixel and 1..3 cells downstream
+_LOSS_COLUMNS = ("step", "train_loss", "val_loss")
+
+
+def empty_loss_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in _LOSS_COLUMNS})
+
+
+def methods_of(ds: xr.Dataset) -> list[str]:
+    return [str(m) for m in ds["method"].values]
+
+
+def _variable(ds: xr.Dataset, method: str, normalized: bool) -> tuple[xr.DataArray, xr.DataArray]:
+    """(response, stderr) of one method; raw values for score methods when not normalized."""
+    # Positional selection: the combined dataset's ``method`` index does not support .sel here.
+    sub = ds.isel(method=methods_of(ds).index(method))
+    name = "response"
+    if not normalized and "response_raw" in ds and bool(np.isfinite(sub["response_raw"]).any()):
+        name = "response_raw"
+    err_name = f"{name}_stderr"
+    resp = sub[name]
+    err = sub[err_name] if err_name in ds else xr.zeros_like(resp)
+    return resp, err.fillna(0.0)
+
+
+def response_curves(data: dict | None, dx: int, normalized: bool = True) -> hv.Overlay:
+    """Response vs lag at ``dx`` cells downstream of the kick, one curve + band per method.
+
+    ``data["responses"]`` is the combined result (dims method, lag, dy, dx).
+    """
+    ds = (data or {}).get("responses")
+    lag_label = "lag"
+    layers = []
+    for method, label, color in METHODS:
+        lag = resp = err = np.empty(0)
+        if ds is not None and method in methods_of(ds) and dx in ds["dx"].values:
+            r, e = _variable(ds, method, normalized)
+            r = r.sel(dy=0, dx=dx)
+            keep = np.isfinite(r.values)
+            lag = ds["lag"].values[keep]
+            resp = r.values[keep]
+            err = e.sel(dy=0, dx=dx).values[keep]
+            lag_label = ds["lag"].attrs.get("long_name", "lag")
+        table = pd.DataFrame({"lag": lag, "response": resp, "stderr": err})
+        layers.append(
+            hv.Spread(table, "lag", ["response", "stderr"], label=label).opts(
+                color=color, alpha=0.2, line_alpha=0, framewise=True
+            )
+        )
+        layers.append(
+            hv.Curve(table, "lag", ["response", "stderr"], label=label).opts(
+                color=color, line_width=2, tools=["hover"], framewise=True
+            )
+        )
+    title = "kicked pixel" if dx == 0 else f"{dx} cell{'s' if dx > 1 else ''} downstream"
+    kind = "normalized R(t)R(0)⁻¹" if normalized else "raw R(t)"
+    return hv.Overlay(layers).opts(
+        title=f"{title} — {kind}",
+        xlabel=lag_label,
+        ylabel="response",
+        legend_position="top_right",
+        show_legend=dx == 0,
+        width=440,
+        height=260,
+        framewise=True,
+    )
+
+
+def response_map(data: dict | None, method: str, lag_index: int, normalized: bool) -> hv.Image:
+    """The response field around the kicked pixel at one lag (dx right = downstream)."""
+    ds = (data or {}).get("responses")
+    label = dict((m, lab) for m, lab, _ in METHODS)[method]
+    if ds is None or method not in methods_of(ds):
+        img = hv.Image(np.zeros((2, 2)), ["dx", "dy"], bounds=(-0.5, -0.5, 0.5, 0.5))
+        return img.opts(title=f"{label}: no result", width=250, height=230, xaxis=None, yaxis=None)
+    r, _ = _variable(ds, method, normalized)
+    i = int(min(max(lag_index, 0), ds.sizes["lag"] - 1))
+    field = r.isel(lag=i).transpose("dy", "dx")
+    lag_value = float(ds["lag"].values[i])
+    img = hv.Image(
+        (field["dx"].values, field["dy"].values, field.values),
+        ["dx", "dy"],
+        "response",
+    )
+    return img.opts(
+        title=f"{label}, lag {lag_value:.3g}",
+        cmap="RdBu_r",
+        symmetric=True,
+        colorbar=True,
+        tools=["hover"],
+        width=250,
+        height=230,
+        framewise=True,
+    )
+
+
+def snapshot_image(data: dict | None) -> hv.Image:
+    """Member 0's field (live during a simulation), on the [0, 2π)² box."""
+    field = (data or {}).get("field")
+    title = (data or {}).get("title", "field snapshot")
+    if field is None:
+        field = np.zeros((2, 2))
+    box = (0.0, 0.0, 2 * math.pi, 2 * math.pi)
+    return hv.Image(np.asarray(field)[::-1], ["x", "y"], "field", bounds=box).opts(
+        title=title,
+        cmap="RdBu_r",
+        symmetric=True,
+        colorbar=True,
+        tools=["hover"],
+        width=340,
+        height=300,
+        framewise=True,
+    )
+
+
+def loss_overlay(data: pd.DataFrame) -> hv.Overlay:
+    """Streaming training and validation loss of the score model (log scale)."""
+    # Validation losses arrive every few reports only: drop the gaps so the line is drawn.
+    curves = [
+        hv.Curve(data.dropna(subset=[col]), "step", (col, "loss"), label=label).opts(
+            color=color, tools=["hover"], framewise=True
+        )
+        for col, label, color in (
+            ("train_loss", "train", "#1f77b4"),
+            ("val_loss", "validation", "#d62728"),
+        )
+    ]
+    return hv.Overlay(curves).opts(
+        title="score-matching loss",
+        logy=True,
+        width=380,
+        height=300,
+        framewise=True,
+        legend_position="top_right",
+    )
+
+
+def histogram_overlay(data: dict | None) -> hv.Overlay:
+    """Histogram of the field's pixel values against a Gaussian of the same mean and variance."""
+    values = (data or {}).get("values")
+    if values is None or len(values) < 2:
+        values = np.zeros(0)
+        edges = np.linspace(-1, 1, 41)
+        counts = np.zeros(40)
+        x = np.linspace(-1, 1, 2)
+        pdf = np.zeros(2)
+    else:
+        counts, edges = np.histogram(values, bins=60, density=True)
+        mu, sd = float(np.mean(values)), float(np.std(values))
+        x = np.linspace(edges[0], edges[-1], 200)
+        sd = max(sd, 1e-12)
+        pdf = np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+    hist = hv.Histogram((edges, counts), kdims=["value"], vdims=["density"], label="field").opts(
+        alpha=0.5, color="#1f77b4", line_alpha=0, framewise=True
+    )
+    gauss = hv.Curve((x, pdf), "value", "density", label="Gaussian, same variance").opts(
+        color="#d62728", line_width=2, framewise=True
+    )
+    return (hist * gauss).opts(
+        title="pixel values vs Gaussian",
+        width=380,
+        height=300,
+        framewise=True,
+        legend_position="top_right",
+    )

@@ -1,0 +1,177 @@
+"""Browser tests: the served app in Debian's chromium via Playwright (marker ``ui``).
+
+One ``panel serve app.py`` subprocess on 127.0.0.1 serves every test of the module; each test
+opens its own browser context, i.e. its own session.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.ui
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "assets" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TABS = {"ou": "Ornstein–Uhlenbeck", "allen_cahn": "Allen–Cahn", "navier_stokes": "Navier–Stokes"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = dict(os.environ, GFDT_DASH_STORE=str(tmp_path_factory.mktemp("store")))
+    cmd = [
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        "app.py",
+        "--port",
+        str(port),
+        "--address",
+        "127.0.0.1",
+        "--allow-websocket-origin",
+        f"127.0.0.1:{port}",
+    ]
+    log = tmp_path_factory.mktemp("log") / "serve.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None:
+            pytest.fail(f"panel serve exited: {log.read_text()}")
+        time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}/app"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    context = browser.new_context(viewport={"width": 1500, "height": 1200})
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.get_by_role("button", name="Run all").first.wait_for(timeout=60_000)
+    return context, page, errors
+
+
+def wait_text(page, text, timeout=120_000):
+    page.get_by_text(text).first.wait_for(timeout=timeout)
+
+
+def test_page_loads_without_errors_and_every_tab_renders(server, browser):
+    t0 = time.perf_counter()
+    context, page, errors = open_page(browser, server)
+    first_paint = time.perf_counter() - t0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert page.title().startswith("gfdt-dash")
+    page.screenshot(path=SHOTS / "ou.png", full_page=True)
+    for system, title in list(TABS.items())[1:]:
+        page.locator(".bk-tab", has_text=title).click()
+        page.get_by_role("button", name="Run all").nth(0).wait_for(timeout=30_000)
+        time.sleep(1.0)
+        page.screenshot(path=SHOTS / f"{system}.png", full_page=True)
+    page.locator(".bk-tab", has_text="About").click()
+    wait_text(page, "How the responses are predicted")
+    page.screenshot(path=SHOTS / "about.png", full_page=True)
+    assert errors == []
+    assert first_paint < 30
+    context.close()
+
+
+def test_run_all_on_ou_fills_the_figure_and_error_table(server, browser):
+    context, page, errors = open_page(browser, server)
+    page.get_by_role("button", name="Run all").click()
+    wait_text(page, "Run all finished", timeout=180_000)
+    table = page.locator(".tabulator")
+    for method in ("analytic", "perturbation", "learned_score", "exact_score", "gaussian"):
+        assert table.get_by_text(method, exact=True).count() == 1, method
+    # the main figure's legend lists every method and its axes carry the lag range of the run
+    assert page.get_by_text("kicked pixel — normalized").count() == 1
+    page.get_by_text("Error against the reference").scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "ou_results.png", full_page=True)
+    assert errors == []
+    context.close()
+
+
+def test_cancel_stops_a_simulation_and_the_tab_stays_usable(server, browser):
+    context, page, errors = open_page(browser, server)
+    page.get_by_role("button", name="paper").click()  # long enough to be cancelled midway
+    page.get_by_role("button", name="Simulate", exact=True).click()
+    wait_text(page, "simulate:", timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    wait_text(page, "Simulation cancelled", timeout=30_000)
+    page.get_by_role("button", name="classroom").click()
+    page.get_by_role("button", name="Simulate", exact=True).click()
+    wait_text(page, "Simulation finished", timeout=120_000)
+    assert errors == []
+    context.close()
+
+
+def set_seed(page, seed):
+    box = page.locator(".bk-input-group", has_text="Seed").locator("input").first
+    box.fill(str(seed))
+    box.press("Enter")
+
+
+def test_two_sessions_run_jobs_without_seeing_each_other(server, browser):
+    ctx_a, page_a, errors_a = open_page(browser, server)
+    ctx_b, page_b, errors_b = open_page(browser, server)
+    # seeds no other test uses, so neither simulation is already in the shared result cache
+    set_seed(page_a, 11)
+    set_seed(page_b, 12)
+    time.sleep(0.5)
+    page_a.get_by_role("button", name="Simulate", exact=True).click()
+    page_b.get_by_role("button", name="Compute responses").click()
+    # B has no simulation of its own: A's running job must not count for it
+    wait_text(page_b, "Responses failed", timeout=30_000)
+    wait_text(page_a, "Simulation finished", timeout=120_000)
+    assert page_b.get_by_text("Simulation finished").count() == 0
+    assert page_a.get_by_text("Responses failed").count() == 0
+    page_b.get_by_role("button", name="Simulate", exact=True).click()
+    page_a.get_by_role("button", name="Compute responses").click()
+    wait_text(page_b, "Simulation finished", timeout=120_000)
+    wait_text(page_a, "Responses finished", timeout=120_000)
+    assert page_b.get_by_text("Responses finished").count() == 0
+    assert errors_a == []
+    assert errors_b == []
+    ctx_a.close()
+    ctx_b.close()

@@ -1,0 +1,224 @@
+"""SystemTab driven through its params and events, without a browser (synchronous runner)."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import gfdt_dash.ui.tab as tab_module
+from gfdt_dash.systems import SimulationDiverged
+from gfdt_dash.ui import store
+from gfdt_dash.ui.jobs import RESULTS, JobRunner, ResultCache
+from gfdt_dash.ui.tab import SystemTab
+
+# A tiny OU run: 16×16, 32 members, 40 recorded frames, 64 paired experiments (~1 s).
+TINY = dict(spinup=10.0, record=40.0)
+
+
+def tiny_tab(**kwargs) -> SystemTab:
+    tab = SystemTab("ou", sync=True, **kwargs)
+    tab.mirror.param.update(**TINY)
+    return tab
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    RESULTS.clear()
+    yield
+    RESULTS.clear()
+
+
+def test_editing_a_parameter_switches_to_custom_and_presets_restore():
+    tab = tiny_tab()
+    assert tab.preset == "custom"
+    tab.preset = "classroom"
+    assert tab.mirror.record == 400.0
+    tab.preset = "paper"
+    assert tab.config().n == 32
+
+
+def test_simulate_then_compute_fills_results_table_and_status():
+    tab = tiny_tab()
+    tab.simulate = True
+    assert tab.runner.stage == "done"
+    assert tab.sim["field"].shape == (32, 40, 16, 16)
+    assert tab.status.startswith("Simulation finished")
+    tab.compute = True
+    assert tab.runner.stage == "done", tab.status
+    methods = [str(m) for m in tab.responses["method"].values]
+    assert {"gaussian", "exact_score", "perturbation", "analytic"} <= set(methods)
+    assert tab.responses.sizes["lag"] == tab.config().n_lags
+    table = tab.error_table.set_index("method")
+    assert table.loc["analytic", "error"] == 0.0  # the reference
+    # Loose physics check: 40 frames are plenty for the Gaussian estimate of a linear system.
+    assert table.loc["gaussian", "error"] < 0.5
+    assert np.isfinite(table.loc["exact_score", "stein_error"])
+    assert tab.status.startswith("Responses finished")
+
+
+def test_repeating_a_simulation_is_served_from_the_cache():
+    tab = tiny_tab()
+    tab.simulate = True
+    first = tab.sim
+    t0 = time.perf_counter()
+    other = tiny_tab()  # another session, same config, seed and device
+    other.simulate = True
+    assert other.sim is first
+    assert time.perf_counter() - t0 < 0.5
+    other.seed = 1
+    other.simulate = True
+    assert other.sim is not first
+
+
+def test_downloads_are_readable_netcdf(tmp_path):
+    tab = tiny_tab()
+    with pytest.raises(ValueError, match="no simulation"):
+        tab.netcdf_bytes("simulation")
+    tab.simulate = True
+    tab.compute = True
+    for which, var in (("simulation", "field"), ("responses", "response")):
+        path = tmp_path / f"{which}.nc"
+        path.write_bytes(tab.netcdf_bytes(which).getvalue())
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            assert var in ds
+    with xr.open_dataset(tmp_path / "simulation.nc", engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["field"].values, tab.sim["field"].values)
+
+
+def test_divergence_is_reported_and_the_tab_stays_usable(monkeypatch):
+    tab = tiny_tab()
+
+    def diverge(*args, **kwargs):
+        raise SimulationDiverged(12.5, 0.125)
+
+    monkeypatch.setattr(tab_module, "simulate", diverge)
+    tab.simulate = True
+    assert tab.runner.stage == "error"
+    assert "non-finite" in tab.status
+    assert "dt" in tab.status
+    assert tab.sim is None
+    monkeypatch.undo()
+    tab.simulate = True
+    assert tab.runner.stage == "done"
+
+
+def test_invalid_parameters_are_refused_before_any_job():
+    tab = tiny_tab()
+    tab.mirror.frame_every = 0.3
+    tab.simulate = True
+    assert tab.runner.job == ""
+    assert "frame_every" in tab.status
+
+
+def test_compute_without_simulation_explains_what_to_do():
+    tab = tiny_tab()
+    tab.compute = True
+    assert tab.runner.stage == "error"
+    assert "simulation" in tab.status
+
+
+def test_a_garbage_checkpoint_is_refused_with_a_message():
+    path = store.model_path("ou", "broken")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00garbage, not a checkpoint" * 10)
+    tab = tiny_tab()
+    assert "saved: broken" in tab.param.model_source.objects
+    tab.model_source = "saved: broken"
+    tab.load_model = True
+    assert tab.runner.stage == "error"
+    assert tab.status.startswith("Loading model failed")
+    assert tab.model is None
+
+
+def test_saving_without_a_model_is_refused():
+    tab = tiny_tab()
+    tab.save_model = True
+    assert "no model" in tab.status
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [("my model", "my_model"), ("../../etc/passwd", "etc_passwd"), ("a.safetensors", "a")],
+)
+def test_model_names_are_sanitised_into_the_store(name, stem, store_dir):
+    path = store.model_path("ou", name)
+    assert path.stem == stem
+    assert path.parent == (store_dir / "models" / "ou").resolve()
+
+
+def test_unusable_model_name_is_refused():
+    with pytest.raises(ValueError, match="no usable characters"):
+        store.sanitize_name("../..")
+
+
+def test_cancel_stops_a_running_simulation_and_the_tab_remains_usable():
+    tab = SystemTab("ou")  # pooled runner; not served, so UI updates apply in the worker
+    tab.mirror.param.update(spinup=10_000.0, record=40.0)
+    tab.simulate = True
+    deadline = time.monotonic() + 20
+    while tab.runner.stage != "simulate" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tab.runner.stage == "simulate"
+    tab.cancel = True
+    tab.runner.wait(timeout=20)
+    assert tab.runner.stage == "cancelled"
+    assert not tab.runner.running
+    assert "cancelled" in tab.status
+    tab.mirror.spinup = 10.0
+    tab.simulate = True
+    tab.runner.wait(timeout=30)
+    assert tab.runner.stage == "done"
+    assert tab.sim is not None
+
+
+def test_job_runner_reports_queue_progress_and_errors():
+    seen = []
+    runner = JobRunner(lambda fn: fn(), sync=True, min_interval_s=0.0)
+    from gfdt_dash.progress import Reporter
+
+    def work(callback, should_stop):
+        rep = Reporter("count", 3, callback, should_stop, min_interval_s=0.0)
+        for i in range(1, 4):
+            rep.update(i)
+        return 42
+
+    assert runner.submit("w", work, on_progress=seen.append, on_done=seen.append)
+    assert [p.done for p in seen[:-1]] == [1, 2, 3]
+    assert seen[-1] == 42
+    assert runner.stage == "done"
+    errors = []
+    runner.submit("bad", lambda cb, stop: 1 / 0, on_error=errors.append)
+    assert isinstance(errors[0], ZeroDivisionError)
+    assert runner.stage == "error"
+
+
+def test_closed_runner_refuses_jobs_and_stops_the_running_one():
+    started = threading.Event()
+    runner = JobRunner(lambda fn: fn())
+
+    def wait_for_stop(callback, should_stop):
+        started.set()
+        while not should_stop():
+            time.sleep(0.01)
+        return "stopped"
+
+    assert runner.submit("loop", wait_for_stop)
+    assert started.wait(10)
+    runner.close()  # what the app does when the browser session is destroyed
+    runner.wait(timeout=10)
+    assert not runner.submit("again", wait_for_stop)
+
+
+def test_result_cache_is_bounded_by_items_and_bytes():
+    cache = ResultCache(max_items=2, max_bytes=100)
+    cache.put("a", np.zeros(5))  # 40 bytes
+    cache.put("b", np.zeros(5))
+    cache.put("c", np.zeros(5))
+    assert cache.get("a") is None
+    assert len(cache) == 2
+    cache.put("big", np.zeros(50))  # 400 bytes: never kept
+    assert cache.get("big") is None
+    cache.put("d", np.zeros(10))  # 80 bytes: evicts until the total fits
+    assert len(cache) == 1
