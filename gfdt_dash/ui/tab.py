@@ -68,6 +68,9 @@ class SystemTab(pn.viewable.Viewer):
     seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="random seed of the simulation")
     model_source = param.Selector(default=None, objects=[], allow_None=True, label="Model")
     model_name = param.String(default="", doc="name to save the model under (letters, digits)")
+    train_steps = param.Integer(
+        default=2000, bounds=(10, 1_000_000), doc="optimiser steps of score-model training"
+    )
     normalized = param.Boolean(default=True, doc="show R(t)R(0)⁻¹ instead of raw R(t)")
     lag_index = param.Integer(default=0, bounds=(0, None), label="lag (frame)")
 
@@ -227,6 +230,7 @@ class SystemTab(pn.viewable.Viewer):
             return
         model_path = self._model_paths.get(self.model_source) if self.model_source else None
         ctx = _Job(self, config, self.seed, self.device, model_path)
+        ctx.preset, ctx.train_steps = self.preset, self.train_steps
         ctx.sim = self.sim if self.sim_key == _sim_key(config, self.seed, self.device) else None
         ctx.model, ctx.model_key = self.model, self.model_key
 
@@ -293,9 +297,12 @@ class SystemTab(pn.viewable.Viewer):
 
         sim = ctx.require_simulation()
         ctx.ui(self._losses.clear)
+        size = "paper" if ctx.preset == "paper" else "classroom"
         model = score.train_score(
             sim,
             system_config=ctx.config,
+            net_config=score.ScoreNetConfig.preset(size),
+            train_config=score.TrainConfig.preset(size, n_steps=ctx.train_steps),
             seed=ctx.seed,
             device=ctx.device,
             callback=ctx.callback,
@@ -370,15 +377,16 @@ class SystemTab(pn.viewable.Viewer):
         self.diagnostics = dict(meta.get("diagnostics") or {})
         history = meta.get("history") or {}
         if history.get("step"):
-            frame = pd.DataFrame(
-                {
-                    "step": np.asarray(history["step"], dtype=float),
-                    "train_loss": np.asarray(history.get("train_loss", []), dtype=float),
-                    "val_loss": np.asarray(history.get("val_loss", []), dtype=float),
-                }
+            # Training and validation losses are logged at different steps: one row per step.
+            train = pd.DataFrame(
+                {"step": history["step"], "train_loss": history.get("train_loss", [])}
             )
+            val = pd.DataFrame(
+                {"step": history.get("val_step", []), "val_loss": history.get("val_loss", [])}
+            )
+            frame = train.merge(val, on="step", how="outer").sort_values("step").astype(float)
             self._losses.clear()
-            self._losses.send(frame)
+            self._losses.send(frame[list(views.empty_loss_frame().columns)])
         self.status = f"Score model ready ({origin})."
         self._update_model_pane()
 
@@ -481,6 +489,7 @@ class SystemTab(pn.viewable.Viewer):
             self._buttons["run_all"],
             pn.Row(self._buttons["simulate"], self._buttons["compute"]),
             pn.Row(self._buttons["train"], self._buttons["cancel"]),
+            pn.widgets.IntInput.from_param(self.param.train_steps),
             _rule(),
             pn.widgets.Select.from_param(self.param.model_source),
             self._buttons["load_model"],
@@ -552,6 +561,8 @@ class _Job:
         self.sim: xr.Dataset | None = None
         self.model: Any = None
         self.model_key: str | None = None
+        self.preset = "classroom"
+        self.train_steps = 2000
 
     def ui(self, fn: Callable[[], None]) -> None:
         self.tab.runner._ui(fn)

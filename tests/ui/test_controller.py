@@ -222,3 +222,25 @@ def test_result_cache_is_bounded_by_items_and_bytes():
     assert cache.get("big") is None
     cache.put("d", np.zeros(10))  # 80 bytes: evicts until the total fits
     assert len(cache) == 1
+
+
+def test_train_save_and_reload_a_model_then_use_it_for_responses():
+    tab = tiny_tab(train_steps=20)
+    tab.simulate = True
+    tab.train = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.model is not None
+    assert tab.model_info["origin"] == "trained in this session"
+    assert len(tab._losses.data) > 0  # the streamed loss curve
+    tab.model_name = "tiny ou"
+    tab.save_model = True
+    assert "saved: tiny_ou" in tab.param.model_source.objects
+    assert tab.model_source == "saved: tiny_ou"
+    tab.model = None
+    tab.load_model = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.model_info["origin"] == "loaded from tiny_ou.safetensors"
+    tab.compute = True
+    table = tab.error_table.set_index("method")
+    assert np.isfinite(table.loc["learned_score", "error"])
+    assert np.isfinite(table.loc["learned_score", "stein_error"])
