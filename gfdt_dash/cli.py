@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from gfdt_dash import __version__
@@ -157,6 +158,81 @@ def _cmd_response(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from gfdt_dash.pipeline import run_pipeline
+    from gfdt_dash.report import write_report
+    from gfdt_dash.systems import get_config
+
+    systems = args.systems.split(",") if args.systems else ["ou", "allen_cahn", "navier_stokes"]
+    model = "shipped" if args.use_shipped else "train"
+    if args.use_shipped and args.preset != "classroom":
+        raise ValueError("--use-shipped: the shipped models are for the classroom preset only")
+    out = Path(args.out)
+    results = []
+    for system in systems:
+        config = get_config(system, args.preset)
+        print(f"== {config.title} ({args.preset}) ==", file=sys.stderr)
+        result = run_pipeline(config, seed=args.seed, device=args.device, model=model,
+                              cache_dir=out / "cache", callback=_ProgressBar(not args.quiet))
+        print(result.errors.to_string(float_format=lambda v: f"{v:.3g}"))
+        results.append(result)
+    path = write_report(results, out, title=f"gfdt-dash reproduction ({args.preset} preset)")
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from gfdt_dash.scan import ScanSpec, run_scan
+
+    spec = ScanSpec.from_toml(args.spec)
+
+    def on_cell(done: int, total: int, cell: dict) -> None:
+        if not args.quiet:
+            print(f"cell {done}/{total} done: {cell}", file=sys.stderr)
+
+    ds = run_scan(spec, args.out, scheduler=args.scheduler, n_workers=args.workers,
+                  threads_per_worker=args.threads, device=args.device, on_cell=on_cell)
+    if ds is not None:
+        table = ds["error"].to_pandas() if ds.sizes["cell"] > 1 else ds["error"].to_series()
+        print(table.to_string(float_format=lambda v: f"{v:.3g}"))
+    print(f"wrote {Path(args.out) / 'scan.nc'}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gfdt_dash.data import open_dataset
+    from gfdt_dash.score import (
+        ScoreNetConfig,
+        TrainConfig,
+        diagnose,
+        save_checkpoint,
+        split_snapshots,
+        train_score,
+    )
+    from gfdt_dash.score.training import as_snapshots
+    from gfdt_dash.systems import FieldSystem, make_system
+
+    ds = open_dataset(args.data)
+    overrides = {} if args.steps is None else {"n_steps": args.steps}
+    train_cfg = TrainConfig.preset(args.train, **overrides)
+    model = train_score(ds, net_config=None if args.resume else ScoreNetConfig.preset(args.net),
+                        train_config=train_cfg, seed=args.seed, device=args.device,
+                        resume=args.resume, callback=_ProgressBar(not args.quiet))
+    if not args.no_diagnostics:
+        arr, config = as_snapshots(ds)
+        held_out = split_snapshots(arr, train_cfg.val_fraction)[1]
+        system = make_system(config, device=model.device) if config is not None else None
+        exact = system.score if isinstance(system, FieldSystem) else None
+        model.metadata["diagnostics"] = diagnose(model, held_out, exact, seed=args.seed,
+                                                 device=model.device)
+        scalars = {k: v for k, v in model.metadata["diagnostics"].items()
+                   if isinstance(v, float)}
+        print("diagnostics: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+    path = save_checkpoint(model, args.out)
+    print(f"wrote {path} ({model!r})")
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from gfdt_dash.systems import SYSTEMS
 
@@ -178,6 +254,17 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=_cmd_simulate)
 
+    p = sub.add_parser("train", help="train a score model on simulated snapshots (netCDF)")
+    p.add_argument("data", help="netCDF from `gfdt-dash simulate` (its snapshot variable)")
+    p.add_argument("--net", default="classroom", help="network preset: classroom or paper")
+    p.add_argument("--train", default="classroom", help="training preset: classroom or paper")
+    p.add_argument("--steps", type=int, help="total training steps (overrides the preset)")
+    p.add_argument("--resume", help="checkpoint to continue (same data)")
+    p.add_argument("--no-diagnostics", action="store_true", help="skip the diagnostics")
+    p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_train)
+
     p = sub.add_parser("response", help="compute and compare responses, write netCDF")
     p.add_argument("--data", required=True,
                    help="netCDF with a (member, time, y, x) variable 'field' (e.g. from simulate)")
@@ -188,6 +275,24 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output netCDF path (methods combined)")
     _add_common(p)
     p.set_defaults(func=_cmd_response)
+    p = sub.add_parser("reproduce", help="run the full comparison per system, write a report")
+    p.add_argument("--preset", default="classroom", choices=["classroom", "paper"])
+    p.add_argument("--systems", help="comma-separated subset (default: all three)")
+    p.add_argument("--use-shipped", action="store_true",
+                   help="use the shipped classroom score models instead of training")
+    p.add_argument("--out", default="report", help="report folder (default ./report)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("scan", help="parameter scan on Dask; results append to OUT/scan.nc")
+    p.add_argument("spec", help="scan spec (TOML), see gfdt_dash.scan")
+    p.add_argument("--out", required=True, help="scan folder (resumes if it exists)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: local)")
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    p.add_argument("--device", default="cpu", help="device inside the workers (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no per-cell progress")
+    p.set_defaults(func=_cmd_scan)
     return parser
 
 

@@ -1,0 +1,333 @@
+"""One system end to end: simulate → score model → the four-way responses → errors.
+
+Used by ``gfdt-dash reproduce`` and ``gfdt-dash scan``; each stage is also a function of its own.
+With a ``cache_dir`` every stage's product is stored under a key of (config, seed, model choice)
+and reused on the next call, so an interrupted run resumes at the first unfinished stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from gfdt_dash.data import atomic_write_bytes, open_dataset, write_netcdf
+from gfdt_dash.devices import resolve_device
+from gfdt_dash.progress import Progress, ProgressCallback, StopCheck
+from gfdt_dash.systems import OUConfig, SystemConfig, simulate
+
+__all__ = [
+    "PipelineResult",
+    "compute_responses",
+    "default_methods",
+    "obtain_model",
+    "run_pipeline",
+]
+
+log = logging.getLogger(__name__)
+
+ModelChoice = Any  # "shipped" | "train" | a checkpoint path | a ScoreModel | None
+
+
+def default_methods(config: SystemConfig) -> tuple[str, ...]:
+    """Every method that applies to ``config``'s system."""
+    methods = ["learned_score"]
+    if config.system in ("ou", "allen_cahn"):
+        methods.append("exact_score")
+    methods += ["gaussian", "perturbation"]
+    if isinstance(config, OUConfig):
+        methods.append("analytic")
+    return tuple(methods)
+
+
+def _staged(callback: ProgressCallback | None, stage: str) -> ProgressCallback | None:
+    """Rename the stage of every report (so one callback can follow a whole pipeline)."""
+    if callback is None:
+        return None
+
+    def relay(p: Progress) -> None:
+        callback(Progress(stage, p.done, p.total, p.elapsed_s, p.eta_s, p.info))
+
+    return relay
+
+
+def obtain_model(
+    choice: ModelChoice,
+    config: SystemConfig,
+    simulation: xr.Dataset,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    train_config: Any = None,
+    callback: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+):
+    """The score model: ``"shipped"``, ``"train"`` (on the simulation's snapshots), a checkpoint
+    path, or a :class:`~gfdt_dash.score.ScoreModel` as is. ``None`` means no model."""
+    from gfdt_dash.score import ScoreModel, load_checkpoint, load_shipped, train_score
+
+    if choice is None or isinstance(choice, ScoreModel):
+        return choice
+    if choice == "shipped":
+        return load_shipped(config.system, device=device)
+    if choice == "train":
+        return train_score(
+            simulation,
+            system_config=config,
+            train_config=train_config,
+            seed=seed,
+            device=device,
+            callback=callback,
+            should_stop=should_stop,
+        )
+    return load_checkpoint(choice, expect_system=config.system, expect_n=config.n, device=device)
+
+
+def compute_responses(
+    config: SystemConfig,
+    simulation: xr.Dataset,
+    *,
+    score=None,
+    methods: Sequence[str] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    callback: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> xr.Dataset:
+    """Every requested response of ``config`` from ``simulation``, combined along ``method``.
+
+    ``score`` is the learned score callable (needed for ``learned_score``). Lags run to
+    ``config.max_lag`` at the frame interval. The direct perturbation runs its own ensemble with
+    the config's protocol and ``seed + 1`` (independent of the simulation's noise).
+    """
+    from gfdt_dash.response import (
+        analytic_response,
+        combine,
+        exact_score,
+        gaussian_response,
+        gfdt_response,
+        perturbation_response,
+    )
+
+    methods = tuple(default_methods(config) if methods is None else methods)
+    max_lag = config.n_lags - 1
+    results = []
+    for method in methods:
+        cb = _staged(callback, method)
+        if method == "learned_score":
+            if score is None:
+                raise ValueError("methods: 'learned_score' needs a score model")
+            results.append(
+                gfdt_response(
+                    simulation,
+                    score,
+                    max_lag,
+                    device=device,
+                    seed=seed,
+                    callback=cb,
+                    should_stop=should_stop,
+                    method="learned_score",
+                )
+            )
+        elif method == "exact_score":
+            results.append(
+                gfdt_response(
+                    simulation,
+                    exact_score(config, device=device),
+                    max_lag,
+                    device=device,
+                    seed=seed,
+                    callback=cb,
+                    should_stop=should_stop,
+                    method="exact_score",
+                )
+            )
+        elif method == "gaussian":
+            results.append(
+                gaussian_response(
+                    simulation,
+                    max_lag,
+                    device=device,
+                    seed=seed,
+                    callback=cb,
+                    should_stop=should_stop,
+                )
+            )
+        elif method == "perturbation":
+            results.append(
+                perturbation_response(
+                    config, seed=seed + 1, device=device, callback=cb, should_stop=should_stop
+                )
+            )
+        elif method == "analytic":
+            lags = config.frame_every * pd.RangeIndex(config.n_lags).to_numpy()
+            results.append(analytic_response(config, lags))
+        else:
+            raise ValueError(
+                f"methods: unknown method {method!r}; allowed: "
+                "learned_score, exact_score, gaussian, perturbation, analytic"
+            )
+    return combine(results)
+
+
+@dataclass
+class PipelineResult:
+    """Everything one run of :func:`run_pipeline` produced."""
+
+    config: SystemConfig
+    seed: int
+    device: str
+    simulation: xr.Dataset
+    responses: xr.Dataset
+    errors: pd.DataFrame
+    model: Any = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _cache_key(config: SystemConfig, seed: int, model: ModelChoice) -> str:
+    tag = model if isinstance(model, str | os.PathLike) else ("none" if model is None else "given")
+    raw = json.dumps({"config": config.to_dict(), "seed": seed, "model": str(tag)}, sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def run_pipeline(
+    config: SystemConfig,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    model: ModelChoice = "shipped",
+    methods: Sequence[str] | None = None,
+    train_config: Any = None,
+    diagnose_model: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    callback: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> PipelineResult:
+    """Simulate, obtain the score model, compute every response and the error table.
+
+    ``model``: ``"shipped"`` (the classroom checkpoint; grid must match), ``"train"``, a
+    checkpoint path, a ScoreModel, or ``None`` (no learned-score method). Stage wall times are in
+    ``timings``; with ``cache_dir`` finished stages are reused (the simulation and responses as
+    netCDF, a trained model as a checkpoint, diagnostics as JSON).
+    """
+    from gfdt_dash.score import diagnose, load_checkpoint, save_checkpoint
+
+    dev = str(resolve_device(device))
+    methods = tuple(default_methods(config) if methods is None else methods)
+    if model is None:
+        methods = tuple(m for m in methods if m != "learned_score")
+    folder = None
+    if cache_dir is not None:
+        folder = Path(cache_dir) / f"{config.system}-{_cache_key(config, seed, model)}"
+        folder.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def cached(name: str) -> Path | None:
+        return folder / name if folder is not None else None
+
+    t0 = time.perf_counter()
+    sim_path = cached("simulation.nc")
+    if sim_path is not None and sim_path.is_file():
+        simulation = open_dataset(sim_path)
+    else:
+        simulation = simulate(
+            config,
+            seed=seed,
+            device=dev,
+            callback=_staged(callback, "simulate"),
+            should_stop=should_stop,
+        )
+        if sim_path is not None:
+            write_netcdf(simulation, sim_path)
+    timings["simulate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    score_model = None
+    if model is not None:
+        ckpt = cached("model.safetensors")
+        if model == "train" and ckpt is not None and ckpt.is_file():
+            score_model = load_checkpoint(
+                ckpt, expect_system=config.system, expect_n=config.n, device=dev
+            )
+        else:
+            score_model = obtain_model(
+                model,
+                config,
+                simulation,
+                seed=seed,
+                device=dev,
+                train_config=train_config,
+                callback=_staged(callback, "train"),
+                should_stop=should_stop,
+            )
+            if model == "train" and ckpt is not None:
+                save_checkpoint(score_model, ckpt)
+    timings["model"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    resp_path = cached("responses.nc")
+    if resp_path is not None and resp_path.is_file():
+        responses = open_dataset(resp_path)
+    else:
+        score = score_model.score_fn(dev) if score_model is not None else None
+        responses = compute_responses(
+            config,
+            simulation,
+            score=score,
+            methods=methods,
+            seed=seed,
+            device=dev,
+            callback=callback,
+            should_stop=should_stop,
+        )
+        if resp_path is not None:
+            write_netcdf(responses, resp_path)
+    timings["responses"] = time.perf_counter() - t0
+
+    diagnostics: dict[str, Any] = {}
+    if score_model is not None and diagnose_model:
+        t0 = time.perf_counter()
+        diag_path = cached("diagnostics.json")
+        if diag_path is not None and diag_path.is_file():
+            diagnostics = json.loads(diag_path.read_text())
+        else:
+            from gfdt_dash.response import exact_score
+
+            exact = exact_score(config, device=dev) if config.system != "navier_stokes" else None
+            diagnostics = diagnose(
+                score_model,
+                simulation,
+                exact,
+                seed=seed,
+                device=dev,
+                callback=_staged(callback, "diagnose"),
+                should_stop=should_stop,
+            )
+            if diag_path is not None:
+                atomic_write_bytes(diag_path, json.dumps(diagnostics).encode())
+        timings["diagnose"] = time.perf_counter() - t0
+
+    from gfdt_dash.response import error_table
+
+    errors = error_table(responses, max_lag=config.max_lag)
+    return PipelineResult(
+        config=config,
+        seed=seed,
+        device=dev,
+        simulation=simulation,
+        responses=responses,
+        errors=errors,
+        model=score_model,
+        diagnostics=diagnostics,
+        timings=timings,
+    )

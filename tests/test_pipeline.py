@@ -1,0 +1,60 @@
+"""The end-to-end pipeline, its stage cache and the reproduction report."""
+
+import numpy as np
+import pytest
+
+from gfdt_dash.pipeline import compute_responses, default_methods, run_pipeline
+from gfdt_dash.report import write_report
+from gfdt_dash.systems import AllenCahnConfig, NavierStokesConfig, OUConfig
+
+TINY_OU = OUConfig.preset(
+    "classroom",
+    n=8,
+    members=8,
+    frame_members=8,
+    record=60.0,
+    max_lag=8.0,
+    restart_every=8.0,
+    n_experiments=16,
+)
+
+
+def test_default_methods_follow_the_system():
+    assert default_methods(TINY_OU)[-1] == "analytic"
+    assert "exact_score" in default_methods(AllenCahnConfig.preset("classroom"))
+    ns = default_methods(NavierStokesConfig.preset("classroom"))
+    assert "exact_score" not in ns
+    assert "analytic" not in ns
+
+
+def test_pipeline_without_model_caches_every_stage(tmp_path):
+    first = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
+    assert list(first.errors.index) == ["exact_score", "gaussian", "perturbation", "analytic"]
+    # OU is linear: the Gaussian and exact-score GFDT agree with the closed form, and the direct
+    # perturbation (shared noise) equals it to float32 round-off.
+    assert first.errors.loc["perturbation", "error"] < 1e-5
+    assert first.errors.loc["gaussian", "error"] < 0.2
+    files = sorted(p.name for p in next(tmp_path.iterdir()).iterdir())
+    assert files == ["responses.nc", "simulation.nc"]
+    again = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
+    np.testing.assert_array_equal(
+        again.responses["response"].values, first.responses["response"].values
+    )
+    assert again.timings["simulate"] < first.timings["simulate"]
+
+
+def test_learned_score_needs_a_model():
+    with pytest.raises(ValueError, match="^methods: 'learned_score' needs a score model"):
+        compute_responses(TINY_OU, None, methods=["learned_score"])
+
+
+def test_report_has_figures_tables_and_timings(tmp_path):
+    result = run_pipeline(TINY_OU, seed=0, device="cpu", model=None)
+    path = write_report([result], tmp_path, title="test report")
+    text = path.read_text()
+    assert "## Ornstein–Uhlenbeck" in text
+    assert "| exact_score |" in text
+    assert "Wall time on cpu" in text
+    png = (tmp_path / "ou.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "ou_errors.csv").read_text().startswith("method,error")
