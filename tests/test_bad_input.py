@@ -133,7 +133,7 @@ CASES = [
         "^ou_config:",
     ),
     ("analytic negative lag", lambda: analytic_response(OU, [-1.0]), ValueError, "^lags:"),
-    ("perturbation without config", lambda: perturbation_response({"n": 8}), ValueError, "config"),
+    ("perturbation without config", lambda: perturbation_response({"n": 8}), TypeError, "^config:"),
     (
         "error table bad reference",
         lambda: error_table([analytic_response(OU, [0.0, 1.0])], reference="gaussian"),
