@@ -1,0 +1,62 @@
+"""Run every benchmark in one go and write one table file, ``benchmarks/RESULTS.md``.
+
+    python benchmarks/run.py [--device auto] [--threads N] [--out benchmarks/RESULTS.md]
+
+Each ``bench_*.py`` beside this file prints a markdown section; they run one after another in
+fresh processes (so one's threads or memory do not skew the next) and their output is collected
+with the device, the torch version and the date. The README embeds the file. Timings on shared
+machines are noisy: read the ratios, which each benchmark measures within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args()
+    import torch
+
+    from gfdt_dash.devices import resolve_device
+
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    parts = [
+        "# Benchmark results",
+        "",
+        f"{dt.date.today()}, device `{device}` ({name or platform.machine()}), torch "
+        f"{torch.__version__}, {args.threads or torch.get_num_threads()} CPU threads.",
+        "",
+    ]
+    for script in sorted(HERE.glob("bench_*.py")):
+        cmd = [sys.executable, str(script), "--device", args.device]
+        env = dict(os.environ)
+        if args.threads:  # torch reads its intra-op thread count from these at start-up
+            env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+        print("running", script.name, file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        parts += [f"## {script.stem.removeprefix('bench_')}", ""]
+        if proc.returncode != 0:
+            parts += [f"failed (exit {proc.returncode}):", "", "```", proc.stderr[-2000:], "```"]
+        else:
+            parts.append(proc.stdout.strip())
+        parts.append("")
+    Path(args.out).write_text("\n".join(parts))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
