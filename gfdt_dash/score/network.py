@@ -1,0 +1,143 @@
+"""Noise-conditional U-Net with circular padding everywhere (after the original study's
+``NoiseConditionalScoreNetwork`` in CliMAgen.jl; reference §2).
+
+The network ``D(x, σ)`` maps a batch of scaled fields ``(B, n, n)`` and noise levels ``(B,)`` to
+``(B, n, n)``; it is trained to return ``σ ∇log p_σ(x)`` (≈ −z for ``x = x₀ + σz``), so the score
+is ``D(x, σ)/σ`` (:mod:`gfdt_dash.score.model` holds the one adapter that does this).
+
+Every convolution, including the stride-2 down-sampling ones and the ones after the
+nearest-neighbour up-sampling, pads circularly: the fields live on a periodic grid, and the network
+commutes with translations by multiples of its total stride (``2**(levels-1)`` pixels; the tests
+check this). PyTorch's default Kaiming-uniform initialisation is used (the original used Flux's
+Glorot-uniform; harmless).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gfdt_dash.score.config import ScoreNetConfig
+
+__all__ = ["ScoreUNet"]
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, padding_mode="circular")
+
+
+def _norm(channels: int, max_groups: int) -> nn.GroupNorm:
+    groups = max(1, min(max_groups, channels // 4))
+    while channels % groups:
+        groups -= 1
+    return nn.GroupNorm(groups, channels)
+
+
+class GaussianFourierEmbedding(nn.Module):
+    """``[sin 2πWc, cos 2πWc]`` of ``c = log σ`` with fixed random ``W ~ N(0, scale²)``.
+
+    ``W`` is a buffer drawn from a fixed-seed generator, so a fresh network with the same config
+    embeds identically and checkpoints carry it.
+    """
+
+    def __init__(self, embed_dim: int, scale: float) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.register_buffer("W", torch.randn(embed_dim // 2, generator=gen) * scale)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        proj = 2 * math.pi * c[:, None] * self.W[None, :]
+        return torch.cat([proj.sin(), proj.cos()], dim=-1)
+
+
+class ResBlock(nn.Module):
+    """GN+SiLU → conv → + Dense(embedding) → GN+SiLU → conv, plus the skip connection."""
+
+    def __init__(self, channels: int, embed_dim: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = _norm(channels, groups)
+        self.conv1 = _conv(channels, channels)
+        self.dense = nn.Linear(embed_dim, channels)
+        self.norm2 = _norm(channels, groups)
+        self.conv2 = _conv(channels, channels)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.silu(self.norm1(h)))
+        out = out + self.dense(emb)[:, :, None, None]
+        out = self.conv2(F.silu(self.norm2(out)))
+        return h + out
+
+
+class ScoreUNet(nn.Module):
+    """U-Net ``D(x, σ)`` on ``(B, n, n)`` fields; see the module docstring.
+
+    Encoder: conv (1→w₀), then a stride-2 conv per further width, each followed by
+    ``+ Dense(embedding)`` and GN+SiLU. Bottleneck: ``n_res_blocks`` residual blocks. Decoder:
+    per level, nearest ×2 up-sampling + circular conv to the next-finer width, ``+ Dense``,
+    GN+SiLU, concatenation with the encoder's feature map; a final conv to one channel.
+
+    With ``mean_bypass`` the U-Net sees the field minus its spatial mean, its output is made
+    mean-free, and a dense branch on (mean, embedding) supplies the uniform part of the output.
+    """
+
+    def __init__(self, config: ScoreNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or ScoreNetConfig.preset("classroom")
+        w, e, g = cfg.widths, cfg.embed_dim, cfg.groups
+        self.embed = nn.Sequential(
+            GaussianFourierEmbedding(e, cfg.fourier_scale), nn.Linear(e, e), nn.SiLU()
+        )
+        self.down = nn.ModuleList([_conv(1, w[0])])
+        self.down += [_conv(w[i - 1], w[i], stride=2) for i in range(1, len(w))]
+        self.down_dense = nn.ModuleList([nn.Linear(e, c) for c in w])
+        self.down_norm = nn.ModuleList([_norm(c, g) for c in w])
+        self.mid = nn.ModuleList([ResBlock(w[-1], e, g) for _ in range(cfg.n_res_blocks)])
+        # Decoder level i goes from the level-i map to level i-1; the input of every level
+        # below the bottleneck is the concatenation with the encoder map (twice the width).
+        self.up = nn.ModuleList()
+        self.up_dense = nn.ModuleList()
+        self.up_norm = nn.ModuleList()
+        for i in range(len(w) - 1, 0, -1):
+            c_in = w[i] if i == len(w) - 1 else 2 * w[i]
+            self.up.append(_conv(c_in, w[i - 1]))
+            self.up_dense.append(nn.Linear(e, w[i - 1]))
+            self.up_norm.append(_norm(w[i - 1], g))
+        self.out_norm = _norm(w[-1], g) if len(w) == 1 else None
+        self.final = _conv(2 * w[0] if len(w) > 1 else w[0], 1)
+        if cfg.mean_bypass:
+            self.mean_branch = nn.Sequential(
+                nn.Linear(e + 1, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU(), nn.Linear(e, 1)
+            )
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(B, n, n)`` scaled fields; ``sigma``: ``(B,)`` or scalar noise levels."""
+        if x.ndim != 3 or x.shape[-1] != x.shape[-2]:
+            raise ValueError(f"x: expected shape (batch, n, n), got {tuple(x.shape)}")
+        self.config.check_grid(x.shape[-1])
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        emb = self.embed(sigma.log())
+        h = x[:, None]
+        if self.config.mean_bypass:
+            mean = h.mean(dim=(-2, -1), keepdim=True)
+            h = h - mean
+        skips = []
+        for conv, dense, norm in zip(self.down, self.down_dense, self.down_norm, strict=True):
+            h = F.silu(norm(conv(h) + dense(emb)[:, :, None, None]))
+            skips.append(h)
+        for block in self.mid:
+            h = block(h, emb)
+        skips.pop()  # the bottleneck map is ``h`` itself
+        for conv, dense, norm in zip(self.up, self.up_dense, self.up_norm, strict=True):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = F.silu(norm(conv(h) + dense(emb)[:, :, None, None]))
+            h = torch.cat([h, skips.pop()], dim=1)
+        out = self.final(h)
+        if self.config.mean_bypass:
+            out = out - out.mean(dim=(-2, -1), keepdim=True)
+            scaled_mean = mean.flatten(1) * x.shape[-1]  # the k = 0 mode, ortho-normalised
+            uniform = self.mean_branch(torch.cat([scaled_mean, emb], dim=1)) / x.shape[-1]
+            out = out + uniform[:, :, None, None]
+        return out[:, 0]

@@ -1,0 +1,139 @@
+"""The pretrained classroom checkpoints in ``assets/models/<system>/`` and the command that makes
+them: ``python -m gfdt_dash.score.make_models [--out assets/models] [--systems ...]``.
+
+Each system's classroom preset is simulated (seed 0), a classroom network is trained on its
+snapshots, diagnostics are computed on the held-out snapshots, and ``model.safetensors``
+(inference-only weights + metadata) and a readable copy of the metadata, ``metadata.json``, are
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gfdt_dash.data import atomic_write_bytes
+from gfdt_dash.progress import ProgressCallback, StopCheck
+from gfdt_dash.score.checkpoint import load_checkpoint, save_checkpoint
+from gfdt_dash.score.config import ScoreNetConfig, TrainConfig
+from gfdt_dash.score.diagnostics import diagnose
+from gfdt_dash.score.model import ScoreModel
+from gfdt_dash.score.training import as_snapshots, split_snapshots, train_score
+
+__all__ = [
+    "SHIPPED_DIR",
+    "SHIPPED_STEPS",
+    "load_shipped",
+    "make_shipped_model",
+    "make_shipped_models",
+    "shipped_model_path",
+]
+
+log = logging.getLogger(__name__)
+
+# assets/ sits next to the package in the repository (not inside the wheel).
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+# Training steps of the shipped models: longer than the interactive classroom default, since
+# they are made once.
+SHIPPED_STEPS = {"ou": 4000, "allen_cahn": 4000, "navier_stokes": 4000}
+
+
+def shipped_model_path(system: str, root: str | os.PathLike | None = None) -> Path:
+    """Path of the shipped classroom checkpoint of ``system``."""
+    from gfdt_dash.systems import SYSTEMS
+
+    if system not in SYSTEMS:
+        raise ValueError(f"system: unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
+    return Path(root or SHIPPED_DIR) / system / "model.safetensors"
+
+
+def load_shipped(system: str, device: str | torch.device = "auto") -> ScoreModel:
+    """Load the shipped classroom score model of ``system`` (grid of the classroom preset)."""
+    from gfdt_dash.systems import get_config
+
+    path = shipped_model_path(system)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no shipped model for {system!r} at {str(path)!r}; make it with "
+            "`python -m gfdt_dash.score.make_models`"
+        )
+    return load_checkpoint(
+        path, expect_system=system, expect_n=get_config(system, "classroom").n, device=device
+    )
+
+
+def make_shipped_model(
+    system: str,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    n_steps: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    callback: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> Path:
+    """Simulate, train, diagnose and write one shipped checkpoint; returns its path."""
+    from gfdt_dash.systems import get_config, make_system, simulate
+
+    config = get_config(system, "classroom")
+    t0 = time.perf_counter()
+    ds = simulate(config, seed=seed, device=device, callback=callback, should_stop=should_stop)
+    t_sim = time.perf_counter() - t0
+    train_cfg = TrainConfig.preset("classroom", n_steps=n_steps or SHIPPED_STEPS[system])
+    model = train_score(
+        ds, net_config=ScoreNetConfig.preset("classroom"), train_config=train_cfg, seed=seed,
+        device=device, callback=callback, should_stop=should_stop,
+    )
+    t_train = time.perf_counter() - t0 - t_sim
+    arr, _ = as_snapshots(ds)
+    _, held_out = split_snapshots(arr, train_cfg.val_fraction)
+    exact = None
+    if system in ("ou", "allen_cahn"):
+        exact = make_system(config, device=model.device).score
+    diag = diagnose(model, held_out, exact, seed=seed, device=model.device,
+                    should_stop=should_stop)
+    model.metadata["diagnostics"] = diag
+    model.metadata["provenance"] = {
+        "command": "python -m gfdt_dash.score.make_models",
+        "simulation_seed": seed,
+        "simulate_s": round(t_sim, 1),
+        "train_s": round(t_train, 1),
+        "device": str(model.device),
+        "torch": torch.__version__,
+    }
+    path = shipped_model_path(system, out_dir)
+    save_checkpoint(model, path, training_state=False)
+    summary = {k: v for k, v in model.metadata.items() if k != "history"}
+    summary["diagnostics"] = {k: v for k, v in diag.items() if not isinstance(v, dict)}
+    summary["final_losses"] = {
+        "train_loss": model.history["train_loss"][-1],
+        "val_loss": model.history["val_loss"][-1] if model.history["val_loss"] else None,
+    }
+    atomic_write_bytes(path.with_name("metadata.json"),
+                       (json.dumps(summary, indent=2, default=_json_default) + "\n").encode())
+    log.info("%s: wrote %s (%d bytes); diagnostics %s", system, path, path.stat().st_size,
+             summary["diagnostics"])
+    return path
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"not JSON-serialisable: {type(v)}")
+
+
+def make_shipped_models(
+    out_dir: str | os.PathLike | None = None,
+    systems: Sequence[str] = ("ou", "allen_cahn", "navier_stokes"),
+    **kwargs: Any,
+) -> list[Path]:
+    """:func:`make_shipped_model` for each of ``systems``; returns the checkpoint paths."""
+    return [make_shipped_model(s, out_dir, **kwargs) for s in systems]
