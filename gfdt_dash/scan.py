@@ -211,6 +211,8 @@ def run_scan(
     out = Path(out_dir)
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*cells_dir.glob(".*.tmp"), *out.glob(".*.tmp")]:
+        stale.unlink(missing_ok=True)  # left by a run killed mid-write; never a finished cell
     todo = [c for c in spec.cells() if not (cells_dir / f"{cell_id(spec, c)}.nc").is_file()]
     total, done = len(spec.cells()), len(spec.cells()) - len(todo)
     log.info("scan: %d cells, %d already done", total, done)
