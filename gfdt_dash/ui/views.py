@@ -106,7 +106,7 @@ def response_map(data: dict | None, method: str, lag_index: int, normalized: boo
     label = dict((m, lab) for m, lab, _ in METHODS)[method]
     if ds is None or method not in methods_of(ds):
         img = hv.Image(np.zeros((2, 2)), ["dx", "dy"], bounds=(-0.5, -0.5, 0.5, 0.5))
-        return img.opts(title=f"{label}: no result", width=250, height=230, xaxis=None, yaxis=None)
+        return img.opts(title=f"{label}: no result", width=250, height=230, framewise=True)
     r, _ = _variable(ds, method, normalized)
     i = int(min(max(lag_index, 0), ds.sizes["lag"] - 1))
     field = r.isel(lag=i).transpose("dy", "dx")

@@ -118,14 +118,22 @@ def test_page_loads_without_errors_and_every_tab_renders(server, browser):
 
 
 def test_run_all_on_ou_fills_the_figure_and_error_table(server, browser):
+    from gfdt_dash.score import shipped_model_path
+
     context, page, errors = open_page(browser, server)
+    if not shipped_model_path("ou").is_file():
+        # Without the shipped model Run all trains one: keep that short in a test.
+        box = page.locator(".bk-input-group", has_text="Train steps").locator("input").first
+        box.fill("30")
+        box.press("Enter")
+        time.sleep(0.5)
     page.get_by_role("button", name="Run all").click()
-    wait_text(page, "Run all finished", timeout=180_000)
+    wait_text(page, "Run all finished", timeout=150_000)
     table = page.locator(".tabulator")
     for method in ("analytic", "perturbation", "learned_score", "exact_score", "gaussian"):
         assert table.get_by_text(method, exact=True).count() == 1, method
-    # the main figure's legend lists every method and its axes carry the lag range of the run
-    assert page.get_by_text("kicked pixel — normalized").count() == 1
+    row = page.locator(".tabulator-row", has_text="learned_score").inner_text()
+    assert any(ch.isdigit() for ch in row), row  # errors are numbers, not blanks
     page.get_by_text("Error against the reference").scroll_into_view_if_needed()
     page.screenshot(path=SHOTS / "ou_results.png", full_page=True)
     assert errors == []
