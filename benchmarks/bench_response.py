@@ -33,7 +33,8 @@ def gaussian_score(n: int):
     s_hat = torch.as_tensor(spectrum(n))
 
     def score(x: torch.Tensor) -> torch.Tensor:
-        return -torch.fft.irfft2(torch.fft.rfft2(x) / s_hat[:, : n // 2 + 1], s=(n, n))
+        s = s_hat[:, : n // 2 + 1].to(x.device)
+        return -torch.fft.irfft2(torch.fft.rfft2(x) / s, s=(n, n))
 
     return score
 

@@ -142,8 +142,14 @@ def _cmd_response(args: argparse.Namespace) -> int:
             elif m == "learned_score":
                 from gfdt_dash.score import load_checkpoint
 
-                model = load_checkpoint(args.model, device=args.device)
-                results.append(gfdt_response(data, model.score_fn(), max_lag, method=m, **common))
+                model = load_checkpoint(
+                    args.model,
+                    expect_system=config.system if config is not None else None,
+                    expect_n=data.sizes["x"],
+                    device=args.device,
+                )
+                score = model.score_fn(device=args.device)
+                results.append(gfdt_response(data, score, max_lag, method=m, **common))
             elif m == "perturbation":
                 results.append(perturbation_response(config, **common))
             else:

@@ -41,3 +41,30 @@ def test_response_command_errors_name_the_method(tmp_path, capsys):
     assert "--max-lag" in capsys.readouterr().err
     assert main([*args, "--max-lag", "3", "--quiet"]) == 0
     assert open_dataset(tmp_path / "r.nc")["method"].values.tolist() == ["gaussian"]
+
+
+def test_response_command_learned_score(tmp_path, capsys):
+    """--model: a (barely trained) checkpoint's score goes through gfdt_response."""
+    from gfdt_dash.score import ScoreNetConfig, TrainConfig, save_checkpoint, train_score
+
+    cfg = OUConfig.preset("classroom", **TINY)
+    sim = simulate(cfg, seed=1, device="cpu")
+    model = train_score(
+        sim["snapshot"].values,
+        system_config=cfg,
+        net_config=ScoreNetConfig(widths=(4, 8), n_res_blocks=1, embed_dim=8, groups=1),
+        train_config=TrainConfig(batch_size=8, n_steps=2, eval_every=2, val_batches=1),
+        device="cpu",
+    )
+    ckpt = save_checkpoint(model, tmp_path / "m.safetensors")
+    data = write_netcdf(sim, tmp_path / "sim.nc")
+    out = tmp_path / "resp.nc"
+    args = ["response", "--data", str(data), "--out", str(out), "--device", "cpu", "--quiet"]
+    assert main([*args, "--model", str(ckpt), "--methods", "learned_score,analytic"]) == 0
+    table = capsys.readouterr().out
+    assert "learned_score" in table
+    res = open_dataset(out)
+    assert res["method"].values.tolist() == ["learned_score", "analytic"]
+    assert np.isfinite(res["stein_error"].values[0])
+    assert main([*args, "--methods", "learned_score"]) == 2
+    assert "--model" in capsys.readouterr().err

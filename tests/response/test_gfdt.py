@@ -192,3 +192,22 @@ def test_validation_names_the_argument(kwargs, name):
     args.update(kwargs)
     with pytest.raises(ValueError, match=f"^{name}"):
         gfdt_response(args.pop("fields"), args.pop("score"), args.pop("max_lag"), **args)
+
+
+def test_null_mode_is_excluded_not_divided(fields):
+    """A score blind to the spatial mean has R̂(0, t) = 0: that mode is dropped, and counted."""
+    base = gaussian_score()
+
+    def blind(x):
+        s = base(x)
+        return s - s.mean(dim=(-2, -1), keepdim=True)
+
+    ds = gfdt_response(fields, blind, MAX_LAG, device="cpu")
+    assert ds.attrs["n_excluded_modes"] == 1
+    assert np.isfinite(ds["response"]).all() and np.isfinite(ds["response_stderr"]).all()
+    # the k = 0 mode of the normalised response is zero: it sums to 0 over space at every lag
+    np.testing.assert_allclose(ds["response"].sum(("dy", "dx")), 0.0, atol=1e-10)
+    # the other modes are untouched: the response at the kicked pixel is still ≈ aᵗ − mean
+    full = gfdt_response(fields, base, MAX_LAG, device="cpu")
+    mean_mode = full["response"].mean(("dy", "dx"))
+    np.testing.assert_allclose(ds["response"], full["response"] - mean_mode, atol=1e-10)
