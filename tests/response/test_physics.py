@@ -52,12 +52,16 @@ def test_ou_gfdt_and_gaussian_agree_with_analytic():
 def test_allen_cahn_exact_score_beats_gaussian():
     """Exact-score GFDT tracks direct perturbation; the Gaussian approximation does not.
 
-    Measured at the classroom preset (seeds 1 and 2): exact-score error 0.029 against the
-    perturbation, Gaussian 0.47 (ratio ≈ 16); the GFDT's own bootstrap band is calibrated
-    (two data seeds differ by rms z = 0.8), but the exact-score GFDT sits ~3 % off the direct
-    response, rms z ≈ 2–2.8, max |z| ≈ 4.6–5.7 over these 80 cells. The closed-form score is that
-    of the continuous equation, and the simulated chain's Stein error is 0.53 (0.24 at dt/2), so
-    a small systematic offset is expected; the bounds below allow it and nothing more.
+    Measured at the classroom preset: exact-score error 0.029 against the perturbation, Gaussian
+    0.47 (ratio ≈ 16). The whole residual of the exact-score GFDT sits in the k = 0 (spatial
+    mean) mode: its R̂(0, t) stays ≈ 0.85 while the direct one decays to ~0 within two time
+    units. Cause: the closed-form score is that of the continuous equation, and on the simulated
+    chain (dt = 1/16, stiff reaction) its spatial sum has a non-zero mean inside each well
+    (Σs ≈ ∓10 in the ± well; ∓2 at dt = 1/64, an O(dt) bias; Stein error 0.53). Members stay in
+    one well for long stretches, so −⟨x̄(t) Σs(0)⟩ does not decay. With the mean mode removed
+    from both responses the agreement is within bands (rms z ≈ 0.9, max ≈ 2.2); the full-field
+    bounds below allow the documented offset and no more. The GFDT band itself is calibrated:
+    two data seeds differ by rms z ≈ 0.8.
     """
     cfg = AllenCahnConfig.preset("classroom")
     data = simulate(cfg, seed=1, device="cpu")
@@ -76,6 +80,11 @@ def test_allen_cahn_exact_score_beats_gaussian():
     print(f"Gaussian / exact-score error ratio: {ratio:.1f}; exact-score z: max "
           f"{np.abs(z).max():.1f}, rms {np.sqrt((z**2).mean()):.1f}; Gaussian z: max "
           f"{np.abs(z_gauss).max():.1f}")
+    no_mean = both.assign(response=both["response"] - both["response"].mean(("dy", "dx")))
+    z_no_mean = z_downstream(no_mean, "exact_score", "perturbation")
+    print(f"exact-score z without the k = 0 mode: max {np.abs(z_no_mean).max():.1f}, rms "
+          f"{np.sqrt((z_no_mean**2).mean()):.1f}")
+    assert np.abs(z_no_mean).max() < 4 and np.sqrt((z_no_mean**2).mean()) < 1.5
     assert table.loc["exact_score", "error"] < 0.06
     assert np.sqrt((z**2).mean()) < 3.5 and np.abs(z).max() < 7
     assert np.abs(z_gauss).max() > 10  # the Gaussian approximation is far outside the bands
