@@ -113,7 +113,7 @@ def load_checkpoint(
         )
     dev = resolve_device(device)
     param_groups = meta.pop("optimizer_param_groups", None)
-    net = ScoreUNet(net_config)
+    net = ScoreUNet(net_config, n=n)
     ema = make_ema(net, float(meta["train_config"]["ema_decay"]))
     try:
         net.load_state_dict(_split(tensors, "net"))

@@ -83,9 +83,16 @@ class ScoreUNet(nn.Module):
     mean-free, and a dense branch on (mean, embedding) supplies the uniform part of the output.
     """
 
-    def __init__(self, config: ScoreNetConfig | None = None) -> None:
+    def __init__(self, config: ScoreNetConfig | None = None, n: int | None = None) -> None:
         super().__init__()
         self.config = cfg = config or ScoreNetConfig.preset("classroom")
+        if cfg.gaussian_skip:
+            if n is None:
+                raise ValueError("n: the grid size is required when gaussian_skip is on")
+            cfg.check_grid(n)
+            # Data mean and per-mode variance (rfft2, ortho); set by set_gaussian_prior.
+            self.register_buffer("prior_mean", torch.zeros(()))
+            self.register_buffer("prior_var", torch.ones(n, n // 2 + 1))
         w, e, g = cfg.widths, cfg.embed_dim, cfg.groups
         self.embed = nn.Sequential(
             GaussianFourierEmbedding(e, cfg.fourier_scale), nn.Linear(e, e), nn.SiLU()
@@ -111,6 +118,28 @@ class ScoreUNet(nn.Module):
             self.mean_branch = nn.Sequential(
                 nn.Linear(e + 1, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU(), nn.Linear(e, 1)
             )
+
+    @torch.no_grad()
+    def set_gaussian_prior(self, fields: torch.Tensor) -> None:
+        """Mean and per-mode variance of (scaled) training fields ``(S, n, n)`` for the
+        Gaussian skip; homogeneity makes the covariance diagonal in Fourier space."""
+        mean = fields.mean()
+        power = torch.fft.rfft2(fields - mean, norm="ortho").abs().pow(2).mean(0)
+        self.prior_mean.copy_(mean)
+        self.prior_var.copy_(power.clamp_min(1e-12))
+
+    def _gaussian_denoiser(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``−σ F⁻¹[(x̂ − μ̂)/(λ_k + σ²)]``: σ times the score of the noised Gaussian prior."""
+        if tuple(self.prior_var.shape) != (x.shape[-1], x.shape[-1] // 2 + 1):
+            raise ValueError(
+                f"x: this network's Gaussian skip is for a {self.prior_var.shape[0]}-grid, "
+                f"got {x.shape[-1]}"
+            )
+        s2 = sigma[:, None, None] ** 2
+        x_hat = torch.fft.rfft2(x - self.prior_mean, norm="ortho")
+        return -sigma[:, None, None] * torch.fft.irfft2(
+            x_hat / (self.prior_var + s2), s=x.shape[-2:], norm="ortho"
+        )
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, n, n)`` scaled fields; ``sigma``: ``(B,)`` or scalar noise levels."""
@@ -140,4 +169,8 @@ class ScoreUNet(nn.Module):
             scaled_mean = mean.flatten(1) * x.shape[-1]  # the k = 0 mode, ortho-normalised
             uniform = self.mean_branch(torch.cat([scaled_mean, emb], dim=1)) / x.shape[-1]
             out = out + uniform[:, :, None, None]
-        return out[:, 0]
+        out = out[:, 0]
+        if self.config.gaussian_skip:
+            c_out = (sigma / torch.sqrt(1 + sigma**2))[:, None, None]
+            out = self._gaussian_denoiser(x, sigma) + c_out * out
+        return out

@@ -194,8 +194,10 @@ def train_score(
         # untouched) and seed the fork for reproducible initial weights.
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
-            net = ScoreUNet(net_config)
+            net = ScoreUNet(net_config, n=n)
         net = net.to(dev, dt)
+        if net_config.gaussian_skip:
+            net.set_gaussian_prior(train)
         ema = make_ema(net, cfg.ema_decay)
         meta = {
             "format": FORMAT,
