@@ -1,4 +1,4 @@
-"""The page: template, one lazily built ``SystemTab`` per system, and the About tab."""
+"""The page: template, one lazily built ``SystemTab`` per system, the Scans and About tabs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import panel as pn
 from gfdt_dash import __version__
 from gfdt_dash.systems import SYSTEMS
 from gfdt_dash.ui.jobs import POOL_SIZE
+from gfdt_dash.ui.scans import ScansView
 from gfdt_dash.ui.tab import SystemTab
 
 __all__ = ["TITLE", "create_app"]
@@ -64,12 +65,20 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     pn.extension("tabulator", notifications=True, sizing_mode="stretch_width")
     holders = {system: pn.Column(name=cls.title) for system, cls in SYSTEMS.items()}
     built: dict[str, SystemTab] = {}
-    tabs = pn.Tabs(*holders.values(), _about(), dynamic=True, sizing_mode="stretch_width")
+    runners: list = []  # every tab's job runner: the session's job limit counts them all
+    scans = ScansView()
+    tabs = pn.Tabs(
+        *holders.values(),
+        pn.Column(scans, name="Scans"),
+        _about(),
+        dynamic=True,
+        sizing_mode="stretch_width",
+    )
 
     def build(system: str) -> None:
         if system in built:
             return
-        tab = SystemTab(system, sync=sync)
+        tab = SystemTab(system, sync=sync, session_runners=runners)
         built[system] = tab
         holders[system][:] = [tab]
 
@@ -82,9 +91,12 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     for holder in holders.values():
         holder.append(pn.indicators.LoadingSpinner(value=True, size=40))
 
-    def on_destroyed(_context) -> None:
-        for tab in built.values():
-            tab.runner.close()
+    def close_session() -> None:
+        for runner in runners:
+            runner.close()
+
+    def on_destroyed(_context) -> None:  # bokeh checks this exact one-argument signature
+        close_session()
 
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.on_session_destroyed(on_destroyed)
@@ -99,4 +111,6 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     )
     template.tabs = tabs  # for tests and scripting
     template.system_tabs = built
+    template.scans = scans
+    template.close_session = close_session
     return template

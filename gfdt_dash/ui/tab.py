@@ -30,6 +30,7 @@ from gfdt_dash.progress import Progress
 from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, simulate
 from gfdt_dash.ui import store, views
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
+from gfdt_dash.ui.limits import Limits
 from gfdt_dash.ui.params import ConfigMirror, mirror_class, mirror_widgets
 
 __all__ = ["SystemTab"]
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 PRESETS = ("classroom", "paper", "custom")
 SHIPPED = "shipped model"
 _HIST_SAMPLES = 200_000  # pixel values drawn for the histogram (keeps the plot cheap)
+# Score diagnostics after training/loading: enough reverse-diffusion samples for the histogram and
+# spectrum distances to be indicative, few enough to take seconds on a classroom grid.
+DIAG_SAMPLES, DIAG_STEPS, DIAG_FIELDS = 128, 100, 1024
 
 
 def _schedule_on(doc: Any) -> Callable[[Callable[[], None]], None]:
@@ -84,7 +88,15 @@ class SystemTab(pn.viewable.Viewer):
 
     status = param.String(default="Ready.", doc="one-line status")
 
-    def __init__(self, system: str, *, sync: bool = False, **params: Any) -> None:
+    def __init__(
+        self,
+        system: str,
+        *,
+        sync: bool = False,
+        limits: Limits | None = None,
+        session_runners: list[JobRunner] | None = None,
+        **params: Any,
+    ) -> None:
         if system not in SYSTEMS:
             raise ValueError(f"system: unknown {system!r}; allowed: {', '.join(SYSTEMS)}")
         super().__init__(**params)
@@ -102,6 +114,10 @@ class SystemTab(pn.viewable.Viewer):
         self._doc = pn.state.curdoc
         self._notifications = pn.state.notifications
         self.runner = JobRunner(_schedule_on(None if sync else self._doc), sync=sync)
+        self.limits = limits or Limits.from_env()
+        # the runners of every tab of this browser session (shared list), for the job limit
+        self._session_runners = session_runners if session_runners is not None else []
+        self._session_runners.append(self.runner)
 
         # session state
         self.sim: xr.Dataset | None = None
@@ -223,8 +239,18 @@ class SystemTab(pn.viewable.Viewer):
         if self.runner.running:
             self._notify("warning", f"{self.runner.job} is still running; cancel it first.")
             return
+        busy = [r for r in self._session_runners if r.running]
+        if len(busy) >= self.limits.max_session_jobs:
+            self._notify(
+                "warning",
+                f"Concurrent jobs: this session already runs {len(busy)} job(s) "
+                f"({', '.join(r.job for r in busy)}); allowed: {self.limits.max_session_jobs} "
+                "at a time on this shared server. Wait for it or cancel it.",
+            )
+            return
         try:
             config = self.config()
+            self.limits.check(config, train_steps=self.train_steps)
         except ValueError as exc:
             self._notify("error", f"Invalid parameters: {exc}")
             return
@@ -311,6 +337,7 @@ class SystemTab(pn.viewable.Viewer):
         key = f"trained-{uuid.uuid4().hex}"
         ctx.model, ctx.model_key = model, key
         ctx.ui(lambda: self._show_model(model, key, "trained in this session"))
+        self._diagnose_stage(ctx)
 
     def _load_stage(self, ctx: _Job) -> None:
         from gfdt_dash import score
@@ -325,6 +352,40 @@ class SystemTab(pn.viewable.Viewer):
         key = f"file:{path}:{stat.st_mtime_ns}:{stat.st_size}"
         ctx.model, ctx.model_key = model, key
         ctx.ui(lambda: self._show_model(model, key, f"loaded from {path.name}"))
+        self._diagnose_stage(ctx)
+
+    def _diagnose_stage(self, ctx: _Job) -> None:
+        """Score diagnostics of the job's model on this session's simulation (if there is one):
+        Stein error, relative error against the exact score (OU, Allen–Cahn), and histogram and
+        spectrum distances of reverse-diffusion samples. Cached per (model, simulation)."""
+        from gfdt_dash import response, score
+
+        try:
+            sim = ctx.require_simulation()
+        except ValueError:
+            return  # loaded without a simulation: the checkpoint's own diagnostics stay shown
+        model, model_key = ctx.current_model()
+        sim_key = _sim_key(ctx.config, ctx.seed, ctx.device)
+        key = ("diagnose", model_key, sim_key, DIAG_SAMPLES, DIAG_STEPS)
+        diag = RESULTS.get(key)
+        if diag is None:
+            exact = None
+            if ctx.config.system in ("ou", "allen_cahn"):
+                exact = response.exact_score(ctx.config, ctx.device)
+            diag = score.diagnose(
+                model,
+                sim,
+                exact,
+                n_samples=DIAG_SAMPLES,
+                sample_steps=DIAG_STEPS,
+                max_fields=DIAG_FIELDS,
+                seed=ctx.seed,
+                device=ctx.device,
+                callback=ctx.callback,
+                should_stop=ctx.should_stop,
+            )
+            RESULTS.put(key, diag)
+        ctx.ui(lambda: self._show_diagnostics(diag, model_key))
 
     def _compute_stage(self, ctx: _Job) -> None:
         sim = ctx.require_simulation()
@@ -374,7 +435,10 @@ class SystemTab(pn.viewable.Viewer):
             "origin": origin,
             **{k: meta[k] for k in ("system", "n", "step", "sigma_min", "sigma_max") if k in meta},
         }
-        self.diagnostics = dict(meta.get("diagnostics") or {})
+        saved = meta.get("diagnostics") or {}
+        self.diagnostics = {k: saved[k] for k in _DIAG_KEYS if k in saved}
+        if self.diagnostics:
+            self.diagnostics = {"source": "stored with the checkpoint", **self.diagnostics}
         history = meta.get("history") or {}
         if history.get("step"):
             # Training and validation losses are logged at different steps: one row per step.
@@ -388,6 +452,15 @@ class SystemTab(pn.viewable.Viewer):
             self._losses.clear()
             self._losses.send(frame[list(views.empty_loss_frame().columns)])
         self.status = f"Score model ready ({origin})."
+        self._update_model_pane()
+
+    def _show_diagnostics(self, diag: dict[str, Any], model_key: str | None) -> None:
+        if model_key != self.model_key:
+            return  # another model was loaded meanwhile
+        self.diagnostics = {
+            "source": f"this session's simulation, {DIAG_SAMPLES} samples × {DIAG_STEPS} steps",
+            **{k: diag[k] for k in _DIAG_KEYS if k in diag},
+        }
         self._update_model_pane()
 
     def _show_responses(self, combined: xr.Dataset, table: pd.DataFrame) -> None:
@@ -505,11 +578,14 @@ class SystemTab(pn.viewable.Viewer):
         hist = hv.DynamicMap(views.histogram_overlay, streams=[self._hist])
         params_stream = hv.streams.Params(self, ["normalized", "lag_index"])
 
+        norm_stream = hv.streams.Params(self, ["normalized"])
+
         def curves_for(dx: int) -> hv.DynamicMap:
-            def curves(data: dict, normalized: bool, lag_index: int) -> hv.Overlay:
+            def curves(data: dict, normalized: bool) -> hv.Overlay:
                 return views.response_curves(data, dx, normalized)
 
-            return hv.DynamicMap(curves, streams=[self._responses, params_stream])
+            # not on the lag stream: moving the lag slider redraws the maps only
+            return hv.DynamicMap(curves, streams=[self._responses, norm_stream])
 
         def map_for(method: str) -> hv.DynamicMap:
             def image(data: dict, normalized: bool, lag_index: int) -> hv.Image:
@@ -530,7 +606,10 @@ class SystemTab(pn.viewable.Viewer):
                 pn.pane.HoloViews(hist, sizing_mode="fixed"),
             ),
             pn.pane.Markdown("### Response at the kicked pixel and downstream"),
-            pn.widgets.Checkbox.from_param(self.param.normalized),
+            pn.Row(
+                pn.widgets.Checkbox.from_param(self.param.normalized, width=120),
+                pn.pane.HTML(views.method_legend_html()),
+            ),
             pn.pane.HoloViews(curves, sizing_mode="fixed"),
             pn.pane.Markdown("### Response maps (dx right = downstream)"),
             pn.widgets.IntSlider.from_param(self.param.lag_index),
@@ -543,6 +622,18 @@ class SystemTab(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         return pn.Row(controls, main, sizing_mode="stretch_width")
+
+
+# Scalar diagnostics shown in the table, in this order (``score.diagnose``'s keys).
+_DIAG_KEYS = (
+    "stein_error",
+    "stein_error_exact",
+    "score_rel_error",
+    "hist_distance",
+    "spectrum_distance",
+    "val_loss",
+    "n_fields",
+)
 
 
 class _Job:

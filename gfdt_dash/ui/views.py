@@ -19,6 +19,7 @@ __all__ = [
     "METHODS",
     "histogram_overlay",
     "loss_overlay",
+    "method_legend_html",
     "response_curves",
     "response_map",
     "snapshot_image",
@@ -71,9 +72,10 @@ def response_curves(data: dict | None, dx: int, normalized: bool = True) -> hv.O
             r, e = _variable(ds, method, normalized)
             r = r.sel(dy=0, dx=dx)
             keep = np.isfinite(r.values)
-            lag = ds["lag"].values[keep]
-            resp = r.values[keep]
-            err = e.sel(dy=0, dx=dx).values[keep]
+            if keep.any():
+                lag = ds["lag"].values[keep]
+                resp = r.values[keep]
+                err = e.sel(dy=0, dx=dx).values[keep]
             lag_label = ds["lag"].attrs.get("long_name", "lag")
         table = pd.DataFrame({"lag": lag, "response": resp, "stderr": err})
         layers.append(
@@ -92,12 +94,26 @@ def response_curves(data: dict | None, dx: int, normalized: bool = True) -> hv.O
         title=f"{title} — {kind}",
         xlabel=lag_label,
         ylabel="response",
-        legend_position="top_right",
-        show_legend=dx == 0,
+        show_legend=False,  # see method_legend_html
         width=440,
         height=260,
         framewise=True,
     )
+
+
+def method_legend_html() -> str:
+    """The colour key of the response figures, as HTML with a line sample per method.
+
+    Not bokeh's legend: bokeh draws no sample for a glyph without data and, in the served app,
+    lost the samples once results streamed in; the key must always show the colours.
+    """
+    items = "".join(
+        f"<span style='margin-right:18px;white-space:nowrap'>"
+        f"<span style='display:inline-block;width:28px;height:0;border-top:3px solid {color};"
+        f"vertical-align:middle;margin-right:6px'></span>{label}</span>"
+        for _, label, color in METHODS
+    )
+    return f"<div class='gfdt-legend' style='font-size:14px'>{items} (bands: ±1 stderr)</div>"
 
 
 def response_map(data: dict | None, method: str, lag_index: int, normalized: bool) -> hv.Image:

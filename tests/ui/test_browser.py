@@ -134,8 +134,22 @@ def test_run_all_on_ou_fills_the_figure_and_error_table(server, browser):
         assert table.get_by_text(method, exact=True).count() == 1, method
     row = page.locator(".tabulator-row", has_text="learned_score").inner_text()
     assert any(ch.isdigit() for ch in row), row  # errors are numbers, not blanks
-    page.get_by_text("Error against the reference").scroll_into_view_if_needed()
-    page.screenshot(path=SHOTS / "ou_results.png", full_page=True)
+    # score diagnostics of the session's model on the session's simulation
+    for key in ("score_rel_error", "hist_distance", "spectrum_distance"):
+        assert page.get_by_text(key, exact=True).count() == 1, key
+    page.get_by_text("Response at the kicked pixel").scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "ou_curves.png")
+    # the maps at a later lag: the response has spread and moved downstream
+    handle = page.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(8):
+        handle.press("ArrowRight")
+    assert handle.get_attribute("aria-valuenow").startswith("8"), handle.get_attribute(
+        "aria-valuenow"
+    )
+    time.sleep(1.5)  # the maps' round trip
+    page.get_by_text("Response maps").scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "ou_maps.png")
     assert errors == []
     context.close()
 
@@ -183,3 +197,27 @@ def test_two_sessions_run_jobs_without_seeing_each_other(server, browser):
     assert errors_b == []
     ctx_a.close()
     ctx_b.close()
+
+
+def test_run_all_on_navier_stokes_classroom(server, browser):
+    from gfdt_dash.score import shipped_model_path
+
+    context, page, errors = open_page(browser, server)
+    page.locator(".bk-tab", has_text=TABS["navier_stokes"]).click()
+    run = page.get_by_role("button", name="Run all").first  # tabs render only when shown
+    run.wait_for(timeout=30_000)
+    if not shipped_model_path("navier_stokes").is_file():
+        box = page.locator(".bk-input-group", has_text="Train steps").locator("input").first
+        box.fill("30")
+        box.press("Enter")
+        time.sleep(0.5)
+    run.click()
+    wait_text(page, "Run all finished", timeout=150_000)
+    table = page.locator(".tabulator").first
+    for method in ("perturbation", "learned_score", "gaussian"):
+        assert table.get_by_text(method, exact=True).count() == 1, method
+    assert table.get_by_text("exact_score", exact=True).count() == 0  # no closed form
+    page.get_by_text("Response at the kicked pixel").first.scroll_into_view_if_needed()
+    page.screenshot(path=SHOTS / "navier_stokes_results.png")
+    assert errors == []
+    context.close()

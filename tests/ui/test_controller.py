@@ -1,5 +1,6 @@
 """SystemTab driven through its params and events, without a browser (synchronous runner)."""
 
+import re
 import threading
 import time
 
@@ -244,3 +245,104 @@ def test_train_save_and_reload_a_model_then_use_it_for_responses():
     table = tab.error_table.set_index("method")
     assert np.isfinite(table.loc["learned_score", "error"])
     assert np.isfinite(table.loc["learned_score", "stein_error"])
+
+
+def test_training_and_loading_show_real_score_diagnostics_cached_per_model():
+    tab = tiny_tab(train_steps=20)
+    tab.simulate = True
+    tab.train = True
+    assert tab.runner.stage == "done", tab.status
+    diag = tab.diagnostics
+    assert diag["source"].startswith("this session's simulation")
+    for key in ("stein_error", "stein_error_exact", "score_rel_error", "hist_distance"):
+        assert np.isfinite(diag[key]), key
+    # The exact OU score satisfies Stein's identity up to sampling error; 20 steps do not.
+    assert diag["stein_error_exact"] < diag["stein_error"]
+    tab.model_name = "diag"
+    tab.save_model = True
+    tab.load_model = True
+    assert tab.runner.stage == "done", tab.status
+    loaded = tab.diagnostics
+    assert loaded["source"].startswith("this session's simulation")
+    t0 = time.perf_counter()
+    tab.load_model = True  # same file, same simulation: served from the cache
+    assert time.perf_counter() - t0 < 2.0
+    assert tab.diagnostics == loaded
+
+
+def test_loading_without_a_simulation_keeps_the_checkpoint_diagnostics():
+    tab = tiny_tab(train_steps=20)
+    tab.simulate = True
+    tab.train = True
+    tab.model_name = "nosim"
+    tab.save_model = True
+    fresh = tiny_tab()
+    fresh.model_source = "saved: nosim"
+    RESULTS.clear()
+    fresh.load_model = True
+    assert fresh.runner.stage == "done", fresh.status
+    assert fresh.diagnostics.get("source", "stored with the checkpoint") == (
+        "stored with the checkpoint"
+    )
+
+
+@pytest.mark.parametrize(
+    ("updates", "env", "message"),
+    [
+        ({"n": 32}, {"GFDT_DASH_MAX_N": "16"}, r"^Invalid parameters: n: 32 .*allowed: 4 … 16$"),
+        ({"members": 64}, {"GFDT_DASH_MAX_MEMBERS": "32"}, r"members: 64 .*allowed: 1 … 32$"),
+        (
+            {"members": 512, "record": 5000.0},
+            {},
+            r"members × steps: this job needs 20,541,440 .*allowed: at most 20,000,000",
+        ),
+    ],
+)
+def test_jobs_beyond_the_server_limits_are_refused_naming_the_field(
+    updates, env, message, monkeypatch
+):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    tab = tiny_tab()
+    tab.mirror.param.update(**updates)
+    tab.simulate = True
+    assert tab.runner.job == ""  # nothing was started
+    assert re.search(message, tab.status), tab.status
+
+
+def test_train_steps_beyond_the_limit_are_refused(monkeypatch):
+    monkeypatch.setenv("GFDT_DASH_MAX_TRAIN_STEPS", "100")
+    tab = tiny_tab(train_steps=500)
+    tab.train = True
+    assert tab.runner.job == ""
+    assert "train_steps: 500" in tab.status and "10 … 100" in tab.status
+
+
+def test_a_session_runs_at_most_the_allowed_number_of_jobs_at_once():
+    runners = []
+    first = SystemTab("ou", session_runners=runners)
+    second = SystemTab("allen_cahn", session_runners=runners)
+    first.mirror.param.update(spinup=10_000.0, record=40.0)
+    first.simulate = True
+    assert first.runner.running
+    second.simulate = True
+    assert second.runner.job == ""
+    assert "Concurrent jobs" in second.status and "allowed: 1" in second.status
+    first.cancel = True
+    first.runner.wait(timeout=20)
+    assert first.runner.stage == "cancelled"
+
+
+def test_closing_the_browser_session_cancels_its_jobs():
+    from gfdt_dash.ui.app import create_app
+
+    page = create_app()
+    tab = page.system_tabs["ou"]
+    tab.mirror.param.update(spinup=10_000.0, record=40.0)
+    tab.simulate = True
+    assert tab.runner.running
+    t0 = time.perf_counter()
+    page.close_session()  # what on_session_destroyed runs
+    tab.runner.wait(timeout=20)  # the worker returned: a 10 000-unit spin-up was cut short
+    assert time.perf_counter() - t0 < 10
+    assert not tab.runner.submit("again", lambda cb, stop: None)

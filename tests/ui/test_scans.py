@@ -1,0 +1,115 @@
+"""The Scans tab on a real tiny scan written by ``gfdt_dash.scan.run_scan`` into the store."""
+
+import holoviews.plotting.bokeh  # noqa: F401  (options need a plotting backend, as in the app)
+import numpy as np
+import pytest
+
+from gfdt_dash.scan import ScanSpec, run_scan
+from gfdt_dash.ui import store
+from gfdt_dash.ui.scans import ScansView, scan_plot, scan_summary
+
+SPEC = {
+    "system": "ou",
+    "preset": "classroom",
+    "seeds": [0, 1],
+    "model": "none",
+    "methods": ["gaussian", "analytic"],
+    "params": {"U": [0.05, 0.1]},
+    "fixed": {
+        "n": 8,
+        "members": 4,
+        "frame_members": 4,
+        "record": 40.0,
+        "max_lag": 8.0,
+        "restart_every": 8.0,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def scan_dir(tmp_path_factory):
+    """A finished 2 values × 2 seeds scan (one Dask worker, a few seconds)."""
+    out = tmp_path_factory.mktemp("scan")
+    run_scan(ScanSpec.from_dict(SPEC), out, n_workers=1)
+    return out
+
+
+def _install(scan_dir, name):
+    path = store.scan_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((scan_dir / "scan.nc").read_bytes())
+    return path
+
+
+def test_the_view_lists_store_scans_and_summarises_error_against_the_parameter(scan_dir):
+    _install(scan_dir, "ou-U")
+    view = ScansView()
+    assert view.param.scan.objects == ["ou-U"]
+    assert view.scan == "ou-U"
+    assert view.parameter == "U"
+    frame = view.summary
+    assert set(frame["method"]) == {"gaussian", "analytic"}
+    assert sorted(frame["value"].unique()) == [0.05, 0.1]
+    assert (frame["n"] == 2).all()  # two seeds per value
+    ds = view.dataset
+    gauss = frame[(frame["method"] == "gaussian") & (frame["value"] == 0.1)].iloc[0]
+    cells = ds["error"].sel({"method": "gaussian"}).values[ds["U"].values == 0.1]
+    assert gauss["mean"] == pytest.approx(cells.mean())
+    assert gauss["lo"] == pytest.approx(cells.min()) and gauss["hi"] == pytest.approx(cells.max())
+    assert gauss["mean"] < 0.2  # the Gaussian estimate is exact for a linear system
+    analytic = frame[frame["method"] == "analytic"]
+    assert (analytic["mean"] == 0.0).all()  # the reference
+    # the plotted data is the summary; the band follows the choice
+    overlay = scan_plot({"summary": frame, "parameter": "U"}, "±1 stderr")
+    area = overlay.get(len(overlay) - 3)  # the Gaussian slot's band (last method slot)
+    np.testing.assert_allclose(
+        area.dimension_values("hi"),
+        frame[frame["method"] == "gaussian"].sort_values("value").eval("mean + stderr"),
+    )
+    view.variable = "stein_error"  # NaN for the non-score methods: no rows, no crash
+    assert view.summary.empty
+
+
+def test_an_empty_store_explains_how_to_make_a_scan():
+    view = ScansView()
+    assert view.scan is None
+    assert "No finished scans" in view.status
+    assert view.summary.empty
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "..", "a/../../b", "/abs/path"])
+def test_scan_names_never_leave_the_store(name, store_dir):
+    try:
+        path = store.scan_path(name)
+    except ValueError:
+        return
+    assert path.parent.parent == (store_dir / "scans").resolve()
+
+
+def test_unsafe_folders_in_the_store_are_not_listed(scan_dir, store_dir, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "scan.nc").write_bytes((scan_dir / "scan.nc").read_bytes())
+    (store_dir / "scans").mkdir(parents=True)
+    (store_dir / "scans" / "link").symlink_to(outside)
+    (store_dir / "scans" / ".hidden").mkdir()
+    (store_dir / "scans" / ".hidden" / "scan.nc").write_bytes(b"x")
+    assert store.saved_scans() == []
+
+
+def test_a_broken_scan_file_is_reported_not_raised(store_dir):
+    path = store.scan_path("broken")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not netcdf")
+    view = ScansView()
+    assert view.scan == "broken"
+    assert "cannot be shown" in view.status
+    assert view.summary.empty
+
+
+def test_summary_refuses_an_unscanned_parameter(scan_dir):
+    from gfdt_dash.data import open_dataset
+
+    ds = open_dataset(scan_dir / "scan.nc")
+    with pytest.raises(ValueError, match="^parameter: 'lam' was not scanned"):
+        scan_summary(ds, "lam")
