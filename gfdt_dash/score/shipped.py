@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 # Training steps of the shipped models: longer than the interactive classroom default, since
 # they are made once.
-SHIPPED_STEPS = {"ou": 6000, "allen_cahn": 6000, "navier_stokes": 6000}
+SHIPPED_STEPS = {"ou": 6000, "allen_cahn": 16000, "navier_stokes": 6000}
 
 
 def shipped_model_path(system: str, root: str | os.PathLike | None = None) -> Path:

@@ -1,0 +1,100 @@
+"""Acceptance: the shipped classroom checkpoints on fresh classroom data (a seed they were not
+trained on) give GFDT responses that match the references (SPEC §1, §3; issue 4).
+
+Slow (simulations and a direct-perturbation experiment per system); CI runs them. The measured
+numbers are printed (``pytest -s``) and attached as ``record_property``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gfdt_dash.response import (
+    analytic_response,
+    combine,
+    error_table,
+    exact_score,
+    gaussian_response,
+    gfdt_response,
+    perturbation_response,
+)
+from gfdt_dash.score import load_shipped
+from gfdt_dash.score.diagnostics import score_relative_error, stein_error
+from gfdt_dash.systems import get_config, simulate
+
+pytestmark = pytest.mark.slow
+
+FRESH_SEED = 11  # the shipped models were trained on seed-0 simulations
+
+
+def _setup(system):
+    cfg = get_config(system, "classroom")
+    if system == "ou":
+        cfg = cfg.replace(spinup=0.0)  # OU starts stationary: no spin-up needed
+    ds = simulate(cfg, seed=FRESH_SEED, device="cpu")
+    model = load_shipped(system, device="cpu")
+    max_lag = cfg.n_lags - 1
+    learned = gfdt_response(ds, model.score_fn("cpu"), max_lag, device="cpu")
+    return cfg, ds, model, max_lag, learned
+
+
+def _report(record_property, system, table):
+    print(f"\n{system} classroom, shipped model, fresh data (seed {FRESH_SEED}):\n{table}")
+    for method, row in table.iterrows():
+        record_property(f"{system}_{method}_error", float(row["error"]))
+
+
+def test_ou_learned_score_and_response(record_property):
+    """‖ŝ − s‖/‖s‖ on fresh stationary OU fields, and the normalised learned-score GFDT
+    against the analytic response within the issue's 10 % (lags 0…T, 4 downstream pixels)."""
+    cfg, ds, model, _, learned = _setup("ou")
+    x = torch.as_tensor(ds.snapshot.values.reshape(-1, cfg.n, cfg.n))
+    learned_s, exact_s = model.score_fn("cpu")(x), exact_score(cfg, device="cpu")(x)
+    rel = score_relative_error(learned_s, exact_s)
+    stein = stein_error(x, learned_s)
+    print(f"\nOU score relative error {rel:.3f}, Stein error {stein:.3f}")
+    record_property("ou_score_rel_error", rel)
+    # The shipped model reached 0.064 on its held-out snapshots (metadata.json); margin for a
+    # fresh sample. The σ_min smoothing alone costs < 1 % here.
+    assert rel < 0.15
+    table = error_table(combine([learned, analytic_response(cfg, learned["lag"].values)]))
+    _report(record_property, "ou", table)
+    assert table.loc["learned_score", "error"] < 0.10
+
+
+def test_allen_cahn_learned_vs_exact_and_gaussian(record_property):
+    """Learned-score GFDT error vs direct perturbation ≤ 1.5 × the exact-score GFDT error and
+    below the Gaussian (quasi-Gaussian) error."""
+    cfg, ds, _, max_lag, learned = _setup("allen_cahn")
+    results = [
+        learned,
+        gfdt_response(ds, exact_score(cfg, device="cpu"), max_lag, device="cpu",
+                      method="exact_score"),
+        gaussian_response(ds, max_lag, device="cpu"),
+        perturbation_response(cfg, seed=FRESH_SEED + 1, device="cpu"),
+    ]
+    table = error_table(results)
+    _report(record_property, "allen_cahn", table)
+    err = table["error"]
+    assert err["learned_score"] <= 1.5 * err["exact_score"]
+    assert err["learned_score"] < err["gaussian"]
+
+
+def test_navier_stokes_learned_vs_gaussian_reported(record_property):
+    """No exact score exists; report learned vs Gaussian errors against direct perturbation
+    (no claim about which wins), and check they are finite numbers."""
+    cfg, ds, _, max_lag, learned = _setup("navier_stokes")
+    results = [
+        learned,
+        gaussian_response(ds, max_lag, device="cpu"),
+        perturbation_response(cfg, seed=FRESH_SEED + 1, device="cpu"),
+    ]
+    table = error_table(results)
+    _report(record_property, "navier_stokes", table)
+    for method in ("learned_score", "gaussian"):
+        assert math.isfinite(table.loc[method, "error"]), method
+    assert np.isfinite(table.loc["learned_score", "stein_error"])
