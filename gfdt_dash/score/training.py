@@ -5,8 +5,9 @@ Adam, linear learning-rate warm-up, gradient-norm clipping, EMA of the weights
 resumption (model, EMA, optimiser, step and RNG state). All randomness comes from one
 ``torch.Generator`` on the training device, seeded by ``seed``.
 
-No ``torch.compile`` and no mixed precision: on CPU neither helps for these small convolutions
-(measure with ``benchmarks/bench_score.py`` before adding either).
+No ``torch.compile`` and no mixed precision: neither has been measured to help here (the
+classroom net is tiny and CPU-bound; float16/bfloat16 would also blur the small σ_min outputs the
+GFDT needs). Measure with ``benchmarks/bench_score.py`` before adding either.
 """
 
 from __future__ import annotations
