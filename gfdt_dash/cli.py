@@ -74,93 +74,64 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     config = get_config(args.system, args.preset, **overrides)
     if config.frame_members > config.members:
         config = config.replace(frame_members=config.members)
-    ds = simulate(config, seed=args.seed, device=args.device, dtype=args.dtype,
-                  callback=_ProgressBar(not args.quiet))
+    ds = simulate(
+        config,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        callback=_ProgressBar(not args.quiet),
+    )
     path = write_netcdf(ds, args.out)
     print(f"wrote {path} (field {dict(ds.field.sizes)}, snapshot {dict(ds.snapshot.sizes)})")
     return 0
 
 
-def _default_methods(config: Any, model: str | None) -> list[str]:
-    """Every method the data (config) and arguments (--model) allow."""
-    methods = ["gaussian"] + (["learned_score"] if model else [])
-    if config is not None:
-        if config.system in ("ou", "allen_cahn"):
-            methods.append("exact_score")
-        methods.append("perturbation")
-        if config.system == "ou":
-            methods.append("analytic")
-    return methods
-
-
 def _cmd_response(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from gfdt_dash.data import open_dataset, write_netcdf
-    from gfdt_dash.response import (
-        METHODS,
-        analytic_response,
-        combine,
-        error_table,
-        exact_score,
-        gaussian_response,
-        gfdt_response,
-        perturbation_response,
-    )
+    from gfdt_dash.pipeline import compute_responses
+    from gfdt_dash.response import error_table
     from gfdt_dash.systems import config_from_json
 
     data = open_dataset(args.data)
     if "field" not in data:
         raise ValueError(f"--data: {args.data} has no 'field' variable (member, time, y, x)")
     config = config_from_json(data.attrs["config"]) if "config" in data.attrs else None
-    if args.methods:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    else:
-        methods = _default_methods(config, args.model)
-    for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"--methods: unknown method {m!r}; allowed: {', '.join(METHODS)}")
-        if m in ("exact_score", "perturbation", "analytic") and config is None:
-            raise ValueError(f"--methods {m}: needs the system config, but {args.data} has none")
-        if m == "learned_score" and not args.model:
-            raise ValueError("--methods learned_score: needs --model CKPT")
-    max_lag = args.max_lag
-    if max_lag is None:
-        if config is None:
-            raise ValueError("--max-lag: required when the data carry no config")
-        max_lag = config.n_lags - 1
-    frame_dt = float(np.diff(data["time"].values[:2])[0]) if data.sizes["time"] > 1 else 1.0
-    common = dict(device=args.device, seed=args.seed, callback=_ProgressBar(not args.quiet))
-    results = []
-    for m in methods:
-        try:
-            if m == "gaussian":
-                results.append(gaussian_response(data, max_lag, **common))
-            elif m == "exact_score":
-                score = exact_score(config, device=args.device)
-                results.append(gfdt_response(data, score, max_lag, method=m, **common))
-            elif m == "learned_score":
-                from gfdt_dash.score import load_checkpoint
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    score = None
+    if args.model:
+        from gfdt_dash.score import load_checkpoint
 
-                model = load_checkpoint(
-                    args.model,
-                    expect_system=config.system if config is not None else None,
-                    expect_n=data.sizes["x"],
-                    device=args.device,
-                )
-                score = model.score_fn(device=args.device)
-                results.append(gfdt_response(data, score, max_lag, method=m, **common))
-            elif m == "perturbation":
-                results.append(perturbation_response(config, **common))
-            else:
-                results.append(analytic_response(config, frame_dt * np.arange(max_lag + 1)))
-        except ValueError as exc:
-            raise ValueError(f"--methods {m}: {exc}") from exc
-    combined = combine(results)
-    if {"analytic", "perturbation"} & set(methods):
+        model = load_checkpoint(
+            args.model,
+            expect_system=config.system if config else None,
+            expect_n=data.sizes["x"],
+            device=args.device,
+        )
+        score = model.score_fn(device=args.device)
+    elif methods and "learned_score" in methods:
+        raise ValueError("--methods learned_score: needs --model CKPT")
+    try:
+        combined = compute_responses(
+            config,
+            data,
+            score=score,
+            methods=methods,
+            max_lag=args.max_lag,
+            seed=args.seed,
+            device=args.device,
+            callback=_ProgressBar(not args.quiet),
+        )
+    except ValueError as exc:  # name the command-line flags, not the library arguments
+        msg = str(exc)
+        for arg, flag in (("methods: ", "--methods "), ("max_lag: ", "--max-lag: ")):
+            if msg.startswith(arg):
+                raise ValueError(flag + msg.removeprefix(arg)) from exc
+        raise
+    names = [str(m) for m in combined["method"].values]
+    if {"analytic", "perturbation"} & set(names):
         print(error_table(combined).to_string(float_format=lambda v: f"{v:.4g}"))
     path = write_netcdf(combined, args.out)
-    print(f"wrote {path} (methods {', '.join(methods)}; lags {combined.sizes['lag']})")
+    print(f"wrote {path} (methods {', '.join(names)}; lags {combined.sizes['lag']})")
     return 0
 
 
@@ -178,8 +149,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     for system in systems:
         config = get_config(system, args.preset)
         print(f"== {config.title} ({args.preset}) ==", file=sys.stderr)
-        result = run_pipeline(config, seed=args.seed, device=args.device, model=model,
-                              cache_dir=out / "cache", callback=_ProgressBar(not args.quiet))
+        result = run_pipeline(
+            config,
+            seed=args.seed,
+            device=args.device,
+            model=model,
+            cache_dir=out / "cache",
+            callback=_ProgressBar(not args.quiet),
+        )
         print(result.errors.to_string(float_format=lambda v: f"{v:.3g}"))
         results.append(result)
     path = write_report(results, out, title=f"gfdt-dash reproduction ({args.preset} preset)")
@@ -196,8 +173,15 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"cell {done}/{total} done: {cell}", file=sys.stderr)
 
-    ds = run_scan(spec, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                  threads_per_worker=args.threads, device=args.device, on_cell=on_cell)
+    ds = run_scan(
+        spec,
+        args.out,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        threads_per_worker=args.threads,
+        device=args.device,
+        on_cell=on_cell,
+    )
     if ds is not None:
         table = ds["error"].to_pandas() if ds.sizes["cell"] > 1 else ds["error"].to_series()
         print(table.to_string(float_format=lambda v: f"{v:.3g}"))
@@ -221,18 +205,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ds = open_dataset(args.data)
     overrides = {} if args.steps is None else {"n_steps": args.steps}
     train_cfg = TrainConfig.preset(args.train, **overrides)
-    model = train_score(ds, net_config=None if args.resume else ScoreNetConfig.preset(args.net),
-                        train_config=train_cfg, seed=args.seed, device=args.device,
-                        resume=args.resume, callback=_ProgressBar(not args.quiet))
+    model = train_score(
+        ds,
+        net_config=None if args.resume else ScoreNetConfig.preset(args.net),
+        train_config=train_cfg,
+        seed=args.seed,
+        device=args.device,
+        resume=args.resume,
+        callback=_ProgressBar(not args.quiet),
+    )
     if not args.no_diagnostics:
         arr, config = as_snapshots(ds)
         held_out = split_snapshots(arr, train_cfg.val_fraction)[1]
         system = make_system(config, device=model.device) if config is not None else None
         exact = system.score if isinstance(system, FieldSystem) else None
-        model.metadata["diagnostics"] = diagnose(model, held_out, exact, seed=args.seed,
-                                                 device=model.device)
-        scalars = {k: v for k, v in model.metadata["diagnostics"].items()
-                   if isinstance(v, float)}
+        model.metadata["diagnostics"] = diagnose(
+            model, held_out, exact, seed=args.seed, device=model.device
+        )
+        scalars = {k: v for k, v in model.metadata["diagnostics"].items() if isinstance(v, float)}
         print("diagnostics: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
     path = save_checkpoint(model, args.out)
     print(f"wrote {path} ({model!r})")
@@ -252,8 +242,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="simulate an ensemble and write netCDF")
     p.add_argument("--system", required=True, choices=sorted(SYSTEMS))
     p.add_argument("--preset", default="classroom", help="classroom (default) or paper")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="override a config parameter (repeatable), e.g. --set lam=1500")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a config parameter (repeatable), e.g. --set lam=1500",
+    )
     p.add_argument("--members", type=int, help="ensemble members (overrides the preset)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--out", required=True, help="output netCDF path")
@@ -272,10 +266,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("response", help="compute and compare responses, write netCDF")
-    p.add_argument("--data", required=True,
-                   help="netCDF with a (member, time, y, x) variable 'field' (e.g. from simulate)")
-    p.add_argument("--methods", help="comma-separated subset of learned_score, exact_score, "
-                   "gaussian, perturbation, analytic (default: all the data allow)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="netCDF with a (member, time, y, x) variable 'field' (e.g. from simulate)",
+    )
+    p.add_argument(
+        "--methods",
+        help="comma-separated subset of learned_score, exact_score, "
+        "gaussian, perturbation, analytic (default: all the data allow)",
+    )
     p.add_argument("--model", help="score checkpoint for learned_score")
     p.add_argument("--max-lag", type=int, help="largest lag in frames (default: config.max_lag)")
     p.add_argument("--out", required=True, help="output netCDF path (methods combined)")
@@ -284,8 +284,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run the full comparison per system, write a report")
     p.add_argument("--preset", default="classroom", choices=["classroom", "paper"])
     p.add_argument("--systems", help="comma-separated subset (default: all three)")
-    p.add_argument("--use-shipped", action="store_true",
-                   help="use the shipped classroom score models instead of training")
+    p.add_argument(
+        "--use-shipped",
+        action="store_true",
+        help="use the shipped classroom score models instead of training",
+    )
     p.add_argument("--out", default="report", help="report folder (default ./report)")
     _add_common(p)
     p.set_defaults(func=_cmd_reproduce)

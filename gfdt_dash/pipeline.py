@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -38,12 +39,14 @@ log = logging.getLogger(__name__)
 ModelChoice = Any  # "shipped" | "train" | a checkpoint path | a ScoreModel | None
 
 
-def default_methods(config: SystemConfig) -> tuple[str, ...]:
-    """Every method that applies to ``config``'s system."""
-    methods = ["learned_score"]
-    if config.system in ("ou", "allen_cahn"):
+def default_methods(config: SystemConfig | None, with_model: bool = True) -> tuple[str, ...]:
+    """Every method that applies: ``config`` None means user data without a system config."""
+    methods = ["learned_score"] if with_model else []
+    if config is not None and config.system in ("ou", "allen_cahn"):
         methods.append("exact_score")
-    methods += ["gaussian", "perturbation"]
+    methods.append("gaussian")
+    if config is not None:
+        methods.append("perturbation")
     if isinstance(config, OUConfig):
         methods.append("analytic")
     return tuple(methods)
@@ -93,23 +96,28 @@ def obtain_model(
 
 
 def compute_responses(
-    config: SystemConfig,
+    config: SystemConfig | None,
     simulation: xr.Dataset,
     *,
     score=None,
     methods: Sequence[str] | None = None,
+    max_lag: int | None = None,
     seed: int = 0,
     device: str = "auto",
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> xr.Dataset:
-    """Every requested response of ``config`` from ``simulation``, combined along ``method``.
+    """Every requested response from ``simulation``, combined along ``method``.
 
-    ``score`` is the learned score callable (needed for ``learned_score``). Lags run to
-    ``config.max_lag`` at the frame interval. The direct perturbation runs its own ensemble with
-    the config's protocol and ``seed + 1`` (independent of the simulation's noise).
+    The one dispatcher from method names to estimators (the CLI, the dashboard and the pipeline
+    all use it). ``config`` may be ``None`` for data that did not come from our simulators: then
+    only ``gaussian`` and ``learned_score`` apply. ``score`` is the learned score callable.
+    ``max_lag`` is in frames (default ``config.max_lag`` at the frame interval). The direct
+    perturbation runs its own ensemble with the config's protocol and ``seed + 1`` (independent
+    of the simulation's noise).
     """
     from gfdt_dash.response import (
+        METHODS,
         analytic_response,
         combine,
         exact_score,
@@ -118,64 +126,35 @@ def compute_responses(
         perturbation_response,
     )
 
-    methods = tuple(default_methods(config) if methods is None else methods)
-    max_lag = config.n_lags - 1
+    methods = tuple(default_methods(config, score is not None) if methods is None else methods)
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"methods: unknown method {method!r}; allowed: {', '.join(METHODS)}")
+        if method == "learned_score" and score is None:
+            raise ValueError("methods: 'learned_score' needs a score model")
+        if config is None and method in ("exact_score", "perturbation", "analytic"):
+            raise ValueError(f"methods: {method} needs the system config; the data have none")
+    if max_lag is None:
+        if config is None:
+            raise ValueError("max_lag: required when the data carry no system config")
+        max_lag = config.n_lags - 1
+    common = dict(device=device, seed=seed, should_stop=should_stop)
     results = []
     for method in methods:
         cb = _staged(callback, method)
-        if method == "learned_score":
-            if score is None:
-                raise ValueError("methods: 'learned_score' needs a score model")
+        if method in ("learned_score", "exact_score"):
+            fn = score if method == "learned_score" else exact_score(config, device=device)
             results.append(
-                gfdt_response(
-                    simulation,
-                    score,
-                    max_lag,
-                    device=device,
-                    seed=seed,
-                    callback=cb,
-                    should_stop=should_stop,
-                    method="learned_score",
-                )
-            )
-        elif method == "exact_score":
-            results.append(
-                gfdt_response(
-                    simulation,
-                    exact_score(config, device=device),
-                    max_lag,
-                    device=device,
-                    seed=seed,
-                    callback=cb,
-                    should_stop=should_stop,
-                    method="exact_score",
-                )
+                gfdt_response(simulation, fn, max_lag, method=method, callback=cb, **common)
             )
         elif method == "gaussian":
-            results.append(
-                gaussian_response(
-                    simulation,
-                    max_lag,
-                    device=device,
-                    seed=seed,
-                    callback=cb,
-                    should_stop=should_stop,
-                )
-            )
+            results.append(gaussian_response(simulation, max_lag, callback=cb, **common))
         elif method == "perturbation":
             results.append(
-                perturbation_response(
-                    config, seed=seed + 1, device=device, callback=cb, should_stop=should_stop
-                )
+                perturbation_response(config, **{**common, "seed": seed + 1}, callback=cb)
             )
-        elif method == "analytic":
-            lags = config.frame_every * pd.RangeIndex(config.n_lags).to_numpy()
-            results.append(analytic_response(config, lags))
         else:
-            raise ValueError(
-                f"methods: unknown method {method!r}; allowed: "
-                "learned_score, exact_score, gaussian, perturbation, analytic"
-            )
+            results.append(analytic_response(config, config.frame_every * np.arange(max_lag + 1)))
     return combine(results)
 
 

@@ -20,7 +20,7 @@ def test_response_command(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "exact_score" in printed and "stein_error" in printed
     res = open_dataset(out)
-    assert res["method"].values.tolist() == ["gaussian", "exact_score", "perturbation", "analytic"]
+    assert res["method"].values.tolist() == ["exact_score", "gaussian", "perturbation", "analytic"]
     assert res.sizes["lag"] == cfg.n_lags
     lag0 = res["response"].sel({"method": "analytic", "lag": 0.0, "dy": 0, "dx": 0})
     np.testing.assert_allclose(lag0, 1.0)
