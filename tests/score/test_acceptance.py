@@ -98,3 +98,25 @@ def test_navier_stokes_learned_vs_gaussian_reported(record_property):
     for method in ("learned_score", "gaussian"):
         assert math.isfinite(table.loc[method, "error"]), method
     assert np.isfinite(table.loc["learned_score", "stein_error"])
+
+
+def test_training_from_scratch_learns_the_ou_score(record_property):
+    """The trainer itself (not just the stored weights): 1500 classroom steps on OU snapshots
+    bring the held-out score within 10 % of the exact score (measured 0.04 on 2 CPU cores in
+    ≈ 45 s) and the Stein error below 0.5 (measured 0.25 and 0.32 with two seeds; the exact
+    score's own is 0.09)."""
+    from gfdt_dash.score import TrainConfig, train_score
+    from gfdt_dash.score.training import as_snapshots, split_snapshots
+
+    cfg = get_config("ou", "classroom").replace(spinup=0.0)
+    ds = simulate(cfg, seed=FRESH_SEED, device="cpu")
+    model = train_score(ds, train_config=TrainConfig.preset("classroom", n_steps=1500),
+                        seed=1, device="cpu")
+    held_out = torch.as_tensor(split_snapshots(as_snapshots(ds)[0], 0.2)[1])
+    learned_s = model.score_fn("cpu")(held_out)
+    rel = score_relative_error(learned_s, exact_score(cfg, device="cpu")(held_out))
+    stein = stein_error(held_out, learned_s)
+    print(f"\nOU trained from scratch (1500 steps): score rel. error {rel:.3f}, Stein {stein:.3f}")
+    record_property("ou_scratch_score_rel_error", rel)
+    assert rel < 0.10
+    assert stein < 0.5
