@@ -26,7 +26,9 @@ import xarray as xr
 
 from gfdt_dash.data import write_netcdf
 from gfdt_dash.devices import available_devices
+from gfdt_dash.pipeline import compute_responses
 from gfdt_dash.progress import Progress
+from gfdt_dash.response import error_table
 from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, simulate
 from gfdt_dash.ui import store, views
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
@@ -393,15 +395,16 @@ class SystemTab(pn.viewable.Viewer):
         key = ("responses", ctx.config.to_json(), ctx.seed, ctx.device, model_key)
         cached = RESULTS.get(key)
         if cached is None:
-            cached = compute_responses(
+            combined = compute_responses(
                 ctx.config,
                 sim,
-                model,
+                score=model.score_fn(ctx.device) if model is not None else None,
                 seed=ctx.seed,
                 device=ctx.device,
                 callback=ctx.callback,
                 should_stop=ctx.should_stop,
             )
+            cached = (combined, error_table(combined).reset_index())
             RESULTS.put(key, cached)
         combined, table = cached
         ctx.ui(lambda: self._show_responses(combined, table))
@@ -676,52 +679,6 @@ class _Job:
 
 def _sim_key(config: SystemConfig, seed: int, device: str) -> tuple:
     return ("simulate", config.to_json(), int(seed), device)
-
-
-def compute_responses(
-    config: SystemConfig,
-    sim: xr.Dataset,
-    model: Any,
-    *,
-    seed: int,
-    device: str,
-    callback: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> tuple[xr.Dataset, pd.DataFrame]:
-    """All applicable methods for one simulation: combined responses and the error table."""
-    from gfdt_dash import response
-
-    max_lag = config.n_lags - 1
-    fields = sim["field"]
-    common = dict(device=device, callback=callback, should_stop=should_stop)
-    results = [response.gaussian_response(fields, max_lag, **common)]
-    if model is not None:
-        results.append(
-            response.gfdt_response(
-                fields,
-                model.score_fn(device),
-                max_lag,
-                frame_dt=config.frame_every,
-                method="learned_score",
-                **common,
-            )
-        )
-    if config.system in ("ou", "allen_cahn"):
-        results.append(
-            response.gfdt_response(
-                fields,
-                response.exact_score(config, device),
-                max_lag,
-                frame_dt=config.frame_every,
-                method="exact_score",
-                **common,
-            )
-        )
-    results.append(response.perturbation_response(config, seed=seed, **common))
-    if config.system == "ou":
-        results.append(response.analytic_response(config, results[0]["lag"].values))
-    combined = response.combine(results)
-    return combined, response.error_table(combined).reset_index()
 
 
 def _rule() -> pn.pane.HTML:
