@@ -23,14 +23,14 @@ from gfdt_dash.pipeline import PipelineResult
 
 __all__ = ["STYLE", "response_figure", "write_report"]
 
-# Colours follow the original study's figure: Gaussian blue, exact score red, learned green,
-# perturbation orange; analytic black.
+# Colour and label per method, shared by these figures and the dashboard. Colours follow the
+# original study's figure: Gaussian blue, exact score red, learned green, perturbation orange.
 STYLE = {
-    "gaussian": ("tab:blue", "Gaussian C(t)C(0)⁻¹"),
-    "exact_score": ("tab:red", "GFDT, exact score"),
-    "learned_score": ("tab:green", "GFDT, learned score"),
-    "perturbation": ("tab:orange", "direct perturbation"),
-    "analytic": ("black", "analytic"),
+    "analytic": ("#000000", "analytic"),
+    "perturbation": ("#ff7f0e", "direct perturbation"),
+    "learned_score": ("#2ca02c", "GFDT, learned score"),
+    "exact_score": ("#d62728", "GFDT, exact score"),
+    "gaussian": ("#1f77b4", "Gaussian C(t)C(0)⁻¹"),
 }
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from gfdt_dash.report import STYLE
+
 __all__ = [
     "METHODS",
     "histogram_overlay",
@@ -25,13 +27,11 @@ __all__ = [
     "snapshot_image",
 ]
 
-# Method slots: (name in the result's ``method`` coordinate, legend label, colour).
-METHODS: tuple[tuple[str, str, str], ...] = (
-    ("analytic", "analytic", "#000000"),
-    ("perturbation", "direct perturbation", "#555555"),
-    ("learned_score", "score (learned)", "#d62728"),
-    ("exact_score", "score (exact)", "#1f77b4"),
-    ("gaussian", "Gaussian", "#2ca02c"),
+# Method slots: (name in the result's ``method`` coordinate, legend label, colour), in drawing
+# order; colours and labels are the report's, so figures and dashboard agree.
+METHODS: tuple[tuple[str, str, str], ...] = tuple(
+    (m, STYLE[m][1], STYLE[m][0])
+    for m in ("analytic", "perturbation", "learned_score", "exact_score", "gaussian")
 )
 N_DOWNSTREAM = 4  # panels: the kicked pixel and 1..3 cells downstream
 _LOSS_COLUMNS = ("step", "train_loss", "val_loss")
