@@ -19,8 +19,10 @@ setup: $(BIN)/python
 browsers:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Serves on localhost only; for a classroom network see README ("Serving a classroom").
+SERVE_FLAGS ?=
 app: setup
-	$(BIN)/panel serve app.py --port $(PORT) --address 0.0.0.0 --allow-websocket-origin "*" --num-threads 0
+	$(BIN)/panel serve app.py --port $(PORT) $(SERVE_FLAGS)
 
 lint: setup
 	$(BIN)/ruff check .
