@@ -91,10 +91,7 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
             f"max_lag: {max_lag} frames needs a record longer than its {arr.shape[1]} frames"
         )
     n = arr.shape[-1]
-    if (
-        len(pixel) != 2
-        or not all(isinstance(p, int | np.integer) and 0 <= p < n for p in pixel)
-    ):
+    if len(pixel) != 2 or not all(isinstance(p, int | np.integer) and 0 <= p < n for p in pixel):
         raise ValueError(f"pixel: expected (y, x) integers in [0, {n}), got {pixel!r}")
     return arr, dt, int(max_lag) + 1, attrs
 
@@ -147,6 +144,22 @@ def _score_source(
         return torch.as_tensor(s_arr[members]).to(device=chunk.device, dtype=chunk.dtype)
 
     return sliced
+
+
+def _estimate_attrs(excluded, null_rtol, pixel, dt, members, length, layout, n_boot, seed) -> dict:
+    """Provenance shared by the GFDT and Gaussian results."""
+    return dict(
+        n_excluded_modes=int(excluded.sum()),
+        null_rtol=null_rtol,
+        pixel=list(map(int, pixel)),
+        frame_dt=dt,
+        n_members=members,
+        n_frames=length,
+        n_blocks=layout.n_blocks,
+        n_boot=n_boot,
+        seed=int(seed),
+        band="block bootstrap over members (× time ranges), one standard error",
+    )
 
 
 def gfdt_response(
@@ -226,16 +239,7 @@ def gfdt_response(
     err = bootstrap_stderr(sums, transforms, generator=gen, n_boot=n_boot, reporter=band_rep)
     attrs.update(
         stein_error=stein_error(raw[0]),
-        n_excluded_modes=int(excluded.sum()),
-        null_rtol=null_rtol,
-        pixel=list(map(int, pixel)),
-        frame_dt=dt,
-        n_members=members,
-        n_frames=length,
-        n_blocks=layout.n_blocks,
-        n_boot=n_boot,
-        seed=int(seed),
-        band="block bootstrap over members (× time ranges), one standard error",
+        **_estimate_attrs(excluded, null_rtol, pixel, dt, members, length, layout, n_boot, seed),
     )
     return response_dataset(
         normalize(raw, excluded).numpy(),
@@ -294,16 +298,7 @@ def gaussian_response(
     attrs.update(
         mean=mu,
         variance=float(cov[0, 0, 0]),
-        n_excluded_modes=int(excluded.sum()),
-        null_rtol=null_rtol,
-        pixel=list(map(int, pixel)),
-        frame_dt=dt,
-        n_members=members,
-        n_frames=length,
-        n_blocks=layout.n_blocks,
-        n_boot=n_boot,
-        seed=int(seed),
-        band="block bootstrap over members (× time ranges), one standard error",
+        **_estimate_attrs(excluded, null_rtol, pixel, dt, members, length, layout, n_boot, seed),
     )
     return response_dataset(
         normalize(cov, excluded).numpy(),
