@@ -131,7 +131,10 @@ class TrainConfig(_Config):
     ``σ(t) = σ_min (σ_max/σ_min)^t`` with ``t ~ U(eps_t, 1)``, in units of the scaled data (the
     data are divided by their pixel standard deviation). ``sigma_max=None`` takes
     ``sigma_max_factor`` × the largest pairwise distance among up to ``sigma_max_pairs`` random
-    training snapshots. ``warmup`` is a linear learning-rate warm-up in steps. Validation loss is
+    training snapshots. ``warmup`` is a linear learning-rate warm-up in steps; after it,
+    ``lr_decay="cosine"`` lowers the rate as ``lr (1 + cos πu)/2``, ``u`` the fraction of the
+    post-warm-up steps done (0 at ``n_steps``; resuming to a larger ``n_steps`` stretches what is
+    left of the schedule). Validation loss is
     evaluated every ``eval_every`` steps on the held-out ``val_fraction`` of the snapshots (the
     last snapshot times of each member: less correlated with training than a random split).
     """
@@ -142,6 +145,7 @@ class TrainConfig(_Config):
     batch_size: int = spec(128, 1, 65536, "batch size", integer=True)
     n_steps: int = spec(20000, 1, 10_000_000, "total optimiser steps", integer=True)
     warmup: int = spec(0, 0, 1_000_000, "linear learning-rate warm-up steps", integer=True)
+    lr_decay: str = spec("constant", choices=("constant", "cosine"))
     val_fraction: float = spec(0.2, 0.0, 0.9, "held-out fraction of the snapshots")
     eval_every: int = spec(200, 1, 1_000_000, "steps between validation losses", integer=True)
     val_batches: int = spec(4, 1, 1000, "batches per validation loss", integer=True)

@@ -2,9 +2,9 @@
 them: ``python -m gfdt_dash.score.make_models [--out assets/models] [--systems ...]``.
 
 Each system's classroom preset is simulated (seed 0), a classroom network is trained on its
-snapshots, diagnostics are computed on the held-out snapshots, and ``model.safetensors``
-(inference-only weights + metadata) and a readable copy of the metadata, ``metadata.json``, are
-written.
+snapshots (with the per-system departures in ``SHIPPED_SETTINGS``), diagnostics are computed on
+the held-out snapshots, and ``model.safetensors`` (inference-only weights + metadata) and a
+readable copy of the metadata, ``metadata.json``, are written.
 """
 
 from __future__ import annotations
@@ -43,7 +43,21 @@ log = logging.getLogger(__name__)
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 # Training steps of the shipped models: longer than the interactive classroom default, since
 # they are made once.
-SHIPPED_STEPS = {"ou": 6000, "allen_cahn": 16000, "navier_stokes": 6000}
+SHIPPED_STEPS = {"ou": 6000, "allen_cahn": 10000, "navier_stokes": 6000}
+# Per-system departures from the classroom presets for the shipped models. Allen–Cahn: the
+# classroom net (widths 8/16/32, constant lr, 16000 steps on 32 simulated members) reached 3.3×
+# the exact-score GFDT error on fresh data (0.175 vs 0.053; held-out score error 0.29, worst in
+# the slow low-|k| modes). Widths 16/32/64 with a cosine learning-rate decay (10000 steps) gave
+# 0.146 on the same 32 members, and 0.0625 (1.17×) on 128 members (10240 training snapshots):
+# the non-Gaussian correction at σ_min needs the data. The model is still of the classroom
+# system (``members`` only sets how much is simulated); see tests/score/test_acceptance.py.
+SHIPPED_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "allen_cahn": {
+        "system": {"members": 128},
+        "net": {"widths": (16, 32, 64)},
+        "train": {"lr_decay": "cosine"},
+    },
+}
 
 
 def shipped_model_path(system: str, root: str | os.PathLike | None = None) -> Path:
@@ -83,13 +97,20 @@ def make_shipped_model(
     """Simulate, train, diagnose and write one shipped checkpoint; returns its path."""
     from gfdt_dash.systems import get_config, make_system, simulate
 
-    config = get_config(system, "classroom")
+    settings = SHIPPED_SETTINGS.get(system, {})
+    config = get_config(system, "classroom").replace(**settings.get("system", {}))
     t0 = time.perf_counter()
     ds = simulate(config, seed=seed, device=device, callback=callback, should_stop=should_stop)
     t_sim = time.perf_counter() - t0
-    train_cfg = TrainConfig.preset("classroom", n_steps=n_steps or SHIPPED_STEPS[system])
+    train_cfg = TrainConfig.preset(
+        "classroom", **{**settings.get("train", {}), "n_steps": n_steps or SHIPPED_STEPS[system]}
+    )
+    net_cfg = ScoreNetConfig.preset("classroom", **settings.get("net", {}))
+    # The model is of the classroom system: ``members`` is a run-protocol setting (the
+    # stationary law does not depend on it), recorded under provenance instead.
     model = train_score(
-        ds, net_config=ScoreNetConfig.preset("classroom"), train_config=train_cfg, seed=seed,
+        ds, system_config=get_config(system, "classroom"), net_config=net_cfg,
+        train_config=train_cfg, seed=seed,
         device=device, callback=callback, should_stop=should_stop,
     )
     t_train = time.perf_counter() - t0 - t_sim
@@ -104,6 +125,7 @@ def make_shipped_model(
     model.metadata["provenance"] = {
         "command": "python -m gfdt_dash.score.make_models",
         "simulation_seed": seed,
+        "simulation_members": config.members,
         "simulate_s": round(t_sim, 1),
         "train_s": round(t_train, 1),
         "device": str(model.device),

@@ -233,7 +233,7 @@ def train_score(
     try:
         for step in range(start + 1, cfg.n_steps + 1):
             reporter.check()
-            lr = cfg.lr * min(1.0, step / cfg.warmup) if cfg.warmup else cfg.lr
+            lr = _learning_rate(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = torch.randint(train.shape[0], (cfg.batch_size,), generator=gen, device=dev)
@@ -274,6 +274,16 @@ def train_score(
     model.train_state = _train_state(optimizer, gen)
     net.eval()
     return model
+
+
+def _learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then constant or cosine decay to 0 at ``n_steps``."""
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * step / cfg.warmup
+    if cfg.lr_decay == "cosine":
+        u = (step - cfg.warmup) / max(1, cfg.n_steps - cfg.warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, u)))
+    return cfg.lr
 
 
 def _train_state(optimizer, gen) -> dict[str, Any]:

@@ -84,19 +84,16 @@ def test_allen_cahn_learned_score_beats_the_gaussian_approximation(
     record_property, allen_cahn_table
 ):
     """The study's central claim with a learned score: below the Gaussian error (measured
-    0.175 vs 0.553 against direct perturbation)."""
+    0.0625 vs 0.553 against direct perturbation)."""
     _report(record_property, "allen_cahn", allen_cahn_table)
     err = allen_cahn_table["error"]
     assert err["learned_score"] < err["gaussian"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the shipped classroom Allen–Cahn model reaches 3.3× the exact-score GFDT "
-    "error (0.175 vs 0.053), the target is 1.5×; strict, so an improved model turns this red "
-    "until the mark is removed",
-)
 def test_allen_cahn_learned_score_within_1p5_of_the_exact_score(allen_cahn_table):
+    """The shipped model (SHIPPED_SETTINGS: widths 16/32/64, cosine lr decay, 128 simulated
+    members) within 1.5× the exact-score GFDT error (measured 0.0625 vs 0.0532; the earlier
+    classroom-net model trained on 32 members reached 0.175)."""
     err = allen_cahn_table["error"]
     assert err["learned_score"] <= 1.5 * err["exact_score"]
 

@@ -19,6 +19,7 @@ from gfdt_dash.score import (
     train_score,
 )
 from gfdt_dash.score.diagnostics import histogram_distance, radial_spectrum, stein_error
+from gfdt_dash.score.shipped import SHIPPED_SETTINGS
 from gfdt_dash.systems import OUConfig, get_config, make_system
 from tests.score.conftest import TINY_NET, tiny_train
 
@@ -50,7 +51,8 @@ def test_shipped_models_load(system):
     cfg = get_config(system, "classroom")
     assert model.system == system and model.n == cfg.n and model.system_config == cfg
     assert model.train_state is None  # inference-only
-    assert model.net_config == ScoreNetConfig.preset("classroom")
+    net = SHIPPED_SETTINGS.get(system, {}).get("net", {})
+    assert model.net_config == ScoreNetConfig.preset("classroom", **net)
     diag = model.diagnostics
     assert np.isfinite(diag["stein_error"]) and np.isfinite(diag["val_loss"])
     if system != "navier_stokes":
