@@ -212,6 +212,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         resume=args.resume,
+        checkpoint_path=args.out if args.checkpoint_every else None,
+        checkpoint_every=args.checkpoint_every,
         callback=_ProgressBar(not args.quiet),
     )
     if not args.no_diagnostics:
@@ -260,6 +262,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", default="classroom", help="training preset: classroom or paper")
     p.add_argument("--steps", type=int, help="total training steps (overrides the preset)")
     p.add_argument("--resume", help="checkpoint to continue (same data)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also write --out every K steps (resume a killed run with --resume OUT)",
+    )
     p.add_argument("--no-diagnostics", action="store_true", help="skip the diagnostics")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
     _add_common(p)

@@ -65,3 +65,66 @@ def test_killed_scan_keeps_finished_cells_and_resumes(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in finished} == stamps
     assert open_dataset(out / "scan.nc").sizes["cell"] == 6
     assert not list(cells.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_last_checkpoint_to_the_same_weights(tmp_path):
+    import torch
+
+    from gfdt_dash.data import write_netcdf
+    from gfdt_dash.score import load_checkpoint
+    from gfdt_dash.systems import OUConfig, simulate
+
+    data = tmp_path / "sim.nc"
+    write_netcdf(simulate(OUConfig.preset("classroom", record=80.0), seed=1, device="cpu"), data)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def train(out, *extra):
+        return [
+            sys.executable,
+            "-m",
+            "gfdt_dash",
+            "train",
+            str(data),
+            "--out",
+            str(out),
+            "--steps",
+            "240",
+            "--no-diagnostics",
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
+        ]
+
+    killed = tmp_path / "killed.safetensors"
+    proc = subprocess.Popen(
+        train(killed, "--checkpoint-every", "40"),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    step = 0
+    while time.monotonic() < deadline and step < 80:
+        time.sleep(0.05)
+        if killed.exists():
+            step = load_checkpoint(killed, device="cpu").step
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 80 <= step < 240, "kill the training while it runs"
+    assert load_checkpoint(killed, device="cpu").step % 40 == 0  # a whole checkpoint, no torn file
+    resumed = subprocess.run(
+        train(killed, "--resume", str(killed)), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    whole = tmp_path / "whole.safetensors"
+    done = subprocess.run(train(whole), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    a, b = load_checkpoint(killed, device="cpu"), load_checkpoint(whole, device="cpu")
+    assert a.step == b.step == 240
+    for (name, x), (_, y) in zip(
+        a.ema_net.state_dict().items(), b.ema_net.state_dict().items(), strict=True
+    ):
+        assert torch.equal(x, y), name

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,8 @@ def train_score(
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     resume: ScoreModel | str | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
 ) -> ScoreModel:
     """Train a score model on stationary snapshots (see :func:`as_snapshots` for the inputs).
 
@@ -152,7 +155,13 @@ def train_score(
     uninterrupted run on the same device; the data must be the same (checked by fingerprint).
     ``should_stop`` cancels with :class:`~gfdt_dash.progress.Cancelled`, whose ``partial``
     attribute holds the model trained so far.
+
+    With ``checkpoint_path`` and ``checkpoint_every > 0`` the model and its training state are
+    written there (atomically) every ``checkpoint_every`` steps, so a run killed at any moment
+    resumes from its last checkpoint (``resume=checkpoint_path``) to the same final weights.
     """
+    if checkpoint_every < 0 or (checkpoint_every and checkpoint_path is None):
+        raise ValueError("checkpoint_every: needs checkpoint_path and must be >= 0")
     arr, system_config = as_snapshots(snapshots, system_config)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     n = arr.shape[-1]
@@ -267,6 +276,11 @@ def train_score(
                     f"train: the loss became non-finite at step {step}; lower the learning rate"
                 )
             reporter.update(step, force=bool(info), **info)
+            if checkpoint_every and step % checkpoint_every == 0 and step < cfg.n_steps:
+                from gfdt_dash.score.checkpoint import save_checkpoint
+
+                model.train_state = _train_state(optimizer, gen)
+                save_checkpoint(model, checkpoint_path)
     except Cancelled as exc:
         model.train_state = _train_state(optimizer, gen)
         exc.partial = model
