@@ -4,7 +4,9 @@ State (the simulation, the score model, the responses) lives on the tab instance
 browser session. Actions are ``param.Event``s; each starts one job on the tab's
 :class:`~gfdt_dash.ui.jobs.JobRunner`. Job functions receive an immutable config snapshot, so the
 widgets can move while a job runs. Figures are ``DynamicMap``s over streams (``views.py``) that
-results are sent to.
+results are sent to. The figures are rendered only when their first data arrives (a one-line
+placeholder until then): rendering empty HoloViews figures server-side made up most of the time a
+new session's page took to appear.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class SystemTab(pn.viewable.Viewer):
         self._losses = hv.streams.Buffer(views.empty_loss_frame(), length=50_000, index=False)
         self._responses = hv.streams.Pipe(data={})
         self._layout: pn.viewable.Viewable | None = None
+        self._figures: dict[str, _LazyFigure] = {}  # filled by _build_layout
 
         self.refresh_models()
         self.runner.param.watch(self._on_runner, ["running"])
@@ -280,6 +283,7 @@ class SystemTab(pn.viewable.Viewer):
         snap = p.info.get("snapshot")
         if snap is not None:
             self._snapshot.send({"field": snap, "title": f"live field, member 0 ({p.stage})"})
+            self._reveal("snapshot")
         if "train_loss" in p.info:
             row = {
                 "step": float(p.info.get("step", p.done)),
@@ -287,6 +291,7 @@ class SystemTab(pn.viewable.Viewer):
                 "val_loss": float(p.info.get("val_loss", np.nan) or np.nan),
             }
             self._losses.send(pd.DataFrame([row]))
+            self._reveal("losses")
         eta = f", ETA {p.eta_s:.0f} s" if p.eta_s else ""
         self.status = f"{p.stage}: {100 * p.fraction:.0f}%{eta}"
 
@@ -425,6 +430,7 @@ class SystemTab(pn.viewable.Viewer):
             rng = np.random.default_rng(0)
             values = rng.choice(values, _HIST_SAMPLES, replace=False)
         self._hist.send({"values": values})
+        self._reveal("snapshot", "hist")
         self.status = (
             f"Simulation ready: {ds.sizes['member']} members × {ds.sizes['time']} frames "
             f"of {ds.sizes['y']}×{ds.sizes['x']}."
@@ -454,6 +460,7 @@ class SystemTab(pn.viewable.Viewer):
             frame = train.merge(val, on="step", how="outer").sort_values("step").astype(float)
             self._losses.clear()
             self._losses.send(frame[list(views.empty_loss_frame().columns)])
+            self._reveal("losses")
         self.status = f"Score model ready ({origin})."
         self._update_model_pane()
 
@@ -472,6 +479,7 @@ class SystemTab(pn.viewable.Viewer):
         self.param.lag_index.bounds = (0, combined.sizes["lag"] - 1)
         self.lag_index = min(self.lag_index, combined.sizes["lag"] - 1)
         self._responses.send({"responses": combined})
+        self._reveal("curves", "maps")
         self.status = "Responses ready: " + ", ".join(map(str, combined["method"].values)) + "."
         if hasattr(self, "_table"):
             self._table.value = table
@@ -491,6 +499,12 @@ class SystemTab(pn.viewable.Viewer):
         if hasattr(self, "_dl_sim"):
             self._dl_sim.disabled = self.sim is None
             self._dl_resp.disabled = self.responses is None
+
+    def _reveal(self, *names: str) -> None:
+        """Render these figures if not yet shown (once; their streams update them afterwards)."""
+        for name in names:
+            if name in self._figures:
+                self._figures[name].show()
 
     def _update_model_pane(self) -> None:
         if hasattr(self, "_model_pane"):
@@ -576,9 +590,6 @@ class SystemTab(pn.viewable.Viewer):
             width=340,
         )
 
-        snapshot = hv.DynamicMap(views.snapshot_image, streams=[self._snapshot])
-        losses = hv.DynamicMap(views.loss_overlay, streams=[self._losses])
-        hist = hv.DynamicMap(views.histogram_overlay, streams=[self._hist])
         params_stream = hv.streams.Params(self, ["normalized", "lag_index"])
 
         norm_stream = hv.streams.Params(self, ["normalized"])
@@ -596,27 +607,48 @@ class SystemTab(pn.viewable.Viewer):
 
             return hv.DynamicMap(image, streams=[self._responses, params_stream])
 
-        curves = hv.Layout([curves_for(dx) for dx in range(views.N_DOWNSTREAM)]).cols(2)
-        maps = hv.Layout([map_for(m) for m, _, _ in views.METHODS]).cols(3)
+        # Built on first data, not here: see _LazyFigure.
+        fig = self._figures
+        fig["snapshot"] = _LazyFigure(
+            lambda: hv.DynamicMap(views.snapshot_image, streams=[self._snapshot]),
+            "Field snapshot: shown live once a simulation runs.",
+            width=340,
+        )
+        fig["losses"] = _LazyFigure(
+            lambda: hv.DynamicMap(views.loss_overlay, streams=[self._losses]),
+            "Score-matching loss: shown once a model is trained or loaded.",
+            width=380,
+        )
+        fig["hist"] = _LazyFigure(
+            lambda: hv.DynamicMap(views.histogram_overlay, streams=[self._hist]),
+            "Pixel values vs Gaussian: shown once a simulation finishes.",
+            width=380,
+        )
+        fig["curves"] = _LazyFigure(
+            lambda: hv.Layout([curves_for(dx) for dx in range(views.N_DOWNSTREAM)]).cols(2),
+            "No responses yet: press **Compute responses** (or **Run all**).",
+            width=900,
+        )
+        fig["maps"] = _LazyFigure(
+            lambda: hv.Layout([map_for(m) for m, _, _ in views.METHODS]).cols(3),
+            "The maps appear with the responses.",
+            width=900,
+        )
 
         status = pn.pane.Markdown(self.param.status, margin=(0, 10))
         main = pn.Column(
             pn.Row(status, queue),
             progress,
-            pn.FlexBox(
-                pn.pane.HoloViews(snapshot, sizing_mode="fixed"),
-                pn.pane.HoloViews(losses, sizing_mode="fixed"),
-                pn.pane.HoloViews(hist, sizing_mode="fixed"),
-            ),
+            pn.FlexBox(fig["snapshot"].panel, fig["losses"].panel, fig["hist"].panel),
             pn.pane.Markdown("### Response at the kicked pixel and downstream"),
             pn.Row(
                 pn.widgets.Checkbox.from_param(self.param.normalized, width=120),
                 pn.pane.HTML(views.method_legend_html()),
             ),
-            pn.pane.HoloViews(curves, sizing_mode="fixed"),
+            fig["curves"].panel,
             pn.pane.Markdown("### Response maps (dx right = downstream)"),
             pn.widgets.IntSlider.from_param(self.param.lag_index),
-            pn.pane.HoloViews(maps, sizing_mode="fixed"),
+            fig["maps"].panel,
             pn.Row(
                 pn.Column("### Error against the reference", self._table),
                 pn.Column(self._diag_pane),
@@ -624,7 +656,39 @@ class SystemTab(pn.viewable.Viewer):
             pn.Row(self._dl_sim, self._dl_resp),
             sizing_mode="stretch_width",
         )
-        return pn.Row(controls, main, sizing_mode="stretch_width")
+        layout = pn.Row(controls, main, sizing_mode="stretch_width")
+        # State that arrived before the layout was built (e.g. results of a synchronous job).
+        if self.sim is not None:
+            self._reveal("snapshot", "hist")
+        if len(self._losses.data):
+            self._reveal("losses")
+        if self.responses is not None:
+            self._reveal("curves", "maps")
+        return layout
+
+
+class _LazyFigure:
+    """A HoloViews figure that is rendered the first time its data arrives.
+
+    Until :meth:`show`, ``panel`` holds a one-line placeholder; ``show`` creates the figure
+    (``make()``, DynamicMaps over the tab's streams, which already hold the data) and swaps it in
+    once. Later data goes through the streams and patches the figure in place.
+    """
+
+    def __init__(self, make: Callable[[], Any], placeholder: str, width: int) -> None:
+        self._make = make
+        self.pane: pn.pane.HoloViews | None = None
+        self.panel = pn.Column(
+            pn.pane.Markdown(
+                placeholder, width=width, styles={"color": "#666"}, sizing_mode="fixed"
+            ),
+            sizing_mode="fixed",
+        )
+
+    def show(self) -> None:
+        if self.pane is None:
+            self.pane = pn.pane.HoloViews(self._make(), sizing_mode="fixed")
+            self.panel[:] = [self.pane]
 
 
 # Scalar diagnostics shown in the table, in this order (``score.diagnose``'s keys).

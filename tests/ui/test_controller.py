@@ -346,3 +346,36 @@ def test_closing_the_browser_session_cancels_its_jobs():
     tab.runner.wait(timeout=20)  # the worker returned: a 10 000-unit spin-up was cut short
     assert time.perf_counter() - t0 < 10
     assert not tab.runner.submit("again", lambda cb, stop: None)
+
+
+def test_figures_are_placeholders_until_their_first_data_then_render_once():
+    # First paint renders no HoloViews figure (that was most of a new session's page time);
+    # each figure is rendered once, when its data arrives, and updated in place afterwards.
+    import panel as pn
+
+    tab = tiny_tab()
+    layout = tab.__panel__()
+    assert not layout.select(pn.pane.HoloViews)
+    assert set(tab._figures) == {"snapshot", "losses", "hist", "curves", "maps"}
+    tab.param.trigger("simulate")
+    assert tab._figures["snapshot"].pane is not None and tab._figures["hist"].pane is not None
+    assert tab._figures["curves"].pane is None and tab._figures["maps"].pane is None
+    tab.param.trigger("compute")
+    curves = tab._figures["curves"].pane
+    assert curves is not None and tab._figures["maps"].pane is not None
+    assert len(layout.select(pn.pane.HoloViews)) == 4  # snapshot, hist, curves, maps (no loss)
+    tab.seed = 1
+    tab.param.trigger("simulate")
+    tab.param.trigger("compute")
+    assert tab._figures["curves"].pane is curves  # not rebuilt: updated through the stream
+    assert len(layout.select(pn.pane.HoloViews)) == 4
+
+
+def test_results_from_before_the_layout_is_built_are_shown():
+    import panel as pn
+
+    tab = tiny_tab()
+    tab.param.trigger("simulate")
+    tab.param.trigger("compute")
+    layout = tab.__panel__()
+    assert len(layout.select(pn.pane.HoloViews)) == 4
