@@ -179,6 +179,17 @@ def _cache_key(config: SystemConfig, seed: int, model: ModelChoice) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _stage(path: Path | None, compute, load=open_dataset, save=write_netcdf):
+    """A pipeline stage with an optional on-disk cache: load ``path`` if it exists, else compute
+    (and save there when a path is given; netCDF by default)."""
+    if path is not None and path.is_file():
+        return load(path)
+    value = compute()
+    if path is not None:
+        save(value, path)
+    return value
+
+
 def run_pipeline(
     config: SystemConfig,
     *,
@@ -215,19 +226,16 @@ def run_pipeline(
         return folder / name if folder is not None else None
 
     t0 = time.perf_counter()
-    sim_path = cached("simulation.nc")
-    if sim_path is not None and sim_path.is_file():
-        simulation = open_dataset(sim_path)
-    else:
-        simulation = simulate(
+    simulation = _stage(
+        cached("simulation.nc"),
+        lambda: simulate(
             config,
             seed=seed,
             device=dev,
             callback=_staged(callback, "simulate"),
             should_stop=should_stop,
-        )
-        if sim_path is not None:
-            write_netcdf(simulation, sim_path)
+        ),
+    )
     timings["simulate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -254,36 +262,30 @@ def run_pipeline(
     timings["model"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    resp_path = cached("responses.nc")
-    if resp_path is not None and resp_path.is_file():
-        responses = open_dataset(resp_path)
-    else:
-        score = score_model.score_fn(dev) if score_model is not None else None
-        responses = compute_responses(
+    responses = _stage(
+        cached("responses.nc"),
+        lambda: compute_responses(
             config,
             simulation,
-            score=score,
+            score=score_model.score_fn(dev) if score_model is not None else None,
             methods=methods,
             seed=seed,
             device=dev,
             callback=callback,
             should_stop=should_stop,
-        )
-        if resp_path is not None:
-            write_netcdf(responses, resp_path)
+        ),
+    )
     timings["responses"] = time.perf_counter() - t0
 
     diagnostics: dict[str, Any] = {}
     if score_model is not None and diagnose_model:
         t0 = time.perf_counter()
-        diag_path = cached("diagnostics.json")
-        if diag_path is not None and diag_path.is_file():
-            diagnostics = json.loads(diag_path.read_text())
-        else:
-            from gfdt_dash.response import exact_score
+        from gfdt_dash.response import exact_score
 
-            exact = exact_score(config, device=dev) if config.system != "navier_stokes" else None
-            diagnostics = diagnose(
+        exact = exact_score(config, device=dev) if config.system != "navier_stokes" else None
+        diagnostics = _stage(
+            cached("diagnostics.json"),
+            lambda: diagnose(
                 score_model,
                 simulation,
                 exact,
@@ -291,9 +293,10 @@ def run_pipeline(
                 device=dev,
                 callback=_staged(callback, "diagnose"),
                 should_stop=should_stop,
-            )
-            if diag_path is not None:
-                atomic_write_bytes(diag_path, json.dumps(diagnostics).encode())
+            ),
+            load=lambda path: json.loads(path.read_text()),
+            save=lambda value, path: atomic_write_bytes(path, json.dumps(value).encode()),
+        )
         timings["diagnose"] = time.perf_counter() - t0
 
     from gfdt_dash.response import error_table
