@@ -105,6 +105,18 @@ class ResultCache:
 RESULTS = ResultCache()
 
 
+def explain(exc: Exception) -> Exception:
+    """The error a user should read: out-of-memory errors get what to do about them."""
+    import torch
+
+    if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError):
+        return MemoryError(
+            "out of memory: this job needs more memory than the server has free; use fewer "
+            "members, a smaller grid or a shorter record (other sessions are unaffected)"
+        )
+    return exc
+
+
 class JobRunner(param.Parameterized):
     """Runs one job at a time for one session, with progress, ETA, queue position and cancel.
 
@@ -189,6 +201,7 @@ class JobRunner(param.Parameterized):
                 self._ui(lambda: finish("cancelled"))
             except Exception as exc:  # shown to the user; the worker stays alive
                 log.exception("job %s failed", name)
+                exc = explain(exc)
                 self._ui(lambda exc=exc: finish("error", exc))
             else:
                 if stop.is_set():

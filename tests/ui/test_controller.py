@@ -105,6 +105,22 @@ def test_divergence_is_reported_and_the_tab_stays_usable(monkeypatch):
     assert tab.runner.stage == "done"
 
 
+def test_out_of_memory_fails_only_that_job_with_advice(monkeypatch):
+    tab = tiny_tab()
+
+    def exhaust(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(tab_module, "simulate", exhaust)
+    tab.simulate = True
+    assert tab.runner.stage == "error"
+    assert "out of memory" in tab.status
+    assert "fewer members" in tab.status
+    monkeypatch.undo()
+    tab.simulate = True
+    assert tab.runner.stage == "done"
+
+
 def test_invalid_parameters_are_refused_before_any_job():
     tab = tiny_tab()
     tab.mirror.frame_every = 0.3
