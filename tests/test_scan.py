@@ -59,3 +59,13 @@ def test_scan_runs_on_two_workers_and_resumes(tmp_path):
 def test_bad_specs_are_refused_naming_the_field(change, message):
     with pytest.raises(ValueError, match=message):
         ScanSpec.from_dict({**SPEC, **change})
+
+
+def test_the_shipped_example_spec_is_valid():
+    from pathlib import Path
+
+    spec = ScanSpec.from_toml(
+        Path(__file__).resolve().parents[1] / "examples" / "allen_cahn_lam.toml"
+    )
+    assert len(spec.cells()) == 6
+    assert {c["lam"] for c in spec.cells()} == {250.0, 500.0, 1000.0}
