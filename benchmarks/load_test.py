@@ -65,7 +65,12 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-class _Server:
+class LoopbackServer:
+    """``panel serve app.py`` on 127.0.0.1 (a free port), sampling its peak RSS; ``stop()`` ends it.
+
+    The browser tests use it too.
+    """
+
     def __init__(self, store: Path) -> None:
         self.port = _free_port()
         env = dict(os.environ, GFDT_DASH_STORE=str(store))
@@ -202,7 +207,7 @@ def run_load_test(sessions: int = 4, timeout_s: float = 240.0, round_trips: int 
     shipped = shipped_model_path("ou").is_file()
     train_steps = None if shipped else 30
     with tempfile.TemporaryDirectory(prefix="gfdt-load-") as tmp:
-        server = _Server(Path(tmp) / "store")
+        server = LoopbackServer(Path(tmp) / "store")
         t0 = time.perf_counter()
         try:
             records = asyncio.run(_run(server.url, sessions, train_steps, timeout_s, round_trips))

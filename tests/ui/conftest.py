@@ -1,16 +1,6 @@
 """Fixtures of the dashboard tests."""
 
 import pytest
-import torch
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """As ``app.py`` does: tiny grids run far faster on one intra-op thread (see app.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,6 @@ One ``panel serve app.py`` subprocess on 127.0.0.1 serves every test of the modu
 opens its own browser context, i.e. its own session.
 """
 
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,61 +14,19 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.ui
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from load_test import ARGS, CHROMIUM, LoopbackServer  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "assets" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TABS = {"ou": "Ornstein–Uhlenbeck", "allen_cahn": "Allen–Cahn", "navier_stokes": "Navier–Stokes"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, GFDT_DASH_STORE=str(tmp_path_factory.mktemp("store")))
-    cmd = [
-        sys.executable,
-        "-m",
-        "panel",
-        "serve",
-        "app.py",
-        "--port",
-        str(port),
-        "--address",
-        "127.0.0.1",
-        "--allow-websocket-origin",
-        f"127.0.0.1:{port}",
-    ]
-    log = tmp_path_factory.mktemp("log") / "serve.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None:
-            pytest.fail(f"panel serve exited: {log.read_text()}")
-        time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}/app"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    srv = LoopbackServer(tmp_path_factory.mktemp("store"))
+    yield srv.url
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
