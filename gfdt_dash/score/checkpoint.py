@@ -29,7 +29,7 @@ from gfdt_dash.score.config import ScoreNetConfig, TrainConfig
 from gfdt_dash.score.model import FORMAT, ScoreModel, make_ema
 from gfdt_dash.score.network import ScoreUNet
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_bytes", "load_checkpoint", "model_from_bytes", "save_checkpoint"]
 
 _META_KEY = "gfdt_dash"
 
@@ -39,13 +39,19 @@ def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return {f"{prefix}/{k}": v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
 
-def save_checkpoint(model: ScoreModel, path: str | os.PathLike, *, training_state: bool = True
-                    ) -> Path:
+def save_checkpoint(
+    model: ScoreModel, path: str | os.PathLike, *, training_state: bool = True
+) -> Path:
     """Write ``model`` to ``path`` (one ``.safetensors`` file) atomically; returns the path.
 
     ``training_state=False`` leaves out the optimiser and RNG state (an inference-only file,
     about a third of the size, which cannot be resumed).
     """
+    return atomic_write_bytes(path, checkpoint_bytes(model, training_state=training_state))
+
+
+def checkpoint_bytes(model: ScoreModel, *, training_state: bool = True) -> bytes:
+    """The bytes :func:`save_checkpoint` writes (also how a model travels between processes)."""
     tensors = {**_tensors("net", model.net.state_dict()), **_tensors("ema", model.ema.state_dict())}
     meta: dict[str, Any] = dict(model.metadata)
     if training_state and model.train_state is not None:
@@ -54,8 +60,7 @@ def save_checkpoint(model: ScoreModel, path: str | os.PathLike, *, training_stat
             tensors.update(_tensors(f"optim/{idx}", state))
         tensors["rng/generator"] = model.train_state["generator"].to("cpu").clone()
         meta["optimizer_param_groups"] = opt["param_groups"]
-    data = st_save(tensors, metadata={_META_KEY: json.dumps(meta)})
-    return atomic_write_bytes(path, data)
+    return st_save(tensors, metadata={_META_KEY: json.dumps(meta)})
 
 
 def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -82,13 +87,30 @@ def load_checkpoint(
         path = path / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"path: no such checkpoint file {str(path)!r}")
-    raw = path.read_bytes()
+    return model_from_bytes(
+        path.read_bytes(),
+        expect_system=expect_system,
+        expect_n=expect_n,
+        device=device,
+        source=f"path: {str(path)!r}",
+    )
+
+
+def model_from_bytes(
+    raw: bytes,
+    *,
+    expect_system: str | None = None,
+    expect_n: int | None = None,
+    device: str | torch.device = "auto",
+    source: str = "checkpoint bytes",
+) -> ScoreModel:
+    """:func:`load_checkpoint` for bytes in memory; ``source`` names them in errors."""
     try:
         tensors = st_load(raw)
         header_meta = _read_header_metadata(raw)
     except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(
-            f"path: {str(path)!r} is not a readable safetensors checkpoint (corrupt, truncated or "
+            f"{source} is not a readable safetensors checkpoint (corrupt, truncated or "
             f"another format; pickles are never loaded): {exc}"
         ) from exc
     try:
@@ -100,16 +122,16 @@ def load_checkpoint(
         system, n = meta["system"], int(meta["n"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(
-            f"path: {str(path)!r} is a safetensors file but not a gfdt-dash score checkpoint "
+            f"{source} is a safetensors file but not a gfdt-dash score checkpoint "
             f"(format {FORMAT}); problem: {exc!r}"
         ) from exc
     if expect_system is not None and system != expect_system:
         raise ValueError(
-            f"checkpoint: {str(path)!r} was trained for system {system!r}, not {expect_system!r}"
+            f"checkpoint: {source} was trained for system {system!r}, not {expect_system!r}"
         )
     if expect_n is not None and n != int(expect_n):
         raise ValueError(
-            f"checkpoint: {str(path)!r} was trained on a {n}×{n} grid, not {expect_n}×{expect_n}"
+            f"checkpoint: {source} was trained on a {n}×{n} grid, not {expect_n}×{expect_n}"
         )
     dev = resolve_device(device)
     param_groups = meta.pop("optimizer_param_groups", None)
@@ -120,7 +142,7 @@ def load_checkpoint(
         ema.load_state_dict(_split(tensors, "ema"))
     except RuntimeError as exc:
         raise ValueError(
-            f"checkpoint: {str(path)!r} holds weights that do not fit its network config: {exc}"
+            f"checkpoint: {source} holds weights that do not fit its network config: {exc}"
         ) from exc
     dtype = net.state_dict()["final.weight"].dtype
     net.to(dev, dtype)
@@ -136,6 +158,11 @@ def load_checkpoint(
             "generator": tensors["rng/generator"],
         }
     return ScoreModel(net, ema, meta, train_state)
+
+
+def _rebuild(raw: bytes, device: str) -> ScoreModel:
+    """Unpickling hook of :class:`ScoreModel` (see ``ScoreModel.__reduce__``)."""
+    return model_from_bytes(raw, device=device)
 
 
 def _group(group: dict[str, Any]) -> dict[str, Any]:

@@ -115,6 +115,12 @@ class ScoreModel:
     def dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
 
+    def __reduce__(self) -> tuple:
+        """Pickled (e.g. sent to a worker process) as its safetensors checkpoint bytes."""
+        from gfdt_dash.score import checkpoint
+
+        return (checkpoint._rebuild, (checkpoint.checkpoint_bytes(self), str(self.device)))
+
     def __repr__(self) -> str:
         return (
             f"ScoreModel(system={self.system!r}, n={self.n}, step={self.step}, "

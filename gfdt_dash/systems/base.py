@@ -31,6 +31,10 @@ class SimulationDiverged(FloatingPointError):
             f"the time step dt={dt:.4g} is probably too large for this state: try a smaller dt"
         )
         self.time = time
+        self.dt = dt
+
+    def __reduce__(self) -> tuple:  # rebuilt from its arguments (e.g. sent between processes)
+        return (type(self), (self.time, self.dt))
 
 
 def rk4_increment(

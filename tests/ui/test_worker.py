@@ -1,0 +1,107 @@
+"""Job computations in worker processes (``gfdt_dash.ui.worker``): same results as in-process,
+progress and cancellation across the process boundary, a dead worker fails only its own job, and
+models cross as safetensors bytes, not as pickled torch objects."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from gfdt_dash import score
+from gfdt_dash.progress import Cancelled
+from gfdt_dash.systems import SimulationDiverged, get_config, simulate
+from gfdt_dash.ui import worker
+
+CFG = get_config("ou", "classroom").replace(members=4, frame_members=4, record=40.0, spinup=10.0)
+
+
+def _die(*, callback=None, should_stop=None):
+    os._exit(3)  # what the kernel's out-of-memory killer does to a worker, as seen by the server
+
+
+def _fail(*, callback=None, should_stop=None):
+    raise ValueError("members: 0 is below the allowed range 1 … 512")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _workers():
+    worker.start(1)
+    yield
+    worker.shutdown()
+
+
+def test_worker_result_and_progress_match_the_in_process_run():
+    reports = []
+    ds = worker.call(simulate, CFG, seed=5, device="cpu", callback=reports.append, processes=True)
+    ref = simulate(CFG, seed=5, device="cpu")  # one torch thread here as in the worker
+    np.testing.assert_array_equal(ds["field"].values, ref["field"].values)
+    assert reports, "no progress came back from the worker"
+    assert reports[-1].done == reports[-1].total
+    assert any("snapshot" in p.info for p in reports)
+
+
+def test_cancel_reaches_the_worker():
+    long = CFG.replace(record=1e5)  # minutes of work: only a working cancel ends it early
+    stop = threading.Event()
+
+    def on_progress(_p):
+        stop.set()
+
+    with pytest.raises(Cancelled):
+        worker.call(
+            simulate,
+            long,
+            seed=1,
+            device="cpu",
+            callback=on_progress,
+            should_stop=stop.is_set,
+            processes=True,
+        )
+
+
+def test_errors_keep_their_type_and_message():
+    with pytest.raises(ValueError, match="members: 0"):
+        worker.call(_fail, processes=True)
+    err = pickle.loads(pickle.dumps(SimulationDiverged(12.5, 0.25)))
+    assert isinstance(err, SimulationDiverged) and err.time == 12.5 and "dt=0.25" in str(err)
+
+
+def test_a_dead_worker_fails_its_job_and_is_replaced():
+    with pytest.raises(worker.WorkerDied, match="stopped unexpectedly"):
+        worker.call(_die, processes=True)
+    ds = worker.call(simulate, CFG, seed=2, device="cpu", processes=True)
+    assert ds.sizes["member"] == CFG.frame_members
+
+
+def test_models_cross_processes_as_safetensors_bytes():
+    model = score.load_checkpoint(score.shipped_model_path("ou"), device="cpu")
+    data = pickle.dumps(model)
+    assert b"torch._utils" not in data and b"_rebuild_tensor" not in data
+    back = pickle.loads(data)
+    assert back.metadata["system"] == "ou" and back.n == model.n
+    ours, theirs = model.ema.state_dict(), back.ema.state_dict()
+    assert list(ours) == list(theirs)
+    for k, a in ours.items():
+        assert torch.equal(a, theirs[k]), k
+    x = torch.randn(3, model.n, model.n, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(back.score_fn("cpu")(x), model.score_fn("cpu")(x))
+
+
+def test_responses_job_in_a_worker_matches_in_process():
+    model = score.load_checkpoint(score.shipped_model_path("ou"), device="cpu")
+    cfg = CFG.replace(n_experiments=4, max_lag=4.0)
+    sim = simulate(cfg, seed=0, device="cpu")
+    got, table = worker.call(
+        worker.responses_job, cfg, sim, model, seed=0, device="cpu", processes=True
+    )
+    ref, ref_table = worker.responses_job(cfg, sim, model, seed=0, device="cpu")
+    assert set(got["method"].values) == set(ref["method"].values)
+    np.testing.assert_allclose(
+        got["response"].values, ref["response"].values, rtol=1e-5, atol=1e-7, equal_nan=True
+    )
+    assert table.shape == ref_table.shape
