@@ -20,9 +20,10 @@ browsers:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Serves on localhost only; for a classroom network see README ("Serving a classroom").
+# --warm: imports and the job worker processes start with the server, not with the first visitor.
 SERVE_FLAGS ?=
 app: setup
-	$(BIN)/panel serve app.py --port $(PORT) $(SERVE_FLAGS)
+	$(BIN)/panel serve app.py --warm --port $(PORT) $(SERVE_FLAGS)
 
 lint: setup
 	$(BIN)/ruff check .

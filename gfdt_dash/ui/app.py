@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import panel as pn
@@ -49,8 +51,8 @@ def _about() -> pn.viewable.Viewable:
         pn.pane.SVG(svg, width=640, height=220),
         pn.pane.Markdown(ABOUT),
         pn.pane.Markdown(
-            f"gfdt-dash {__version__} · shared worker pool: {POOL_SIZE} job(s) at a time; "
-            "further jobs queue (their position is shown)."
+            f"gfdt-dash {__version__} · shared job pool: {POOL_SIZE} job(s) at a time, each "
+            "in a worker process; further jobs queue (their position is shown)."
         ),
         name="About",
     )
@@ -59,37 +61,42 @@ def _about() -> pn.viewable.Viewable:
 def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     """Build the page for one session (all state lives in the returned objects).
 
-    Tabs are built the first time they are shown, so the first paint is quick. When the browser
+    The system tabs and the Scans tab are built the first time they are shown, so a new page
+    costs the server little. When the browser
     session closes, every job of its tabs is cancelled.
     """
     pn.extension("tabulator", notifications=True, sizing_mode="stretch_width")
-    holders = {system: pn.Column(name=cls.title) for system, cls in SYSTEMS.items()}
-    built: dict[str, SystemTab] = {}
     runners: list = []  # every tab's job runner: the session's job limit counts them all
-    scans = ScansView()
+    factories: dict[str, tuple[str, Callable[[], pn.viewable.Viewer]]] = {
+        system: (cls.title, partial(SystemTab, system, sync=sync, session_runners=runners))
+        for system, cls in SYSTEMS.items()
+    }
+    factories["scans"] = ("Scans", ScansView)
+    holders = {
+        key: pn.Column(pn.indicators.LoadingSpinner(value=True, size=40), name=title)
+        for key, (title, _) in factories.items()
+    }
+    keys = list(holders)
+    built: dict[str, pn.viewable.Viewer] = {}
     tabs = pn.Tabs(
         *holders.values(),
-        pn.Column(scans, name="Scans"),
         _about(),
-        dynamic=True,
+        # Not dynamic: a dynamic Tabs re-renders a tab's whole content (figures included) on
+        # the server each time it is shown again; here switching tabs costs the server nothing.
+        dynamic=False,
         sizing_mode="stretch_width",
     )
 
-    def build(system: str) -> None:
-        if system in built:
-            return
-        tab = SystemTab(system, sync=sync, session_runners=runners)
-        built[system] = tab
-        holders[system][:] = [tab]
+    def build(key: str) -> None:
+        if key not in built:
+            built[key] = factories[key][1]()
+            holders[key][:] = [built[key]]
 
     def on_active(event) -> None:
-        systems = list(holders)
-        if event.new < len(systems):
-            build(systems[event.new])
+        if event.new < len(keys):
+            build(keys[event.new])
 
     tabs.param.watch(on_active, "active")
-    for holder in holders.values():
-        holder.append(pn.indicators.LoadingSpinner(value=True, size=40))
 
     def close_session() -> None:
         for runner in runners:
@@ -100,17 +107,23 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
 
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.on_session_destroyed(on_destroyed)
-        pn.state.onload(lambda: build(next(iter(holders))))
+        pn.state.onload(lambda: build(keys[0]))
     else:
-        build(next(iter(holders)))
+        build(keys[0])
 
     # Bootstrap, not Fast: the Fast design always fetches a Google font, and the app must work
     # (and its page must load without errors) on machines without internet access.
+    # No busy indicator: Panel keeps every session's indicator in one process-wide list and
+    # updates all of them on every event of any session (cost grows with the square of the
+    # number of sessions); each tab shows its own job progress instead.
     template = pn.template.BootstrapTemplate(
-        title=TITLE, header_background="#1f4e79", main=[tabs], main_max_width="1800px"
+        title=TITLE,
+        header_background="#1f4e79",
+        main=[tabs],
+        main_max_width="1800px",
+        busy_indicator=None,
     )
     template.tabs = tabs  # for tests and scripting
-    template.system_tabs = built
-    template.scans = scans
+    template.views = built  # the tabs built so far: SystemTab by system name, ScansView "scans"
     template.close_session = close_session
     return template

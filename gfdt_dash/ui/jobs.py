@@ -1,11 +1,14 @@
 """Long jobs off the event loop: a shared bounded worker pool, a result cache and ``JobRunner``.
 
-The only mutable module-level objects of the dashboard live here, both bounded and thread-safe:
+The dashboard's mutable module-level objects live here (and, for the worker processes, in
+:mod:`gfdt_dash.ui.worker`), all bounded and thread-safe:
 
-- the worker pool shared by every browser session. Its size is ``GFDT_DASH_WORKERS`` or
-  ``max(2, min(8, cores // 2))``: the classroom grids are small, so ``app.py`` pins torch to one
-  intra-op thread and parallelism comes from running several sessions' jobs side by side; jobs
-  beyond the pool size wait in a FIFO queue whose position each session sees;
+- the job pool shared by every browser session. Its size is ``GFDT_DASH_WORKERS`` or
+  ``max(2, min(8, cores // 2))``: the classroom grids are small, so torch uses one intra-op
+  thread per job and parallelism comes from running several sessions' jobs side by side; jobs
+  beyond the pool size wait in a FIFO queue whose position each session sees. A pool thread only
+  coordinates: the computations of its job run in a worker process (:mod:`gfdt_dash.ui.worker`),
+  so the server's event loop is never starved of the interpreter lock;
 - a small LRU cache of results keyed by (kind, config JSON, seed, device, ...), so that repeating
   a simulation or a response computation is instant. Cached objects are shared between sessions
   and must be treated as read-only.
@@ -45,17 +48,37 @@ def _pool_size() -> int:
 
 POOL_SIZE = _pool_size()
 _POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="gfdt-job")
-_WAITING: list[object] = []  # tokens of submitted jobs not yet started, FIFO
+# Submitted jobs not yet started, FIFO: (token, function told the job's new 1-based position).
+_WAITING: list[tuple[object, Callable[[int], None]]] = []
 _WAITING_LOCK = threading.Lock()
 
 
 def pool_queue_position(token: object) -> int:
     """1-based position of a job in the pool's waiting queue; 0 once it runs."""
     with _WAITING_LOCK:
-        try:
-            return _WAITING.index(token) + 1
-        except ValueError:
-            return 0
+        for i, (t, _) in enumerate(_WAITING):
+            if t is token:
+                return i + 1
+    return 0
+
+
+def _enqueue(token: object, on_position: Callable[[int], None]) -> int:
+    with _WAITING_LOCK:
+        _WAITING.append((token, on_position))
+        return len(_WAITING)
+
+
+def _dequeue(token: object) -> None:
+    """Take a job off the waiting queue and tell the jobs behind it their new positions (no
+    polling: queue positions change only here)."""
+    with _WAITING_LOCK:
+        index = next((i for i, (t, _) in enumerate(_WAITING) if t is token), None)
+        if index is None:
+            return
+        del _WAITING[index]
+        behind = [(i + 1, notify) for i, (_, notify) in enumerate(_WAITING) if i >= index]
+    for position, notify in behind:
+        notify(position)
 
 
 def _nbytes(value: Any) -> int:
@@ -136,7 +159,7 @@ class JobRunner(param.Parameterized):
         schedule: Callable[[Callable[[], None]], None],
         *,
         sync: bool = False,
-        min_interval_s: float = 0.2,
+        min_interval_s: float = 0.5,
         **params: Any,
     ) -> None:
         super().__init__(**params)
@@ -146,7 +169,6 @@ class JobRunner(param.Parameterized):
         self._stop = threading.Event()
         self._future: Future | None = None
         self._closed = False
-        self._poller: threading.Thread | None = None
 
     # -- public ------------------------------------------------------------------------------
     def submit(
@@ -188,9 +210,7 @@ class JobRunner(param.Parameterized):
                 on_error(value)
 
         def work() -> None:
-            with _WAITING_LOCK:
-                if token in _WAITING:
-                    _WAITING.remove(token)
+            _dequeue(token)
             if stop.is_set():
                 self._ui(lambda: finish("cancelled"))
                 return
@@ -212,12 +232,10 @@ class JobRunner(param.Parameterized):
         if self.sync:
             work()
             return True
-        with _WAITING_LOCK:
-            _WAITING.append(token)
-        self.queue_position = pool_queue_position(token)
+        self.queue_position = _enqueue(
+            token, lambda pos: self._ui(lambda: self.param.update(queue_position=pos))
+        )
         self._future = _POOL.submit(work)
-        if self.queue_position:
-            self._watch_queue(token)
         return True
 
     def cancel(self) -> None:
@@ -249,17 +267,3 @@ class JobRunner(param.Parameterized):
         self.param.update(stage=p.stage, fraction=min(1.0, max(0.0, p.fraction)), eta_s=p.eta_s)
         if on_progress is not None:
             on_progress(p)
-
-    def _watch_queue(self, token: object) -> None:
-        """Refresh the queue position twice a second while the job waits."""
-
-        def poll() -> None:
-            while True:
-                pos = pool_queue_position(token)
-                self._ui(lambda pos=pos: self.param.update(queue_position=pos))
-                if pos == 0 or self._stop.is_set():
-                    return
-                time.sleep(0.5)
-
-        self._poller = threading.Thread(target=poll, daemon=True, name="gfdt-queue-watch")
-        self._poller.start()

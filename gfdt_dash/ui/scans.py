@@ -23,7 +23,7 @@ import xarray as xr
 
 from gfdt_dash.data import open_dataset
 from gfdt_dash.ui import store
-from gfdt_dash.ui.views import METHODS
+from gfdt_dash.ui.views import METHODS, LazyFigure, method_legend_html, results_table
 
 __all__ = ["ScansView", "scan_plot", "scan_summary"]
 
@@ -130,6 +130,7 @@ class ScansView(pn.viewable.Viewer):
         self.summary = pd.DataFrame(columns=list(_SUMMARY_COLUMNS))
         self._pipe = hv.streams.Pipe(data={})
         self._layout: pn.viewable.Viewable | None = None
+        self._figure: LazyFigure | None = None  # rendered with the first scan shown
         self._rescan()
 
     @param.depends("refresh", watch=True)
@@ -179,6 +180,8 @@ class ScansView(pn.viewable.Viewer):
         self._pipe.send(
             {"summary": self.summary, "parameter": self.parameter, "variable": self.variable}
         )
+        if self._figure is not None:
+            self._figure.show()
         methods = ", ".join(str(m) for m in ds["method"].values)
         self.status = (
             f"Scan **{self.scan}**: {ds.attrs.get('system', '?')}, {ds.sizes['cell']} cells, "
@@ -189,19 +192,15 @@ class ScansView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         if self._layout is None:
-            from gfdt_dash.ui.views import method_legend_html
-
             band = hv.streams.Params(self, ["band"])
-            plot = hv.DynamicMap(
-                lambda data, band: scan_plot(data, band), streams=[self._pipe, band]
+            self._figure = LazyFigure(
+                lambda: hv.DynamicMap(
+                    lambda data, band: scan_plot(data, band), streams=[self._pipe, band]
+                ),
+                "The plot appears with the first scan.",
+                width=640,
             )
-            self._table = pn.widgets.Tabulator(
-                self.summary,
-                disabled=True,
-                show_index=False,
-                height=220,
-                layout="fit_data_stretch",
-            )
+            self._table = results_table(self.summary, height=220)
             controls = pn.Column(
                 pn.widgets.Select.from_param(self.param.scan),
                 pn.widgets.Select.from_param(self.param.parameter),
@@ -213,9 +212,11 @@ class ScansView(pn.viewable.Viewer):
             main = pn.Column(
                 pn.pane.Markdown(self.param.status),
                 pn.pane.HTML(method_legend_html()),
-                pn.pane.HoloViews(plot, sizing_mode="fixed"),
+                self._figure.panel,
                 self._table,
                 sizing_mode="stretch_width",
             )
             self._layout = pn.Row(controls, main, sizing_mode="stretch_width")
+            if self.dataset is not None:
+                self._figure.show()
         return self._layout

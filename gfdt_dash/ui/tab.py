@@ -28,13 +28,11 @@ import xarray as xr
 
 from gfdt_dash.data import write_netcdf
 from gfdt_dash.devices import available_devices
-from gfdt_dash.pipeline import compute_responses
 from gfdt_dash.progress import Progress
-from gfdt_dash.response import error_table
 from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, simulate
-from gfdt_dash.ui import store, views
+from gfdt_dash.ui import store, views, worker
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
-from gfdt_dash.ui.limits import Limits
+from gfdt_dash.ui.limits import Limits, member_steps
 from gfdt_dash.ui.params import ConfigMirror, mirror_class, mirror_widgets
 
 __all__ = ["SystemTab"]
@@ -139,7 +137,7 @@ class SystemTab(pn.viewable.Viewer):
         self._losses = hv.streams.Buffer(views.empty_loss_frame(), length=50_000, index=False)
         self._responses = hv.streams.Pipe(data={})
         self._layout: pn.viewable.Viewable | None = None
-        self._figures: dict[str, _LazyFigure] = {}  # filled by _build_layout
+        self._figures: dict[str, views.LazyFigure] = {}  # filled by _build_layout
 
         self.refresh_models()
         self.runner.param.watch(self._on_runner, ["running"])
@@ -162,6 +160,21 @@ class SystemTab(pn.viewable.Viewer):
     def config(self) -> SystemConfig:
         """The validated config snapshot for a job (``ValueError`` names the bad field)."""
         return self.mirror.to_config()
+
+    def job_summary(self) -> str:
+        """One line on the size of a job with the current parameters, or why it cannot run."""
+        try:
+            config = self.config()
+            self.limits.check(config, train_steps=self.train_steps)
+        except ValueError as exc:
+            return f"⚠ {exc}"
+        frames = 4 * config.n**2 * config.frame_members * config.n_frames
+        snaps = 4 * config.n**2 * config.members * config.n_snapshots
+        return (
+            f"Job size: {config.n}×{config.n} grid · {config.members} members · "
+            f"{config.n_frames:,} frames · {member_steps(config):,} member-steps · "
+            f"{(frames + snaps) / 2**20:,.0f} MiB of data"
+        )
 
     def refresh_models(self) -> None:
         """List the shipped model (if any) and the saved ones for this system."""
@@ -314,13 +327,7 @@ class SystemTab(pn.viewable.Viewer):
         key = _sim_key(ctx.config, ctx.seed, ctx.device)
         ds = RESULTS.get(key)
         if ds is None:
-            ds = simulate(
-                ctx.config,
-                seed=ctx.seed,
-                device=ctx.device,
-                callback=ctx.callback,
-                should_stop=ctx.should_stop,
-            )
+            ds = ctx.call(simulate, ctx.config, seed=ctx.seed, device=ctx.device)
             RESULTS.put(key, ds)
         ctx.sim = ds
         ctx.ui(lambda: self._show_simulation(ds, key))
@@ -331,15 +338,14 @@ class SystemTab(pn.viewable.Viewer):
         sim = ctx.require_simulation()
         ctx.ui(self._losses.clear)
         size = "paper" if ctx.preset == "paper" else "classroom"
-        model = score.train_score(
+        model = ctx.call(
+            score.train_score,
             sim,
             system_config=ctx.config,
             net_config=score.ScoreNetConfig.preset(size),
             train_config=score.TrainConfig.preset(size, n_steps=ctx.train_steps),
             seed=ctx.seed,
             device=ctx.device,
-            callback=ctx.callback,
-            should_stop=ctx.should_stop,
         )
         key = f"trained-{uuid.uuid4().hex}"
         ctx.model, ctx.model_key = model, key
@@ -365,8 +371,6 @@ class SystemTab(pn.viewable.Viewer):
         """Score diagnostics of the job's model on this session's simulation (if there is one):
         Stein error, relative error against the exact score (OU, Allen–Cahn), and histogram and
         spectrum distances of reverse-diffusion samples. Cached per (model, simulation)."""
-        from gfdt_dash import response, score
-
         try:
             sim = ctx.require_simulation()
         except ValueError:
@@ -376,20 +380,16 @@ class SystemTab(pn.viewable.Viewer):
         key = ("diagnose", model_key, sim_key, DIAG_SAMPLES, DIAG_STEPS)
         diag = RESULTS.get(key)
         if diag is None:
-            exact = None
-            if ctx.config.system in ("ou", "allen_cahn"):
-                exact = response.exact_score(ctx.config, ctx.device)
-            diag = score.diagnose(
+            diag = ctx.call(
+                worker.diagnose_job,
                 model,
                 sim,
-                exact,
+                ctx.config,
                 n_samples=DIAG_SAMPLES,
                 sample_steps=DIAG_STEPS,
                 max_fields=DIAG_FIELDS,
                 seed=ctx.seed,
                 device=ctx.device,
-                callback=ctx.callback,
-                should_stop=ctx.should_stop,
             )
             RESULTS.put(key, diag)
         ctx.ui(lambda: self._show_diagnostics(diag, model_key))
@@ -400,16 +400,9 @@ class SystemTab(pn.viewable.Viewer):
         key = ("responses", ctx.config.to_json(), ctx.seed, ctx.device, model_key)
         cached = RESULTS.get(key)
         if cached is None:
-            combined = compute_responses(
-                ctx.config,
-                sim,
-                score=model.score_fn(ctx.device) if model is not None else None,
-                seed=ctx.seed,
-                device=ctx.device,
-                callback=ctx.callback,
-                should_stop=ctx.should_stop,
+            cached = ctx.call(
+                worker.responses_job, ctx.config, sim, model, seed=ctx.seed, device=ctx.device
             )
-            cached = (combined, error_table(combined).reset_index())
             RESULTS.put(key, cached)
         combined, table = cached
         ctx.ui(lambda: self._show_responses(combined, table))
@@ -426,9 +419,8 @@ class SystemTab(pn.viewable.Viewer):
             {"field": field.isel(member=0, time=-1).values, "title": "last frame, member 0"}
         )
         values = field.values.reshape(-1)
-        if values.size > _HIST_SAMPLES:
-            rng = np.random.default_rng(0)
-            values = rng.choice(values, _HIST_SAMPLES, replace=False)
+        # an even subsample (a random one would cost the event loop a permutation of them all)
+        values = values[:: -(-values.size // _HIST_SAMPLES)]
         self._hist.send({"values": values})
         self._reveal("snapshot", "hist")
         self.status = (
@@ -501,10 +493,17 @@ class SystemTab(pn.viewable.Viewer):
             self._dl_resp.disabled = self.responses is None
 
     def _reveal(self, *names: str) -> None:
-        """Render these figures if not yet shown (once; their streams update them afterwards)."""
+        """Render these figures if not yet shown (once; their streams update them afterwards).
+
+        ``"curves"`` names every downstream panel. Each figure is rendered in its own event-loop
+        callback: a first render takes a few hundred milliseconds of the server's only thread,
+        and other sessions' clicks are answered between them.
+        """
         for name in names:
-            if name in self._figures:
-                self._figures[name].show()
+            for key in _CURVES if name == "curves" else (name,):
+                figure = self._figures.get(key)
+                if figure is not None and figure.pane is None:
+                    self.runner._ui(figure.show)
 
     def _update_model_pane(self) -> None:
         if hasattr(self, "_model_pane"):
@@ -516,6 +515,18 @@ class SystemTab(pn.viewable.Viewer):
         if self._layout is None:
             self._layout = self._build_layout()
         return self._layout
+
+    def _parameters_card(self) -> pn.Card:
+        """The parameter widgets, in a card whose content is built when first opened (about a
+        third of a new page's cost on the server otherwise)."""
+        card = pn.Card(title="Parameters", collapsed=True)
+
+        def on_toggle(event: param.parameterized.Event) -> None:
+            if not event.new and not card.objects:
+                card[:] = [mirror_widgets(self.mirror)]
+
+        card.param.watch(on_toggle, "collapsed")
+        return card
 
     def _build_layout(self) -> pn.viewable.Viewable:
         btn = pn.widgets.Button.from_param
@@ -550,15 +561,17 @@ class SystemTab(pn.viewable.Viewer):
 
         self.runner.param.watch(on_progress, ["fraction", "stage", "queue_position", "running"])
 
+        summary = pn.pane.Markdown(self.job_summary(), styles={"font-size": "0.9em"})
+
+        def on_edit(*_: Any) -> None:
+            summary.object = self.job_summary()
+
+        self.mirror.param.watch(on_edit, list(self.config_cls.field_specs()))
+        self.param.watch(on_edit, ["train_steps"])
+
         self._model_pane = pn.pane.Markdown(_markdown_table("Model", self.model_info))
         self._diag_pane = pn.pane.Markdown(_markdown_table("Score diagnostics", self.diagnostics))
-        self._table = pn.widgets.Tabulator(
-            self.error_table,
-            disabled=True,
-            show_index=False,
-            layout="fit_data_stretch",
-            height=200,
-        )
+        self._table = views.results_table(self.error_table, height=200)
         self._dl_sim = pn.widgets.FileDownload(
             callback=lambda: self.netcdf_bytes("simulation"),
             filename=f"{self.system}_simulation.nc",
@@ -576,6 +589,7 @@ class SystemTab(pn.viewable.Viewer):
             pn.widgets.RadioButtonGroup.from_param(self.param.preset),
             device,
             pn.widgets.IntInput.from_param(self.param.seed),
+            summary,
             self._buttons["run_all"],
             pn.Row(self._buttons["simulate"], self._buttons["compute"]),
             pn.Row(self._buttons["train"], self._buttons["cancel"]),
@@ -586,7 +600,7 @@ class SystemTab(pn.viewable.Viewer):
             self._model_pane,
             pn.Row(pn.widgets.TextInput.from_param(self.param.model_name, label="save as"), save),
             _rule(),
-            pn.Card(mirror_widgets(self.mirror), title="Parameters", collapsed=True),
+            self._parameters_card(),
             width=340,
         )
 
@@ -607,29 +621,29 @@ class SystemTab(pn.viewable.Viewer):
 
             return hv.DynamicMap(image, streams=[self._responses, params_stream])
 
-        # Built on first data, not here: see _LazyFigure.
+        # Built on first data, not here: see views.LazyFigure.
         fig = self._figures
-        fig["snapshot"] = _LazyFigure(
+        fig["snapshot"] = views.LazyFigure(
             lambda: hv.DynamicMap(views.snapshot_image, streams=[self._snapshot]),
             "Field snapshot: shown live once a simulation runs.",
             width=340,
         )
-        fig["losses"] = _LazyFigure(
+        fig["losses"] = views.LazyFigure(
             lambda: hv.DynamicMap(views.loss_overlay, streams=[self._losses]),
             "Score-matching loss: shown once a model is trained or loaded.",
             width=380,
         )
-        fig["hist"] = _LazyFigure(
+        fig["hist"] = views.LazyFigure(
             lambda: hv.DynamicMap(views.histogram_overlay, streams=[self._hist]),
             "Pixel values vs Gaussian: shown once a simulation finishes.",
             width=380,
         )
-        fig["curves"] = _LazyFigure(
-            lambda: hv.Layout([curves_for(dx) for dx in range(views.N_DOWNSTREAM)]).cols(2),
-            "No responses yet: press **Compute responses** (or **Run all**).",
-            width=900,
-        )
-        fig["maps"] = _LazyFigure(
+        no_responses = "No responses yet: press **Compute responses** (or **Run all**)."
+        for dx, key in enumerate(_CURVES):  # one placeholder line for the group
+            fig[key] = views.LazyFigure(
+                lambda dx=dx: curves_for(dx), "" if dx else no_responses, width=0 if dx else 440
+            )
+        fig["maps"] = views.LazyFigure(
             lambda: hv.Layout([map_for(m) for m, _, _ in views.METHODS]).cols(3),
             "The maps appear with the responses.",
             width=900,
@@ -645,7 +659,7 @@ class SystemTab(pn.viewable.Viewer):
                 pn.widgets.Checkbox.from_param(self.param.normalized, width=120),
                 pn.pane.HTML(views.method_legend_html()),
             ),
-            fig["curves"].panel,
+            pn.FlexBox(*(fig[key].panel for key in _CURVES)),
             pn.pane.Markdown("### Response maps (dx right = downstream)"),
             pn.widgets.IntSlider.from_param(self.param.lag_index),
             fig["maps"].panel,
@@ -667,29 +681,8 @@ class SystemTab(pn.viewable.Viewer):
         return layout
 
 
-class _LazyFigure:
-    """A HoloViews figure that is rendered the first time its data arrives.
-
-    Until :meth:`show`, ``panel`` holds a one-line placeholder; ``show`` creates the figure
-    (``make()``, DynamicMaps over the tab's streams, which already hold the data) and swaps it in
-    once. Later data goes through the streams and patches the figure in place.
-    """
-
-    def __init__(self, make: Callable[[], Any], placeholder: str, width: int) -> None:
-        self._make = make
-        self.pane: pn.pane.HoloViews | None = None
-        self.panel = pn.Column(
-            pn.pane.Markdown(
-                placeholder, width=width, styles={"color": "#666"}, sizing_mode="fixed"
-            ),
-            sizing_mode="fixed",
-        )
-
-    def show(self) -> None:
-        if self.pane is None:
-            self.pane = pn.pane.HoloViews(self._make(), sizing_mode="fixed")
-            self.panel[:] = [self.pane]
-
+# The downstream response panels (the kicked pixel, then 1, 2, … cells downstream).
+_CURVES = tuple(f"curves{dx}" for dx in range(views.N_DOWNSTREAM))
 
 # Scalar diagnostics shown in the table, in this order (``score.diagnose``'s keys).
 _DIAG_KEYS = (
@@ -724,6 +717,18 @@ class _Job:
 
     def ui(self, fn: Callable[[], None]) -> None:
         self.tab.runner._ui(fn)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` with this job's progress and cancel hooks, in a worker
+        process (``worker.call``) unless the tab runs jobs synchronously."""
+        return worker.call(
+            fn,
+            *args,
+            callback=self.callback,
+            should_stop=self.should_stop,
+            processes=False if self.tab.runner.sync else None,
+            **kwargs,
+        )
 
     def require_simulation(self) -> xr.Dataset:
         if self.sim is None:

