@@ -48,23 +48,19 @@ def _free_port() -> int:
 
 
 def _rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and its children (psutil, else /proc for the process)."""
-    try:
-        import psutil
+    """Resident memory of ``pid`` and its children (0 once it has exited)."""
+    import psutil
 
+    try:
         proc = psutil.Process(pid)
         total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.Error):  # a child may exit meanwhile
-                total += child.memory_info().rss
-        return total
-    except ImportError:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except Exception:
+        children = proc.children(recursive=True)
+    except psutil.Error:
         return 0
-    return 0
+    for child in children:
+        with contextlib.suppress(psutil.Error):  # a child may exit meanwhile
+            total += child.memory_info().rss
+    return total
 
 
 class LoopbackServer:

@@ -105,3 +105,46 @@ def test_responses_job_in_a_worker_matches_in_process():
         got["response"].values, ref["response"].values, rtol=1e-5, atol=1e-7, equal_nan=True
     )
     assert table.shape == ref_table.shape
+
+
+def test_workers_end_with_a_killed_server(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        "from gfdt_dash.ui import worker\n"
+        "if __name__ == '__main__':\n"
+        "    worker.start(2)\n"
+        "    print(*[w.warm.result(timeout=120) for w in worker._all], flush=True)\n"
+        "    import time; time.sleep(600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            pids = [int(p) for p in server.stdout.readline().split()]
+            assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+            server.send_signal(signal.SIGKILL)  # no atexit, no cleanup: only the kernel can tell
+            server.wait(timeout=30)
+            deadline = time.monotonic() + 60  # a hang guard, not a timing check
+            alive = pids
+            while alive and time.monotonic() < deadline:
+                alive = [p for p in pids if _running(p)]
+                time.sleep(0.1)
+            assert not alive, f"worker processes {alive} outlived the killed server"
+        finally:
+            server.kill()
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
