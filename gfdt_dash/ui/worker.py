@@ -52,6 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often a waiting job thread checks for cancellation
+_DRAIN_S = 5.0  # at most this long for a finished job's last progress reports to arrive
 
 
 class WorkerDied(RuntimeError):
@@ -107,7 +108,10 @@ def _run(job_id: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     def should_stop() -> bool:
         return _cancelled.value == job_id
 
-    return fn(*args, callback=callback, should_stop=should_stop, **kwargs)
+    try:
+        return fn(*args, callback=callback, should_stop=should_stop, **kwargs)
+    finally:
+        _progress_queue.put((job_id, None))  # end marker: every report of the job is ahead of it
 
 
 # -- in the server process --------------------------------------------------------------------
@@ -127,6 +131,7 @@ class _Worker:
         self.job_id = 0
         self.callback: Callable[[Any], None] | None = None
         self._lock = threading.Lock()
+        self._drained = threading.Event()  # the current job's end marker has been dispatched
         self.warm = self.executor.submit(_warm)
         self._reader = threading.Thread(target=self._dispatch, daemon=True, name="gfdt-progress")
         self._reader.start()
@@ -141,7 +146,12 @@ class _Worker:
                 return
             job_id, p = item
             with self._lock:
-                callback = self.callback if job_id == self.job_id else None
+                current = job_id == self.job_id
+                callback = self.callback if current else None
+            if p is None:
+                if current:
+                    self._drained.set()
+                continue
             if callback is not None:
                 try:
                     callback(p)
@@ -159,14 +169,22 @@ class _Worker:
     ) -> Any:
         with self._lock:
             self.job_id, self.callback = job_id, callback
+            self._drained.clear()
         try:
             future = self.executor.submit(_run, job_id, fn, args, kwargs)
             while True:
                 try:
-                    return future.result(timeout=_POLL_S)
+                    future.result(timeout=_POLL_S)
+                    break
                 except FutureTimeout:
                     if should_stop is not None and should_stop():
                         self.cancelled.value = job_id
+                except BrokenProcessPool:
+                    raise  # no end marker will come
+                except BaseException:
+                    break  # the job's own exception: raised below, after its last reports
+            self._drained.wait(_DRAIN_S)
+            return future.result()
         finally:
             with self._lock:
                 self.callback = None
