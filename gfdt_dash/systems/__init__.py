@@ -21,7 +21,7 @@ from gfdt_dash.systems.config import (
 from gfdt_dash.systems.fields import FieldSystem
 from gfdt_dash.systems.grid import Grid
 from gfdt_dash.systems.navier_stokes import NavierStokesSystem
-from gfdt_dash.systems.simulate import advance, make_system, simulate
+from gfdt_dash.systems.simulate import advance, make_system, output_bytes, simulate
 
 __all__ = [
     "SYSTEMS",
@@ -42,5 +42,6 @@ __all__ = [
     "config_from_json",
     "get_config",
     "make_system",
+    "output_bytes",
     "simulate",
 ]

@@ -13,7 +13,7 @@ from gfdt_dash.systems.config import NavierStokesConfig, SystemConfig
 from gfdt_dash.systems.fields import FieldSystem
 from gfdt_dash.systems.navier_stokes import NavierStokesSystem
 
-__all__ = ["MAX_OUTPUT_BYTES", "advance", "make_system", "simulate"]
+__all__ = ["MAX_OUTPUT_BYTES", "advance", "make_system", "output_bytes", "simulate"]
 
 # Frames and snapshots are kept in host memory; refuse runs that would exceed this.
 MAX_OUTPUT_BYTES = 8 * 2**30
@@ -46,6 +46,13 @@ def advance(
         if reporter is not None:
             reporter.update(offset + i)
     return state
+
+
+def output_bytes(config: SystemConfig, members: int | None = None) -> int:
+    """Bytes of the frames and snapshots :func:`simulate` keeps in host memory (float32)."""
+    members = config.members if members is None else int(members)
+    frame_members = min(config.frame_members, members)
+    return 4 * config.n**2 * (frame_members * config.n_frames + members * config.n_snapshots)
 
 
 def simulate(
@@ -84,7 +91,7 @@ def simulate(
     frame_members = min(config.frame_members, members)
     n = config.n
     n_frames, n_snaps = config.n_frames, config.n_snapshots
-    out_bytes = 4 * n * n * (frame_members * n_frames + members * n_snaps)
+    out_bytes = output_bytes(config, members)
     if out_bytes > MAX_OUTPUT_BYTES:
         raise ValueError(
             f"record: the recorded frames would take {out_bytes / 2**30:.1f} GiB "

@@ -1,4 +1,4 @@
-"""Long jobs off the event loop: a shared bounded worker pool, a result cache and ``JobRunner``.
+"""Long jobs off the event loop: a shared bounded job pool, a result cache and ``JobRunner``.
 
 The dashboard's mutable module-level objects live here (and, for the worker processes, in
 :mod:`gfdt_dash.ui.worker`), all bounded and thread-safe:
@@ -34,7 +34,7 @@ import param
 
 from gfdt_dash.progress import Cancelled, Progress
 
-__all__ = ["POOL_SIZE", "RESULTS", "JobRunner", "ResultCache", "pool_queue_position"]
+__all__ = ["POOL_SIZE", "RESULTS", "JobRunner", "ResultCache"]
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,8 @@ _WAITING: list[tuple[object, Callable[[int], None]]] = []
 _WAITING_LOCK = threading.Lock()
 
 
-def pool_queue_position(token: object) -> int:
-    """1-based position of a job in the pool's waiting queue; 0 once it runs."""
-    with _WAITING_LOCK:
-        for i, (t, _) in enumerate(_WAITING):
-            if t is token:
-                return i + 1
-    return 0
-
-
 def _enqueue(token: object, on_position: Callable[[int], None]) -> int:
+    """Put a job at the end of the waiting queue; returns its 1-based position."""
     with _WAITING_LOCK:
         _WAITING.append((token, on_position))
         return len(_WAITING)

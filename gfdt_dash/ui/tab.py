@@ -29,7 +29,7 @@ import xarray as xr
 from gfdt_dash.data import write_netcdf
 from gfdt_dash.devices import available_devices
 from gfdt_dash.progress import Progress
-from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, simulate
+from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, output_bytes, simulate
 from gfdt_dash.ui import store, views, worker
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
 from gfdt_dash.ui.limits import Limits, member_steps
@@ -168,12 +168,10 @@ class SystemTab(pn.viewable.Viewer):
             self.limits.check(config, train_steps=self.train_steps)
         except ValueError as exc:
             return f"⚠ {exc}"
-        frames = 4 * config.n**2 * config.frame_members * config.n_frames
-        snaps = 4 * config.n**2 * config.members * config.n_snapshots
         return (
             f"Job size: {config.n}×{config.n} grid · {config.members} members · "
             f"{config.n_frames:,} frames · {member_steps(config):,} member-steps · "
-            f"{(frames + snaps) / 2**20:,.0f} MiB of data"
+            f"{output_bytes(config) / 2**20:,.0f} MiB of data"
         )
 
     def refresh_models(self) -> None:
