@@ -223,7 +223,7 @@ class CpuMeter:
             for child in server.children(recursive=True):
                 yield "job workers", child
         for child in ps.Process().children(recursive=True):
-            if "chrom" in child.name() or "headless" in child.name():
+            if _is_browser(child):
                 yield "browsers", child
 
     def _run(self) -> None:
@@ -268,6 +268,12 @@ class LoopProbe:
         return self.latencies
 
 
+def _is_browser(proc) -> bool:
+    """A chromium process of this test (browser, zygote, renderer, GPU/utility helpers)."""
+    name = proc.name()
+    return "chrom" in name or "headless" in name
+
+
 def _renice_browsers(nice: int) -> None:
     """Lower the browsers' CPU priority (their later renderers inherit it): on a real network
     the students' browsers do not share the server's cores."""
@@ -275,7 +281,7 @@ def _renice_browsers(nice: int) -> None:
 
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if "chrom" in child.name() or "headless" in child.name():
+            if _is_browser(child):
                 child.nice(nice)
 
 

@@ -23,3 +23,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_scan_spec():
+    """A fresh tiny OU scan spec (two values of U on 8×8, a few seconds on one worker), as a
+    dict for ``ScanSpec.from_dict``; ``seeds`` as given."""
+
+    def make(seeds=(0,)):
+        return {
+            "system": "ou",
+            "preset": "classroom",
+            "seeds": list(seeds),
+            "model": "none",
+            "methods": ["gaussian", "analytic"],
+            "params": {"U": [0.05, 0.1]},
+            "fixed": {
+                "n": 8,
+                "members": 4,
+                "frame_members": 4,
+                "record": 40.0,
+                "max_lag": 8.0,
+                "restart_every": 8.0,
+            },
+        }
+
+    return make

@@ -5,26 +5,9 @@ import pytest
 from gfdt_dash.data import open_dataset
 from gfdt_dash.scan import ScanSpec, cell_id, run_scan
 
-SPEC = {
-    "system": "ou",
-    "preset": "classroom",
-    "seeds": [0],
-    "model": "none",
-    "methods": ["gaussian", "analytic"],
-    "params": {"U": [0.05, 0.1]},
-    "fixed": {
-        "n": 8,
-        "members": 4,
-        "frame_members": 4,
-        "record": 40.0,
-        "max_lag": 8.0,
-        "restart_every": 8.0,
-    },
-}
 
-
-def test_scan_runs_on_two_workers_and_resumes(tmp_path):
-    spec = ScanSpec.from_dict(SPEC)
+def test_scan_runs_on_two_workers_and_resumes(tmp_path, tiny_scan_spec):
+    spec = ScanSpec.from_dict(tiny_scan_spec())
     seen = []
     ds = run_scan(spec, tmp_path, n_workers=2, on_cell=lambda d, t, c: seen.append((d, t)))
     assert sorted(seen) == [(1, 2), (2, 2)]
@@ -56,9 +39,9 @@ def test_scan_runs_on_two_workers_and_resumes(tmp_path):
         ({"colour": 1}, "^colour: not a scan field"),
     ],
 )
-def test_bad_specs_are_refused_naming_the_field(change, message):
+def test_bad_specs_are_refused_naming_the_field(change, message, tiny_scan_spec):
     with pytest.raises(ValueError, match=message):
-        ScanSpec.from_dict({**SPEC, **change})
+        ScanSpec.from_dict({**tiny_scan_spec(), **change})
 
 
 def test_the_shipped_example_spec_is_valid():

@@ -3,7 +3,8 @@
 Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter streams, created
 once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
 rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
-result) because a ``DynamicMap`` cannot add layers after its first render.
+result) because a ``DynamicMap`` cannot add layers after its first render. ``LazyFigure`` defers
+a figure's first render to its first data; ``results_table`` is the read-only table of results.
 """
 
 from __future__ import annotations

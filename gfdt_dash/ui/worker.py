@@ -95,8 +95,9 @@ def _init_worker(progress_queue: Any, cancelled: Any, nice: int) -> None:
 
 def _warm() -> int:
     """Import what jobs need, so the first job does not pay for it."""
-    import gfdt_dash.pipeline
-    import gfdt_dash.score  # noqa: F401
+    import gfdt_dash.response
+    import gfdt_dash.score
+    import gfdt_dash.systems  # noqa: F401  (all three: bound to the one name gfdt_dash)
 
     return os.getpid()
 

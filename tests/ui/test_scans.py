@@ -8,29 +8,12 @@ from gfdt_dash.scan import ScanSpec, run_scan
 from gfdt_dash.ui import store
 from gfdt_dash.ui.scans import ScansView, scan_plot, scan_summary
 
-SPEC = {
-    "system": "ou",
-    "preset": "classroom",
-    "seeds": [0, 1],
-    "model": "none",
-    "methods": ["gaussian", "analytic"],
-    "params": {"U": [0.05, 0.1]},
-    "fixed": {
-        "n": 8,
-        "members": 4,
-        "frame_members": 4,
-        "record": 40.0,
-        "max_lag": 8.0,
-        "restart_every": 8.0,
-    },
-}
-
 
 @pytest.fixture(scope="module")
-def scan_dir(tmp_path_factory):
+def scan_dir(tmp_path_factory, tiny_scan_spec):
     """A finished 2 values × 2 seeds scan (one Dask worker, a few seconds)."""
     out = tmp_path_factory.mktemp("scan")
-    run_scan(ScanSpec.from_dict(SPEC), out, n_workers=1)
+    run_scan(ScanSpec.from_dict(tiny_scan_spec(seeds=(0, 1))), out, n_workers=1)
     return out
 
 
