@@ -50,14 +50,17 @@ POOL_SIZE = _pool_size()
 _POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="gfdt-job")
 # Submitted jobs not yet started, FIFO: (token, function told the job's new 1-based position).
 _WAITING: list[tuple[object, Callable[[int], None]]] = []
-_WAITING_LOCK = threading.Lock()
+# Positions are told while the lock is held, so the notifications of one job reach it in the
+# order the queue changed (a later, smaller position is never overwritten by an older one). A
+# notifier only schedules a UI update; re-entrant so that a synchronous one may read the queue.
+_WAITING_LOCK = threading.RLock()
 
 
-def _enqueue(token: object, on_position: Callable[[int], None]) -> int:
-    """Put a job at the end of the waiting queue; returns its 1-based position."""
+def _enqueue(token: object, on_position: Callable[[int], None]) -> None:
+    """Put a job at the end of the waiting queue and tell it its 1-based position."""
     with _WAITING_LOCK:
         _WAITING.append((token, on_position))
-        return len(_WAITING)
+        on_position(len(_WAITING))
 
 
 def _dequeue(token: object) -> None:
@@ -68,9 +71,8 @@ def _dequeue(token: object) -> None:
         if index is None:
             return
         del _WAITING[index]
-        behind = [(i + 1, notify) for i, (_, notify) in enumerate(_WAITING) if i >= index]
-    for position, notify in behind:
-        notify(position)
+        for position, (_, notify) in enumerate(_WAITING[index:], start=index + 1):
+            notify(position)
 
 
 def _nbytes(value: Any) -> int:
@@ -224,9 +226,7 @@ class JobRunner(param.Parameterized):
         if self.sync:
             work()
             return True
-        self.queue_position = _enqueue(
-            token, lambda pos: self._ui(lambda: self.param.update(queue_position=pos))
-        )
+        _enqueue(token, lambda pos: self._ui(lambda: self._show_position(pos)))
         self._future = _POOL.submit(work)
         return True
 
@@ -252,6 +252,10 @@ class JobRunner(param.Parameterized):
             fn()
         else:
             self._schedule(fn)
+
+    def _show_position(self, position: int) -> None:
+        if self.stage == "queued":  # a job that has started keeps position 0
+            self.queue_position = position
 
     def _show_progress(self, p: Progress, on_progress: Callable[[Progress], None] | None) -> None:
         if not self.running:

@@ -447,6 +447,11 @@ def test_queued_jobs_see_their_position_move_up_as_jobs_start():
     try:
         for runner, event in zip(busy, releases, strict=True):
             assert runner.submit("busy", blocker(event))
+        # the pool's threads start lazily: wait until every busy job holds its thread
+        deadline = time.monotonic() + 60  # a hang guard, not a timing check
+        while any(r.stage == "queued" for r in busy) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r.queue_position for r in busy] == [0] * POOL_SIZE
         assert queued[0].submit("queued", blocker(hold))
         assert queued[1].submit("queued", lambda cb, stop: "ran")
         assert [r.queue_position for r in queued] == [1, 2]
