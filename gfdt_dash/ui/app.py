@@ -11,6 +11,7 @@ import panel as pn
 from gfdt_dash import __version__
 from gfdt_dash.systems import SYSTEMS
 from gfdt_dash.ui.jobs import POOL_SIZE
+from gfdt_dash.ui.pacing import PACER, schedule_on
 from gfdt_dash.ui.scans import ScansView
 from gfdt_dash.ui.tab import SystemTab
 
@@ -61,9 +62,10 @@ def _about() -> pn.viewable.Viewable:
 def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     """Build the page for one session (all state lives in the returned objects).
 
-    The system tabs and the Scans tab are built the first time they are shown, so a new page
-    costs the server little. When the browser
-    session closes, every job of its tabs is cancelled.
+    The system tabs and the Scans tab are built the first time they are shown (the first system
+    tab once the page has loaded), one paced callback each (:mod:`gfdt_dash.ui.pacing`), so a
+    new page costs the server little. When the browser session closes, every job of its tabs is
+    cancelled.
     """
     pn.extension("tabulator", notifications=True, sizing_mode="stretch_width")
     runners: list = []  # every tab's job runner: the session's job limit counts them all
@@ -92,9 +94,11 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
             built[key] = factories[key][1]()
             holders[key][:] = [built[key]]
 
+    schedule = schedule_on(None if sync else pn.state.curdoc)
+
     def on_active(event) -> None:
         if event.new < len(keys):
-            build(keys[event.new])
+            PACER.submit(schedule, partial(build, keys[event.new]))
 
     tabs.param.watch(on_active, "active")
 
@@ -107,7 +111,8 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
 
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.on_session_destroyed(on_destroyed)
-        pn.state.onload(lambda: build(keys[0]))
+        # paced: twenty pages opened at once would otherwise build their tabs back to back
+        pn.state.onload(lambda: PACER.submit(schedule, partial(build, keys[0])))
     else:
         build(keys[0])
 

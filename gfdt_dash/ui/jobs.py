@@ -239,6 +239,11 @@ class JobRunner(param.Parameterized):
         self._closed = True
         self.cancel()
 
+    @property
+    def closed(self) -> bool:
+        """The session is gone: no more jobs or UI updates."""
+        return self._closed
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until the current job's worker returns (tests and shutdown)."""
         if self._future is not None:

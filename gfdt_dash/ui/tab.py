@@ -33,6 +33,7 @@ from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, output_bytes, s
 from gfdt_dash.ui import store, views, worker
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
 from gfdt_dash.ui.limits import Limits, member_steps
+from gfdt_dash.ui.pacing import PACER, schedule_on
 from gfdt_dash.ui.params import ConfigMirror, mirror_class, mirror_widgets
 
 __all__ = ["SystemTab"]
@@ -45,25 +46,6 @@ _HIST_SAMPLES = 200_000  # pixel values drawn for the histogram (keeps the plot 
 # Score diagnostics after training/loading: enough reverse-diffusion samples for the histogram and
 # spectrum distances to be indicative, few enough to take seconds on a classroom grid.
 DIAG_SAMPLES, DIAG_STEPS, DIAG_FIELDS = 128, 100, 1024
-
-
-def _schedule_on(doc: Any) -> Callable[[Callable[[], None]], None]:
-    """A function that runs callbacks on ``doc``'s event loop (directly when not served)."""
-    if doc is None or getattr(doc, "session_context", None) is None:
-        return lambda fn: fn()
-    from panel.io.state import set_curdoc
-
-    def schedule(fn: Callable[[], None]) -> None:
-        def run() -> None:
-            with set_curdoc(doc):
-                fn()
-
-        try:
-            doc.add_next_tick_callback(run)  # bokeh: thread-safe
-        except Exception:  # the session has been destroyed meanwhile
-            log.debug("dropped a UI update for a closed session")
-
-    return schedule
 
 
 class SystemTab(pn.viewable.Viewer):
@@ -115,7 +97,8 @@ class SystemTab(pn.viewable.Viewer):
 
         self._doc = pn.state.curdoc
         self._notifications = pn.state.notifications
-        self.runner = JobRunner(_schedule_on(None if sync else self._doc), sync=sync)
+        self._schedule = schedule_on(None if sync else self._doc)
+        self.runner = JobRunner(self._schedule, sync=sync)
         self.limits = limits or Limits.from_env()
         # the runners of every tab of this browser session (shared list), for the job limit
         self._session_runners = session_runners if session_runners is not None else []
@@ -493,15 +476,17 @@ class SystemTab(pn.viewable.Viewer):
     def _reveal(self, *names: str) -> None:
         """Render these figures if not yet shown (once; their streams update them afterwards).
 
-        ``"curves"`` names every downstream panel. Each figure is rendered in its own event-loop
-        callback: a first render takes a few hundred milliseconds of the server's only thread,
-        and other sessions' clicks are answered between them.
+        ``"curves"`` names every downstream panel. A first render takes a few hundred
+        milliseconds of the server's only thread: each figure is one paced callback
+        (:mod:`gfdt_dash.ui.pacing`), so that every session's clicks are answered between them.
         """
+        if self.runner.closed:  # the session is gone: nothing to render for
+            return
         for name in names:
             for key in _CURVES if name == "curves" else (name,):
                 figure = self._figures.get(key)
                 if figure is not None and figure.pane is None:
-                    self.runner._ui(figure.show)
+                    PACER.submit(self._schedule, figure.show)  # shows once if revealed twice
 
     def _update_model_pane(self) -> None:
         if hasattr(self, "_model_pane"):

@@ -394,6 +394,28 @@ def test_figures_are_placeholders_until_their_first_data_then_render_once():
     assert len(layout.select(pn.pane.HoloViews)) == 7
 
 
+def test_served_figures_are_rendered_one_paced_callback_each(monkeypatch):
+    # A first render holds the server's only thread for a few hundred ms: each figure goes
+    # through the shared pacer on its own, through the session's schedule.
+    submitted = []
+    monkeypatch.setattr(tab_module.PACER, "submit", lambda sched, fn: submitted.append((sched, fn)))
+    tab = SystemTab("ou")
+    tab.__panel__()
+    names = [*tab_module._CURVES, "maps"]
+    tab._reveal("curves", "maps")
+    assert all(sched is tab._schedule for sched, _ in submitted)
+    shown = []
+    for _, fn in submitted:
+        before = {k for k in names if tab._figures[k].pane is not None}
+        fn()
+        shown.append({k for k in names if tab._figures[k].pane is not None} - before)
+    assert shown == [{name} for name in names]  # in order, exactly one per callback
+    submitted.clear()
+    tab.runner.close()  # a closed session submits nothing more
+    tab._reveal("snapshot")
+    assert submitted == [] and tab._figures["snapshot"].pane is None
+
+
 def test_results_from_before_the_layout_is_built_are_shown():
     import panel as pn
 
