@@ -98,7 +98,7 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
 
     def on_active(event) -> None:
         if event.new < len(keys):
-            PACER.submit(schedule, partial(build, keys[event.new]))
+            PACER.submit(schedule, partial(build, keys[event.new]), first=True)
 
     tabs.param.watch(on_active, "active")
 
@@ -112,7 +112,7 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.on_session_destroyed(on_destroyed)
         # paced: twenty pages opened at once would otherwise build their tabs back to back
-        pn.state.onload(lambda: PACER.submit(schedule, partial(build, keys[0])))
+        pn.state.onload(lambda: PACER.submit(schedule, partial(build, keys[0]), first=True))
     else:
         build(keys[0])
 

@@ -49,10 +49,12 @@ class Pacer:
     """Runs submitted callbacks one at a time with the event loop left free between them.
 
     ``submit(schedule, fn)`` queues ``fn`` to run through its session's ``schedule`` (so under
-    that session's document lock). After a callback the pacer waits ``max(gap_s, its duration)``
-    before dispatching the next. A callback its session never runs (the session closed) holds the
-    queue for ``stall_s`` at most. Outside a running event loop (scripts, tests) ``fn`` runs at
-    once. ``call_later(delay_s, fn)`` defaults to the running asyncio loop's.
+    that session's document lock); ``first=True`` queues it ahead of the others (a tab the user
+    opens waits for no figure of another session). After a callback the pacer waits
+    ``max(gap_s, its duration)`` before dispatching the next. A callback its session never runs
+    (the session closed) holds the queue for ``stall_s`` at most. Outside a running event loop
+    (scripts, tests) ``fn`` runs at once. ``call_later(delay_s, fn)`` defaults to the running
+    asyncio loop's.
     """
 
     def __init__(
@@ -64,13 +66,14 @@ class Pacer:
         self.gap_s = gap_s
         self.stall_s = stall_s
         self._call_later = call_later
+        self._first: deque[tuple[Schedule, Callable[[], None]]] = deque()
         self._queue: deque[tuple[Schedule, Callable[[], None]]] = deque()
         self._lock = threading.Lock()
         self._busy = False
         self._turn = 0  # number of the callback dispatched last
         self._ended = 0  # number of the last callback that ended (or was given up on)
 
-    def submit(self, schedule: Schedule, fn: Callable[[], None]) -> None:
+    def submit(self, schedule: Schedule, fn: Callable[[], None], first: bool = False) -> None:
         call_later = self._call_later
         if call_later is None:
             try:
@@ -79,7 +82,7 @@ class Pacer:
                 fn()
                 return
         with self._lock:
-            self._queue.append((schedule, fn))
+            (self._first if first else self._queue).append((schedule, fn))
             if self._busy:
                 return
             self._busy = True
@@ -88,14 +91,14 @@ class Pacer:
     def pending(self) -> int:
         """Callbacks waiting for their turn (the one running not included)."""
         with self._lock:
-            return len(self._queue)
+            return len(self._first) + len(self._queue)
 
     def _dispatch(self, call_later: Callable[[float, Callable[[], None]], Any]) -> None:
         with self._lock:
-            if not self._queue:
+            if not (self._first or self._queue):
                 self._busy = False
                 return
-            schedule, fn = self._queue.popleft()
+            schedule, fn = (self._first or self._queue).popleft()
             self._turn += 1
             turn = self._turn
 

@@ -52,6 +52,19 @@ def wait_text(page, text, timeout=120_000):
     page.get_by_text(text).first.wait_for(timeout=timeout)
 
 
+MAPS_PLACEHOLDER = "The maps appear with the responses."
+
+
+def wait_figures_drawn(page, placeholders_before: int, timeout=60_000):
+    """Until the run's last figure has replaced its placeholder: first renders are paced (one at
+    a time across sessions), so they follow the job's end by a few seconds. Counts placeholders:
+    Playwright finds a hidden tab's placeholder visible too (its markdown resets visibility)."""
+    from playwright.sync_api import expect
+
+    maps = page.get_by_text(MAPS_PLACEHOLDER)
+    expect(maps).to_have_count(placeholders_before - 1, timeout=timeout)
+
+
 def test_page_loads_without_errors_and_every_tab_renders(server, browser):
     context, page, errors = open_page(browser, server)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -82,8 +95,10 @@ def test_run_all_on_ou_fills_the_figure_and_error_table(server, browser):
         box.fill("30")
         box.press("Enter")
         time.sleep(0.5)
+    placeholders = page.get_by_text(MAPS_PLACEHOLDER).count()
     page.get_by_role("button", name="Run all").click()
     wait_text(page, "Run all finished", timeout=150_000)
+    wait_figures_drawn(page, placeholders)
     table = page.locator(".tabulator")
     for method in ("analytic", "perturbation", "learned_score", "exact_score", "gaussian"):
         assert table.get_by_text(method, exact=True).count() == 1, method
@@ -168,8 +183,10 @@ def test_run_all_on_navier_stokes_classroom(server, browser):
         box.fill("30")
         box.press("Enter")
         time.sleep(0.5)
+    placeholders = page.get_by_text(MAPS_PLACEHOLDER).count()
     run.click()
     wait_text(page, "Run all finished", timeout=150_000)
+    wait_figures_drawn(page, placeholders)
     table = page.locator(".tabulator").filter(visible=True).first  # the shown tab's table
     for method in ("perturbation", "learned_score", "gaussian"):
         assert table.get_by_text(method, exact=True).count() == 1, method

@@ -84,6 +84,21 @@ def test_one_callback_at_a_time_with_the_loop_free_as_long_as_it_ran(monkeypatch
     assert a.ready == b.ready == []
 
 
+def test_first_goes_ahead_of_queued_figures_in_its_own_order():
+    loop = FakeLoop()
+    pacer = Pacer(gap_s=0.05, call_later=loop.call_later)
+    s = Session()
+    ran = []
+    for name in ("fig1", "fig2"):
+        pacer.submit(s.schedule, lambda name=name: ran.append(name))
+    pacer.submit(s.schedule, lambda: ran.append("tab1"), first=True)
+    pacer.submit(s.schedule, lambda: ran.append("tab2"), first=True)
+    for _ in range(4):
+        s.tick()
+        loop.advance(0.1)
+    assert ran == ["fig1", "tab1", "tab2", "fig2"]  # fig1 was already running
+
+
 def test_a_callback_its_closed_session_never_runs_holds_the_queue_for_stall_s_only():
     loop = FakeLoop()
     pacer = Pacer(gap_s=0.05, stall_s=5.0, call_later=loop.call_later)
