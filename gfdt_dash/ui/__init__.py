@@ -1,1 +1,2 @@
-"""The Panel layer: parameter mirrors, the job runner, the generic system tab, the views."""
+"""The Panel layer: parameter mirrors, the job pool and its worker processes, the pacing of heavy
+UI work on the server's event loop, the generic system tab, the views and the scans."""
