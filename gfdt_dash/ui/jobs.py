@@ -52,7 +52,8 @@ _POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="gfdt-job")
 _WAITING: list[tuple[object, Callable[[int], None]]] = []
 # Positions are told while the lock is held, so the notifications of one job reach it in the
 # order the queue changed (a later, smaller position is never overwritten by an older one). A
-# notifier only schedules a UI update; re-entrant so that a synchronous one may read the queue.
+# notifier only schedules a UI update; re-entrant because a synchronous one (tests) runs the
+# session's watchers at once, which may submit another job.
 _WAITING_LOCK = threading.RLock()
 
 

@@ -23,6 +23,7 @@ import xarray as xr
 
 from gfdt_dash.data import open_dataset
 from gfdt_dash.ui import store
+from gfdt_dash.ui.pacing import schedule_on
 from gfdt_dash.ui.views import METHODS, LazyFigure, method_legend_html, results_table
 
 __all__ = ["ScansView", "scan_plot", "scan_summary"]
@@ -131,6 +132,7 @@ class ScansView(pn.viewable.Viewer):
         self._pipe = hv.streams.Pipe(data={})
         self._layout: pn.viewable.Viewable | None = None
         self._figure: LazyFigure | None = None  # rendered with the first scan shown
+        self._schedule = schedule_on(pn.state.curdoc)
         self._rescan()
 
     @param.depends("refresh", watch=True)
@@ -181,7 +183,7 @@ class ScansView(pn.viewable.Viewer):
             {"summary": self.summary, "parameter": self.parameter, "variable": self.variable}
         )
         if self._figure is not None:
-            self._figure.show()
+            self._figure.reveal(self._schedule)
         methods = ", ".join(str(m) for m in ds["method"].values)
         self.status = (
             f"Scan **{self.scan}**: {ds.attrs.get('system', '?')}, {ds.sizes['cell']} cells, "
@@ -218,5 +220,5 @@ class ScansView(pn.viewable.Viewer):
             )
             self._layout = pn.Row(controls, main, sizing_mode="stretch_width")
             if self.dataset is not None:
-                self._figure.show()
+                self._figure.reveal(self._schedule)
         return self._layout

@@ -33,7 +33,7 @@ from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, output_bytes, s
 from gfdt_dash.ui import store, views, worker
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
 from gfdt_dash.ui.limits import Limits, member_steps
-from gfdt_dash.ui.pacing import PACER, schedule_on
+from gfdt_dash.ui.pacing import schedule_on
 from gfdt_dash.ui.params import ConfigMirror, mirror_class, mirror_widgets
 
 __all__ = ["SystemTab"]
@@ -476,17 +476,15 @@ class SystemTab(pn.viewable.Viewer):
     def _reveal(self, *names: str) -> None:
         """Render these figures if not yet shown (once; their streams update them afterwards).
 
-        ``"curves"`` names every downstream panel. A first render takes a few hundred
-        milliseconds of the server's only thread: each figure is one paced callback
-        (:mod:`gfdt_dash.ui.pacing`), so that every session's clicks are answered between them.
+        ``"curves"`` names every downstream panel. Each figure is one paced callback
+        (``LazyFigure.reveal``), so that every session's clicks are answered between them.
         """
         if self.runner.closed:  # the session is gone: nothing to render for
             return
         for name in names:
             for key in _CURVES if name == "curves" else (name,):
-                figure = self._figures.get(key)
-                if figure is not None and figure.pane is None:
-                    PACER.submit(self._schedule, figure.show)  # shows once if revealed twice
+                if key in self._figures:
+                    self._figures[key].reveal(self._schedule)
 
     def _update_model_pane(self) -> None:
         if hasattr(self, "_model_pane"):

@@ -4,7 +4,8 @@ Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter 
 once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
 rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
 result) because a ``DynamicMap`` cannot add layers after its first render. ``LazyFigure`` defers
-a figure's first render to its first data; ``results_table`` is the read-only table of results.
+a figure's first render to its first data, and paces it; ``results_table`` is the read-only table
+of results.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import panel as pn
 import xarray as xr
 
 from gfdt_dash.report import STYLE
+from gfdt_dash.ui.pacing import PACER
 
 __all__ = [
     "METHODS",
@@ -243,6 +245,13 @@ class LazyFigure:
         if self.pane is None:
             self.pane = pn.pane.HoloViews(self._make(), sizing_mode="fixed")
             self.panel[:] = [self.pane]
+
+    def reveal(self, schedule: Callable[[Callable[[], None]], None]) -> None:
+        """:meth:`show` as one paced callback through the session's ``schedule``: a first
+        render takes a few hundred milliseconds of the server's only thread
+        (:mod:`gfdt_dash.ui.pacing`)."""
+        if self.pane is None:
+            PACER.submit(schedule, self.show)  # shows once if revealed twice
 
 
 def results_table(frame: pd.DataFrame, height: int) -> pn.widgets.Tabulator:

@@ -398,7 +398,9 @@ def test_served_figures_are_rendered_one_paced_callback_each(monkeypatch):
     # A first render holds the server's only thread for a few hundred ms: each figure goes
     # through the shared pacer on its own, through the session's schedule.
     submitted = []
-    monkeypatch.setattr(tab_module.PACER, "submit", lambda sched, fn: submitted.append((sched, fn)))
+    from gfdt_dash.ui.pacing import PACER
+
+    monkeypatch.setattr(PACER, "submit", lambda sched, fn: submitted.append((sched, fn)))
     tab = SystemTab("ou")
     tab.__panel__()
     names = [*tab_module._CURVES, "maps"]
