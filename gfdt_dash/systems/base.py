@@ -23,18 +23,50 @@ State = dict[str, torch.Tensor]
 
 
 class SimulationDiverged(FloatingPointError):
-    """A run produced non-finite values."""
+    """A run produced non-finite values, with a diagnosis of whether the time step is the cause.
 
-    def __init__(self, time: float, dt: float) -> None:
-        super().__init__(
-            f"the simulation produced non-finite values at t ≈ {time:.4g} (time units); "
-            f"the time step dt={dt:.4g} is probably too large for this state: try a smaller dt"
-        )
+    ``ratio`` is the stiffest linearised rate × dt at the last state known to be finite (reached
+    at ``checked_time``), as a multiple of the integrator's stability limit
+    (:meth:`System.stability_ratio`); ``None`` when the system cannot tell. Above 1 the growth is
+    a time-step instability and a smaller dt cures it; at or below 1 it is not, and a smaller dt
+    will not help.
+    """
+
+    def __init__(
+        self,
+        time: float,
+        dt: float,
+        ratio: float | None = None,
+        checked_time: float | None = None,
+    ) -> None:
+        head = f"the simulation produced non-finite values at t ≈ {time:.4g} (dt={dt:.4g})"
+        at = "" if checked_time is None else f" (t ≈ {checked_time:.4g})"
+        if ratio is None:
+            advice = (
+                "whether the time step is the cause was not diagnosed for this system; a smaller "
+                "dt helps only if the stiffest rate × dt exceeds the integrator's stability limit"
+            )
+        elif ratio > 1:
+            advice = (
+                f"a time-step instability: at the last finite state{at} the stiffest linearised "
+                f"rate × dt is {ratio:.3g} times the integrator's stability limit; try a smaller "
+                f"dt (≤ {0.9 * dt / ratio:.3g})"
+            )
+        else:
+            advice = (
+                f"not a time-step instability: at the last finite state{at} the stiffest "
+                f"linearised rate × dt is {ratio:.2g} of the integrator's stability limit, so a "
+                "smaller time step will not help; the growth comes from the dynamics or the "
+                "start state (check the parameters and initial_state)"
+            )
+        super().__init__(f"{head}: {advice}")
         self.time = time
         self.dt = dt
+        self.ratio = ratio
+        self.checked_time = checked_time
 
     def __reduce__(self) -> tuple:  # rebuilt from its arguments (e.g. sent between processes)
-        return (type(self), (self.time, self.dt))
+        return (type(self), (self.time, self.dt, self.ratio, self.checked_time))
 
 
 def rk4_increment(
@@ -105,11 +137,22 @@ class System(ABC):
         y0, x0 = pixel
         phase = torch.exp(-1j * (g.ky * y0 + g.kx * x0) * g.spacing).to(g.cdtype)
         kicked = dict(state)
-        kicked["field_hat"] = state["field_hat"] + delta * phase
+        kicked["field_hat"] = g.hermitian(state["field_hat"] + delta * phase)
         return kicked
 
     def is_finite(self, state: State) -> bool:
         return bool(torch.isfinite(torch.view_as_real(state["field_hat"])).all())
+
+    def stability_ratio(self, state: State) -> float | None:
+        """Stiffest linearised rate × dt at ``state`` over the integrator's stability limit.
+
+        Above 1 the step is unstable there. ``None``: not diagnosed for this system.
+        """
+        return None
+
+    def diverged(self, time: float, last_finite: State, checked_time: float) -> SimulationDiverged:
+        """The error for a run that turned non-finite at ``time``, diagnosed at ``last_finite``."""
+        return SimulationDiverged(time, self.dt, self.stability_ratio(last_finite), checked_time)
 
 
 class PairedRun:

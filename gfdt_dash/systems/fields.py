@@ -28,7 +28,7 @@ import math
 import torch
 
 from gfdt_dash.systems.base import State, System, rk4_increment
-from gfdt_dash.systems.config import AllenCahnConfig, OUConfig
+from gfdt_dash.systems.config import RK4_IMAG_LIMIT, RK4_REAL_LIMIT, AllenCahnConfig, OUConfig
 
 __all__ = ["FieldSystem", "rk4_amplification"]
 
@@ -80,8 +80,8 @@ class FieldSystem(System):
         return {"white": w}
 
     def noise_hat(self, noise: State) -> torch.Tensor:
-        """rfft2 of one step's noise increment from the white draw."""
-        return self.noise_amp_hat * self.grid.to_spectral(noise["white"])
+        """rfft2 of one step's noise increment from the white draw (Hermitian-projected)."""
+        return self.grid.hermitian(self.noise_amp_hat * self.grid.to_spectral(noise["white"]))
 
     def step(self, state: State, noise: State) -> State:
         theta_hat = state["field_hat"]
@@ -89,7 +89,9 @@ class FieldSystem(System):
             theta_hat = theta_hat + rk4_increment(self.drift_hat, theta_hat, self.dt)
         else:  # linear drift: RK4 is exactly multiplication by its stability polynomial
             theta_hat = self.rk4_factor * theta_hat
-        return {"field_hat": theta_hat + self.noise_hat(noise)}
+        # The projection keeps the state the rfft2 of a real field (see Grid.hermitian): without
+        # it, round-off in the kx = 0 column grows at the reaction's rate λΣ̂ and overflows.
+        return {"field_hat": self.grid.hermitian(theta_hat + self.noise_hat(noise))}
 
     # -- stationary statistics -----------------------------------------------------------------
     def score(self, theta: torch.Tensor) -> torch.Tensor:
@@ -123,5 +125,21 @@ class FieldSystem(System):
         w = torch.randn(batch, n, n, generator=generator, device=self.device, dtype=self.dtype)
         w_hat = self.grid.to_spectral(w)  # E|ŵ|² = N²
         if self.lam:
-            return {"field_hat": 0.1 * self.noise_amp_hat / math.sqrt(self.dt) * w_hat}
-        return {"field_hat": torch.sqrt(self.ou_stationary_spectrum()).to(w_hat.dtype) * w_hat}
+            start = 0.1 * self.noise_amp_hat / math.sqrt(self.dt) * w_hat
+        else:
+            start = torch.sqrt(self.ou_stationary_spectrum()).to(w_hat.dtype) * w_hat
+        return {"field_hat": self.grid.hermitian(start)}
+
+    def stability_ratio(self, state: State) -> float | None:
+        """Stiffest linearised rate × dt at ``state`` over the integrator's stability limit.
+
+        The drift's Jacobian at θ is ``Σ λ(1 − 3θ²) + κΔ − γP₀ − U∂ₓ``; its most negative real
+        rate is at most ``max_k(κ|k|² + γδ_k0) + λε² max(3 max θ² − 1, 0)`` and its largest
+        imaginary rate is ``|U| (n/2 − 1)``. Each is compared with the integrator's limit on the
+        negative real / imaginary axis.
+        """
+        c = self.config
+        theta2 = float(self.observe(state).abs().amax()) ** 2
+        real = float(self.dissipation_hat.amax()) + self.lam * c.eps2 * max(3 * theta2 - 1, 0.0)
+        imag = abs(c.U) * (self.grid.n // 2 - 1)
+        return max(real * self.dt / RK4_REAL_LIMIT, imag * self.dt / RK4_IMAG_LIMIT)

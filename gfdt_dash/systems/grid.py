@@ -51,6 +51,24 @@ class Grid:
     def to_physical(self, field_hat: torch.Tensor) -> torch.Tensor:
         return torch.fft.irfft2(field_hat, s=(self.n, self.n))
 
+    def hermitian(self, field_hat: torch.Tensor) -> torch.Tensor:
+        """Project ``rfft2`` arrays ``(..., n, n//2+1)`` onto those of real fields.
+
+        An ``rfft2`` array is the transform of a real field iff its k_x = 0 and k_x = n/2
+        (Nyquist) columns are Hermitian, ``f̂(−k_y) = conj f̂(k_y)``; the other columns are free.
+        Round-off in FFTs and products leaves a small anti-Hermitian part in those two columns
+        that ``irfft2`` silently drops, so no real field carries it and nothing in physical space
+        can damp it; a multiplier with a positive real part there (the Allen–Cahn reaction at low
+        k) then grows it without bound. This keeps ``½(f̂(k_y) + conj f̂(−k_y))`` in the two
+        columns, the orthogonal projection, equal to ``rfft2(irfft2(f̂))`` up to round-off.
+        """
+        cols = [0, self.n // 2]
+        edge = field_hat[..., cols]  # (..., n, 2)
+        mirrored = torch.roll(torch.flip(edge, dims=(-2,)), 1, dims=-2)  # row k_y ← row −k_y
+        out = field_hat.clone()
+        out[..., cols] = 0.5 * (edge + mirrored.conj())
+        return out
+
     def full_wavenumbers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer ``(ky, kx)`` of the full (``fft2``) layout, each ``(n, n)``."""
         k = torch.fft.fftfreq(self.n, 1.0 / self.n, dtype=self.dtype, device=self.device)

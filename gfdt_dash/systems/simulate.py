@@ -8,7 +8,7 @@ import xarray as xr
 
 from gfdt_dash import __version__
 from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
-from gfdt_dash.systems.base import SimulationDiverged, State, System
+from gfdt_dash.systems.base import State, System
 from gfdt_dash.systems.config import NavierStokesConfig, SystemConfig
 from gfdt_dash.systems.fields import FieldSystem
 from gfdt_dash.systems.navier_stokes import NavierStokesSystem
@@ -38,11 +38,17 @@ def advance(
     t0: float = 0.0,
     offset: int = 0,
 ) -> State:
-    """Step ``state`` ``n_steps`` times, checking for divergence and reporting progress."""
+    """Step ``state`` ``n_steps`` times, checking for divergence and reporting progress.
+
+    Divergence raises :class:`SimulationDiverged`, diagnosed at the last state checked finite.
+    """
+    last_finite, t_finite = state, t0
     for i in range(1, n_steps + 1):
         state = system.step(state, system.draw_noise(state["field_hat"].shape[0], generator))
-        if (i % _CHECK_EVERY == 0 or i == n_steps) and not system.is_finite(state):
-            raise SimulationDiverged(t0 + i * system.dt, system.dt)
+        if i % _CHECK_EVERY == 0 or i == n_steps:
+            if not system.is_finite(state):
+                raise system.diverged(t0 + i * system.dt, last_finite, t_finite)
+            last_finite, t_finite = state, t0 + i * system.dt
         if reporter is not None:
             reporter.update(offset + i)
     return state
@@ -117,6 +123,7 @@ def simulate(
     frames = np.empty((frame_members, n_frames, n, n), dtype=np.float32)
     snaps = np.empty((members, n_snaps, n, n), dtype=np.float32)
     t_spin = n_spin * system.dt
+    last_finite, t_finite = state, t_spin
     for i in range(1, n_rec + 1):
         state = system.step(state, system.draw_noise(members, gen))
         save_frame = i % frame_stride == 0 and i // frame_stride <= n_frames
@@ -125,14 +132,17 @@ def simulate(
         if save_frame or save_snap:
             field = system.observe(state)
             if not torch.isfinite(field).all():
-                raise SimulationDiverged(t_spin + i * system.dt, system.dt)
+                raise system.diverged(t_spin + i * system.dt, last_finite, t_finite)
+            last_finite, t_finite = state, t_spin + i * system.dt
             host = field.to(device="cpu", dtype=torch.float32).numpy()
             if save_frame:
                 frames[:, i // frame_stride - 1] = host[:frame_members]
             if save_snap:
                 snaps[:, i // snap_stride - 1] = host
-        elif i % _CHECK_EVERY == 0 and not system.is_finite(state):
-            raise SimulationDiverged(t_spin + i * system.dt, system.dt)
+        elif i % _CHECK_EVERY == 0:
+            if not system.is_finite(state):
+                raise system.diverged(t_spin + i * system.dt, last_finite, t_finite)
+            last_finite, t_finite = state, t_spin + i * system.dt
         if reporter.due(n_spin + i):
             field = system.observe(state) if field is None else field
             reporter.update(n_spin + i, snapshot=field[0].to("cpu", torch.float32).numpy())
