@@ -58,6 +58,12 @@ def perturbation_response(
     (for the paired difference, which starts afresh at each kick, only the base state carries
     over).
 
+    Both copies are advanced by the config's own integrator (``config.integrator``) with the same
+    noise — and, for a scheme that carries its last noise increment, the same carried increment —
+    so the result is the response of the simulated dynamics, the ground truth for GFDT on data
+    that :func:`gfdt_dash.systems.simulate` made from the same config. A run that turns
+    non-finite raises :class:`gfdt_dash.systems.SimulationDiverged` with its diagnosis.
+
     Returns the common layout (:mod:`gfdt_dash.response.result`), method ``"perturbation"``, lags
     ``0, frame_every, …, max_lag``.
     """
@@ -99,6 +105,7 @@ def perturbation_response(
         done += n_spin
         run = PairedRun(system, state, config.delta, (0, 0))
         for r in range(n_restarts):
+            checked, t_checked = run.state, spinup + r * config.restart_every  # finite so far
             frames = [run.response()]
             last = n_lag_steps if r == n_restarts - 1 else n_restart_steps
             for step in range(1, last + 1):
@@ -109,9 +116,7 @@ def perturbation_response(
             done += last
             resp = torch.stack(frames, 1).to("cpu", torch.float64)  # (batch, lag, y, x)
             if not torch.isfinite(resp).all():
-                raise FloatingPointError(
-                    "the perturbation experiment produced non-finite values; try a smaller dt"
-                )
+                raise system.diverged(t_checked + last * config.dt, checked, t_checked)
             if shift is None:
                 shift = resp.mean(0)
             acc += (resp - shift).sum(0)

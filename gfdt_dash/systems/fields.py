@@ -17,8 +17,10 @@ On the grid the spectral x-derivative is not exactly orthogonal to the quartic p
 stationary density), so the OU config requires γ > 0; for Allen–Cahn the reaction already confines
 the mean and γ = 0 by default.
 
-Time stepping is classical RK4 on the drift plus the additive noise increment of the step,
-carried out on the ``rfft2`` coefficients of θ.
+The equation is split for the steppers (:mod:`gfdt_dash.systems.steppers`) into the linear
+multiplier ``L̂ = λΣ̂ − κ|k|² − γδ_k0 − iUk_x``, its skew (advection) part ``−iUk_x``, the explicit
+part ``−λΣ̂ (θ³)^`` and the additive noise; ``config.integrator`` picks the stepper. The state is
+kept as the ``rfft2`` coefficients of θ, projected after every step onto those of real fields.
 """
 
 from __future__ import annotations
@@ -27,15 +29,11 @@ import math
 
 import torch
 
-from gfdt_dash.systems.base import State, System, rk4_increment
-from gfdt_dash.systems.config import RK4_IMAG_LIMIT, RK4_REAL_LIMIT, AllenCahnConfig, OUConfig
+from gfdt_dash.systems.base import State, System
+from gfdt_dash.systems.config import AllenCahnConfig, OUConfig
+from gfdt_dash.systems.steppers import make_stepper, rk4_amplification
 
 __all__ = ["FieldSystem", "rk4_amplification"]
-
-
-def rk4_amplification(z: torch.Tensor) -> torch.Tensor:
-    """Stability polynomial of classical RK4: one step multiplies ``e^{z}`` by this."""
-    return 1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24
 
 
 class FieldSystem(System):
@@ -43,8 +41,9 @@ class FieldSystem(System):
 
     Precomputed multipliers (shape ``(n, n//2+1)``): ``sigma_hat`` = Σ̂(k); ``linear_hat`` =
     ``−κ|k|² − iUk_x − γδ_k0 + λΣ̂`` (the linear part of the drift, including the linear part of
-    the reaction); ``noise_amp_hat`` = ``√dt · N · √Σ̂`` maps the rfft2 of white noise to the
-    step's noise, whose ortho-normalised spectrum is then ``dt·N²·Σ̂(k)``.
+    the reaction); ``skew_hat = −iUk_x`` (advection, Nyquist k_x dropped); ``noise_amp_hat`` =
+    ``√dt · N · √Σ̂`` maps the rfft2 of white noise to the step's noise, whose ortho-normalised
+    spectrum is then ``dt·N²·Σ̂(k)``. ``stepper`` advances the state (``config.integrator``).
     """
 
     config: OUConfig | AllenCahnConfig
@@ -55,23 +54,29 @@ class FieldSystem(System):
         super().__init__(config, device, dtype)
         c, g = config, self.grid
         self.lam = float(c.lam)
+        self.is_linear = self.lam == 0
         self.sigma_hat = c.eps2 / (1.0 + g.k2)
         mean_damping = torch.where(g.is_mean, c.gamma, 0.0).to(self.dtype)
         self.dissipation_hat = c.kappa * g.k2 + mean_damping  # −(κΔ − γP₀)
-        self.linear_hat = (-self.dissipation_hat - c.U * g.ikx + self.lam * self.sigma_hat).to(
+        self.skew_hat = (-c.U * g.ikx).to(g.cdtype)
+        self.linear_hat = (-self.dissipation_hat + self.lam * self.sigma_hat + self.skew_hat).to(
             g.cdtype
         )
         self.noise_amp_hat = (math.sqrt(c.dt) * c.n * torch.sqrt(self.sigma_hat)).to(g.cdtype)
         self.reaction_hat = (self.lam * self.sigma_hat).to(g.cdtype)
-        self.rk4_factor = rk4_amplification(c.dt * self.linear_hat)
+        self.stepper = make_stepper(c.integrator, self)
 
     # -- dynamics ------------------------------------------------------------------------------
+    def explicit_hat(self, field_hat: torch.Tensor) -> torch.Tensor:
+        """rfft2 of the nonlinear part of the drift, ``−Σ λθ³``."""
+        theta = self.grid.to_physical(field_hat)
+        return -self.reaction_hat * self.grid.to_spectral(theta**3)
+
     def drift_hat(self, field_hat: torch.Tensor, stage: int = 0) -> torch.Tensor:
         """rfft2 of the drift ``Σ[λ(θ − θ³)] + (κΔ − U∂ₓ − γP₀)θ``."""
         out = self.linear_hat * field_hat
-        if self.lam:
-            theta = self.grid.to_physical(field_hat)
-            out = out - self.reaction_hat * self.grid.to_spectral(theta**3)
+        if not self.is_linear:
+            out = out + self.explicit_hat(field_hat)
         return out
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> State:
@@ -84,14 +89,8 @@ class FieldSystem(System):
         return self.grid.hermitian(self.noise_amp_hat * self.grid.to_spectral(noise["white"]))
 
     def step(self, state: State, noise: State) -> State:
-        theta_hat = state["field_hat"]
-        if self.lam:
-            theta_hat = theta_hat + rk4_increment(self.drift_hat, theta_hat, self.dt)
-        else:  # linear drift: RK4 is exactly multiplication by its stability polynomial
-            theta_hat = self.rk4_factor * theta_hat
-        # The projection keeps the state the rfft2 of a real field (see Grid.hermitian): without
-        # it, round-off in the kx = 0 column grows at the reaction's rate λΣ̂ and overflows.
-        return {"field_hat": self.grid.hermitian(theta_hat + self.noise_hat(noise))}
+        """One step of ``config.integrator``; the result is the rfft2 of a real field."""
+        return self.stepper.step(state, noise)
 
     # -- stationary statistics -----------------------------------------------------------------
     def score(self, theta: torch.Tensor) -> torch.Tensor:
@@ -105,41 +104,77 @@ class FieldSystem(System):
         return (2.0 / g.n**2) * out
 
     def ou_stationary_spectrum(self) -> torch.Tensor:
-        """Ortho-normalised per-mode stationary variance of the RK4 + noise scheme (λ = 0).
+        """Ortho-normalised per-mode stationary variance ``E|θ̂|²/N²`` of the scheme (λ = 0).
 
-        One step maps ``θ̂ → P θ̂ + η̂`` with ``P`` the RK4 polynomial of ``dt·linear_hat`` and
-        ``E|η̂|²/N² = dt N² Σ̂``, so the variance is ``dt N² Σ̂ / (1 − |P|²)``. It tends to the
-        continuous ``N² Σ̂ / (2(κ|k|² + γδ_k0))`` as dt → 0.
+        RK4: ``dt N² Σ̂ / (1 − |P|²)`` with ``P`` the RK4 polynomial of ``dt·linear_hat``, O(dt)
+        above the SDE's. LM: exactly the SDE's ``N² Σ̂ / (2(κ|k|² + γδ_k0))``.
         """
         if self.lam:
             raise ValueError("lam: the closed-form stationary spectrum exists only for lam = 0")
-        amp = rk4_amplification(self.dt * self.linear_hat).abs() ** 2
-        return self.dt * self.grid.n**2 * self.sigma_hat / (1.0 - amp)
+        return self.stepper.ou_stationary_variance()
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:
         """OU: an exact draw from the scheme's stationary law (no spin-up needed).
 
         Allen–Cahn: a small smooth random field (the spin-up takes it to the stationary state).
+        A stepper that carries the last noise increment gets a fresh one; for OU under LM the
+        field is then ``Z + ξ/2`` with ``Z`` independent of ``ξ`` (see
+        :meth:`~gfdt_dash.systems.steppers.LeimkuhlerMatthews.ou_stationary_variance`).
         """
         n = self.grid.n
         w = torch.randn(batch, n, n, generator=generator, device=self.device, dtype=self.dtype)
         w_hat = self.grid.to_spectral(w)  # E|ŵ|² = N²
+        carries = self.stepper.carries_noise
+        prev_hat = self.noise_hat(self.draw_noise(batch, generator)) if carries else None
         if self.lam:
             start = 0.1 * self.noise_amp_hat / math.sqrt(self.dt) * w_hat
         else:
-            start = torch.sqrt(self.ou_stationary_spectrum()).to(w_hat.dtype) * w_hat
-        return {"field_hat": self.grid.hermitian(start)}
+            var = self.ou_stationary_spectrum()
+            if carries:  # the part of the variance not carried by ξ/2
+                var = var - self.dt * n**2 * self.sigma_hat / 4
+            start = torch.sqrt(var).to(w_hat.dtype) * w_hat
+            if carries:
+                start = start + 0.5 * prev_hat
+        state = {"field_hat": self.grid.hermitian(start)}
+        if carries:
+            state["noise_prev"] = prev_hat
+        return state
 
     def stability_ratio(self, state: State) -> float | None:
         """Stiffest linearised rate × dt at ``state`` over the integrator's stability limit.
 
-        The drift's Jacobian at θ is ``Σ λ(1 − 3θ²) + κΔ − γP₀ − U∂ₓ``; its most negative real
-        rate is at most ``max_k(κ|k|² + γδ_k0) + λε² max(3 max θ² − 1, 0)`` and its largest
-        imaginary rate is ``|U| (n/2 − 1)``. Each is compared with the integrator's limit on the
-        negative real / imaginary axis.
+        The drift's Jacobian at θ is ``J = Σλ(1 − 3θ²) + κΔ − γP₀`` (gradient part; Σ-symmetric,
+        so its eigenvalues are real) plus the advection ``−U∂ₓ`` (imaginary rates up to
+        ``|U|(n/2 − 1)``). The most negative eigenvalue of J, found per member by power
+        iteration (50 steps, then 50 more shifted by the first result when that was the largest
+        *growth* rate), and the advection rate are compared with the integrator's limits on the
+        negative real and the imaginary axis. Positive rates are growth of the equation itself,
+        which no time step cures.
         """
-        c = self.config
-        theta2 = float(self.observe(state).abs().amax()) ** 2
-        real = float(self.dissipation_hat.amax()) + self.lam * c.eps2 * max(3 * theta2 - 1, 0.0)
-        imag = abs(c.U) * (self.grid.n // 2 - 1)
-        return max(real * self.dt / RK4_REAL_LIMIT, imag * self.dt / RK4_IMAG_LIMIT)
+        g, c, st = self.grid, self.config, self.stepper
+        theta2 = self.observe(state) ** 2  # (batch, y, x)
+        gradient_hat = (self.linear_hat - self.skew_hat).real
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        start = torch.randn(theta2.shape, generator=gen, device=self.device, dtype=self.dtype)
+
+        def jac(v: torch.Tensor) -> torch.Tensor:
+            out_hat = gradient_hat * g.to_spectral(v)
+            if not self.is_linear:
+                out_hat = out_hat - 3.0 * self.reaction_hat * g.to_spectral(theta2 * v)
+            return g.to_physical(out_hat)
+
+        def extreme(shift: torch.Tensor) -> torch.Tensor:  # eigenvalue farthest from shift
+            v = start
+            for _ in range(50):
+                w = jac(v) - shift * v
+                v = w / w.flatten(1).norm(dim=1).clamp_min(1e-30)[:, None, None]
+            return shift.flatten() + ((jac(v) - shift * v) * v).sum((-2, -1)) / (v * v).sum(
+                (-2, -1)
+            )
+
+        zero = torch.zeros(theta2.shape[0], 1, 1, device=self.device, dtype=self.dtype)
+        top = extreme(zero)
+        lowest = torch.where(top < 0, top, extreme(top.clamp_min(0)[:, None, None]))
+        real = max(-float(lowest.min()), 0.0)
+        imag = abs(c.U) * (g.n // 2 - 1)
+        return max(real * self.dt / st.real_limit, imag * self.dt / st.imag_limit)

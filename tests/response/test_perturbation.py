@@ -19,7 +19,7 @@ SMALL = dict(n=8, members=4, frame_members=4, spinup=0.0, record=8.0, n_experime
 
 @pytest.fixture(scope="module")
 def ou_config():
-    return OUConfig.preset("classroom", **SMALL)
+    return OUConfig.preset("classroom", **SMALL, integrator="rk4")
 
 
 @pytest.fixture(scope="module")
@@ -27,27 +27,55 @@ def direct(ou_config):
     return perturbation_response(ou_config, seed=3, device="cpu", dtype="float64")
 
 
-def rk4_propagator(config, lags):
-    """The scheme's exact response to a unit kick: (RK4 polynomial of dt·L)^steps per mode."""
+def scheme_propagator(config, lags, amp=None):
+    """The scheme's exact response to a unit kick: (noise-free one-step factor)^steps per mode."""
     system = FieldSystem(config, "cpu", "float64")
-    amp = rk4_amplification(config.dt * system.linear_hat)
+    amp = system.stepper.linear_factor() if amp is None else amp
     steps = torch.as_tensor([config.steps(t) for t in lags])[:, None, None]
     return system.grid.to_physical(amp**steps).numpy()
 
 
 def test_ou_direct_equals_rk4_propagator_to_float_precision(ou_config, direct):
     """OU is linear: with shared noise the paired difference is the deterministic propagator."""
-    want = rk4_propagator(ou_config, direct["lag"].values)
+    system = FieldSystem(ou_config, "cpu", "float64")
+    rk4 = rk4_amplification(ou_config.dt * system.linear_hat)
+    want = scheme_propagator(ou_config, direct["lag"].values, rk4)
     got = from_offsets(direct["response"].values)
     np.testing.assert_allclose(got, want, atol=1e-13)  # float64 round-off of ~100 FFT steps
     assert direct["response_stderr"].max() < 1e-13  # every experiment is the same
+
+
+def test_direct_perturbation_runs_the_configured_integrator():
+    """Under LM the paired runs carry the same noise, so the response is LM's own propagator
+    e^{Âdt}(1 + dt·Ĝ) per step — not RK4's — to float precision, and converges to the analytic
+    response at first order."""
+    config = OUConfig.preset("classroom", **SMALL, integrator="lm")
+    got = perturbation_response(config, seed=3, device="cpu", dtype="float64")
+    lags = got["lag"].values
+    system = FieldSystem(config, "cpu", "float64")
+    lm = torch.exp(config.dt * system.skew_hat) * (
+        1 + config.dt * (system.linear_hat - system.skew_hat)
+    )
+    want = scheme_propagator(config, lags, lm)
+    np.testing.assert_allclose(from_offsets(got["response"].values), want, atol=1e-13)
+    assert got["response_stderr"].max() < 1e-13
+    rk4 = scheme_propagator(config, lags, rk4_amplification(config.dt * system.linear_hat))
+    assert np.abs(want - rk4).max() > 1e-4  # the two schemes are told apart at this dt
+    exact = analytic_response(config, lags)["response"].values
+    errors = []
+    for dt in (1 / 8, 1 / 16, 1 / 32):
+        finer = config.replace(dt=dt)
+        errors.append(np.abs(perturbation_response(finer, device="cpu", dtype="float64")
+                             ["response"].values - exact).max())
+    ratios = [errors[0] / errors[1], errors[1] / errors[2]]
+    assert all(1.8 < r < 2.2 for r in ratios), ratios  # first order
 
 
 def test_ou_direct_equals_analytic(ou_config, direct):
     exact = analytic_response(ou_config, direct["lag"].values)
     # RK4 global error for dt·|rate| ≤ 0.09 over 48 steps is ~1e-7 (measured 1.9e-7 on 16×16)
     np.testing.assert_allclose(direct["response"], exact["response"], atol=5e-7)
-    finer = OUConfig.preset("classroom", **{**SMALL, "dt": 1 / 64})
+    finer = ou_config.replace(dt=1 / 64)
     fine = perturbation_response(finer, device="cpu", dtype="float64")
     # RK4 is 4th order: dt/8 shrinks the error by ~8⁴ ≈ 4000
     np.testing.assert_allclose(fine["response"], exact["response"], atol=1e-9)

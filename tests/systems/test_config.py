@@ -7,6 +7,7 @@ from gfdt_dash.systems import (
     AllenCahnConfig,
     NavierStokesConfig,
     OUConfig,
+    config_from_dict,
     config_from_json,
     get_config,
 )
@@ -47,7 +48,9 @@ def test_paper_presets_match_the_reconstruction():
         (OUConfig, {"n": 2}, "n", "[4, 256]"),
         (OUConfig, {"n": 512}, "n", "[4, 256]"),
         (OUConfig, {"dt": -0.1}, "dt", "(0.0, 1.0]"),
-        (OUConfig, {"U": 10.0}, "dt", "RK4 stability"),
+        (OUConfig, {"U": 10.0, "integrator": "rk4"}, "dt", "RK4 stability"),
+        (OUConfig, {"kappa": 0.5}, "dt", "LM stability"),
+        (OUConfig, {"integrator": "euler"}, "integrator", "allowed: lm, rk4"),
         (OUConfig, {"lam": 1.0}, "lam", "AllenCahnConfig"),
         (OUConfig, {"gamma": 0.0}, "gamma", "random walk"),
         (OUConfig, {"members": 100_000}, "members", "[1, 4096]"),
@@ -57,7 +60,8 @@ def test_paper_presets_match_the_reconstruction():
         (OUConfig, {"frame_members": 64}, "frame_members", "members"),
         (OUConfig, {"max_lag": 50.0}, "max_lag", "restart_every"),
         (AllenCahnConfig, {"lam": 0.0}, "lam", "(0.0"),
-        (AllenCahnConfig, {"lam": 8000.0, "dt": 0.125}, "dt", "RK4"),
+        (AllenCahnConfig, {"lam": 8000.0, "dt": 0.125}, "dt", "LM"),
+        (AllenCahnConfig, {"lam": 8000.0, "dt": 0.125, "integrator": "rk4"}, "dt", "RK4"),
         (NavierStokesConfig, {"dealias": "yes"}, "dealias", "allowed"),
         (NavierStokesConfig, {"kf": 0.0}, "kf", "(0.0"),
     ],
@@ -66,6 +70,31 @@ def test_validation_names_the_field(cls, overrides, field, fragment):
     with pytest.raises(ValueError, match="^" + field + ":") as info:
         cls.preset("classroom", **overrides)
     assert fragment in str(info.value)
+
+
+def test_dt_limit_depends_on_the_integrator():
+    """LM: dt·rate < 2 on the real axis, advection exact; RK4: 2.785 and 2.828 (10 % margin)."""
+    # the imaginary rate |U|(n/2 − 1) = 70 at n = 16, U = 10 limits RK4 only
+    assert OUConfig.preset("classroom", U=10.0).integrator == "lm"
+    with pytest.raises(ValueError, match=r"^dt: .*RK4 .*\(0, 0.03636\]"):
+        OUConfig.preset("classroom", U=10.0, integrator="rk4")
+    # real rate: 2λε² = 64 at λ = 8000; LM allows dt ≤ 0.9·2/64, RK4 dt ≤ 0.9·2.785/64
+    AllenCahnConfig.preset("classroom", lam=8000.0, dt=1 / 36)
+    with pytest.raises(ValueError, match=r"^dt: .*LM .*\(0, 0.02813\]"):
+        AllenCahnConfig.preset("classroom", lam=8000.0, dt=1 / 32)
+    AllenCahnConfig.preset("classroom", lam=8000.0, dt=1 / 32, integrator="rk4")
+
+
+def test_integrator_default_and_configs_saved_without_it():
+    """New configs use LM; a config saved before the field existed was simulated with RK4."""
+    for system in ("ou", "allen_cahn"):
+        for preset in ("classroom", "paper"):
+            assert get_config(system, preset).integrator == "lm"
+        legacy = get_config(system).to_dict()
+        del legacy["integrator"]
+        assert config_from_dict(legacy).integrator == "rk4"
+        assert config_from_json(get_config(system, integrator="rk4").to_json()).integrator == "rk4"
+    assert "integrator" not in NavierStokesConfig.field_specs()
 
 
 def test_unknown_names_are_refused():

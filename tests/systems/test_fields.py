@@ -1,12 +1,15 @@
 """Oracles for the OU / Allen–Cahn simulator: noise spectrum, OU closed forms, RK4 order, Stein."""
 
+import copy
 import math
 
 import pytest
 import torch
 
 from gfdt_dash.systems import AllenCahnConfig, OUConfig, make_system, simulate
+from gfdt_dash.systems.base import rk4_increment
 from gfdt_dash.systems.fields import rk4_amplification
+from gfdt_dash.systems.steppers import make_stepper
 
 
 def _ortho_power(fields: torch.Tensor) -> torch.Tensor:
@@ -28,8 +31,17 @@ def test_noise_spectrum_is_dt_n2_sigma():
     assert torch.allclose(rel, torch.ones_like(rel), atol=5 * math.sqrt(2 / m))
 
 
-def test_ou_stationary_spectrum_closed_form_and_its_continuum_limit():
-    config = OUConfig.preset("classroom", n=8)
+def test_lm_ou_stationary_spectrum_is_the_sde_one():
+    """LM keeps the OU law exactly: N²Σ̂/(2(κ|k|² + γδ_k0)) at any stable dt."""
+    config = OUConfig.preset("classroom", n=8, integrator="lm", dt=0.5)
+    system = make_system(config, "cpu", "float64")
+    k2, g = system.grid.k2, config.gamma
+    continuum = config.n**2 * system.sigma_hat / (2 * (config.kappa * k2 + g * (k2 == 0)))
+    torch.testing.assert_close(system.ou_stationary_spectrum(), continuum, rtol=1e-12, atol=0)
+
+
+def test_rk4_ou_stationary_spectrum_closed_form_and_its_continuum_limit():
+    config = OUConfig.preset("classroom", n=8, integrator="rk4")
     system = make_system(config, "cpu", "float64")
     discrete = system.ou_stationary_spectrum()
     k2, g = system.grid.k2, config.gamma
@@ -43,10 +55,12 @@ def test_ou_stationary_spectrum_closed_form_and_its_continuum_limit():
 
 
 @pytest.mark.slow
-def test_ou_stationary_variance_per_mode_from_simulation():
+@pytest.mark.parametrize("integrator", ["lm", "rk4"])
+def test_ou_stationary_variance_per_mode_from_simulation(integrator):
     """Simulated per-mode variance (time and ensemble average) equals the closed form."""
     config = OUConfig.preset(
         "classroom",
+        integrator=integrator,
         n=8,
         kappa=0.02,
         gamma=0.2,
@@ -66,28 +80,46 @@ def test_ou_stationary_variance_per_mode_from_simulation():
     assert torch.allclose(power / expected, torch.ones_like(power), atol=0.08)
 
 
-def test_ou_ensemble_mean_decays_as_the_analytic_response():
-    """From one start state the ensemble mean of each mode follows exp(A t) (noise averages out)."""
-    config = OUConfig.preset("classroom", n=8, kappa=0.05, U=0.5, gamma=0.3, dt=0.05)
+@pytest.mark.parametrize("integrator", ["lm", "rk4"])
+def test_ou_ensemble_mean_decays_as_the_scheme_propagator(integrator):
+    """From one start state the ensemble mean of each mode follows the scheme's noise-free
+    propagator (noise averages out), which approximates exp(A t) to the scheme's order."""
+    config = OUConfig.preset(
+        "classroom", n=8, kappa=0.05, U=0.5, gamma=0.3, dt=0.05, integrator=integrator
+    )
     system = make_system(config, "cpu", "float64")
     gen = system.generator(1)
     m = 4000
-    start = system.initial_state(1, gen)["field_hat"]
-    state = {"field_hat": start.expand(m, -1, -1).clone()}
+    state = {k: v.expand(m, -1, -1).clone() for k, v in system.initial_state(1, gen).items()}
+    start = state["field_hat"][0]
+    state_0_prev = state["noise_prev"][0] if "noise_prev" in state else None
     n_steps = 40
     for _ in range(n_steps):
         state = system.step(state, system.draw_noise(m, gen))
     t = n_steps * config.dt
     g = system.grid
     a_hat = -(config.kappa * g.k2 + config.gamma * (g.k2 == 0)) - config.U * g.ikx
-    expected = torch.exp(a_hat * t) * start[0]
+    factor = system.stepper.linear_factor()
+    p = factor**n_steps
     mean = state["field_hat"].mean(0)
-    # Standard error of the mean per mode: sqrt(var_t / m), var_t ≤ stationary variance.
+    # Standard error of the mean per mode: sqrt(var_t / m), var_t ≤ stationary variance. (Under
+    # LM the carried start noise is common to all members and is part of the propagated mean.)
     se = torch.sqrt(config.n**2 * system.ou_stationary_spectrum() / m)
+    if integrator == "rk4":
+        expected = p * start
+        # RK4 matches exp(A t) to ~1e-9 at these rates: same oracle, no noise.
+        assert torch.allclose(p, torch.exp(a_hat * t), atol=1e-8)
+        assert torch.equal(factor, rk4_amplification(config.dt * system.linear_hat))
+    else:
+        # E θ₁ = Pθ₀ + e^{Âdt}ξ₀/2 (ξ₀ the carried increment, common to all members), then the
+        # new increments average out: E θₙ = Pⁿθ₀ + Pⁿ⁻¹ e^{Âdt} ξ₀/2, P = e^{Âdt}(1 + dt·Ĝ).
+        rot = torch.exp(config.dt * system.skew_hat)
+        gradient = system.linear_hat - system.skew_hat
+        torch.testing.assert_close(factor, rot * (1 + config.dt * gradient), rtol=1e-14, atol=0)
+        expected = p * start + p / factor * rot * state_0_prev / 2
+        # first order: |Pⁿ − e^{At}| ≤ n (r dt)²/2 · e^{−r(t−dt)}, r ≤ κ·32 + γ = 1.9
+        assert torch.allclose(p, torch.exp(a_hat * t), atol=40 * (1.9 * 0.05) ** 2 / 2)
     assert ((mean - expected).abs() <= 5 * se + 1e-9).all()
-    # The RK4 amplification matches exp(A t) to ~1e-9 at these rates: same oracle, no noise.
-    p = rk4_amplification(config.dt * system.linear_hat) ** n_steps
-    assert torch.allclose(p, torch.exp(a_hat * t), atol=1e-8)
 
 
 def test_rk4_is_fourth_order_on_the_allen_cahn_drift():
@@ -113,8 +145,61 @@ def test_rk4_is_fourth_order_on_the_allen_cahn_drift():
     assert all(3.7 < o < 4.3 for o in orders), orders
 
 
+def test_lm_is_first_order_on_the_allen_cahn_drift():
+    """Noise-free LM steps converge to the ODE solution at first order (the transient dynamics;
+    its stationary law is the second-order property)."""
+    config = AllenCahnConfig.preset("classroom", n=8, lam=400.0, integrator="lm")
+    system = make_system(config, "cpu", "float64")
+    gen = system.generator(2)
+    state = system.initial_state(2, gen)
+    start = state["field_hat"] * 5.0
+    t_end = 0.5
+
+    def integrate(dt):
+        stepper = make_stepper("lm", _with_dt(system, dt))
+        st = {"field_hat": start.clone(), "noise_prev": torch.zeros_like(start)}
+        zero = {"white": torch.zeros(2, 8, 8, dtype=torch.float64)}
+        for _ in range(round(t_end / dt)):
+            st = stepper.step(st, zero)
+        return st["field_hat"]
+
+    ref = make_system(config.replace(integrator="rk4", dt=t_end / 256), "cpu", "float64")
+    y = start.clone()
+    for _ in range(256):
+        y = y + rk4_increment(ref.drift_hat, y, t_end / 256)
+    errs = [float((integrate(t_end / m) - y).abs().max()) for m in (32, 64, 128)]
+    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(0.85 < o < 1.15 for o in orders), orders
+
+
+def _with_dt(system, dt):
+    """The same equation with another time step (for convergence tests)."""
+    clone = copy.copy(system)
+    clone.dt = dt
+    return clone
+
+
+def test_lm_step_averages_the_carried_and_the_new_noise():
+    """θ' = e^{Âdt/2}[e^{Âdt/2}θ + dt·(Ĝ e^{Âdt/2}θ + N) + (e^{Âdt/2}ξₙ + ξₙ₊₁)/2], and ξₙ₊₁ is
+    carried on, rotated by e^{Âdt/2}."""
+    config = AllenCahnConfig.preset("classroom", n=8, integrator="lm")
+    system = make_system(config, "cpu", "float64")
+    gen = system.generator(0)
+    state = system.initial_state(3, gen)
+    noise = system.draw_noise(3, gen)
+    zero_noise = {"white": torch.zeros_like(noise["white"])}
+    quiet = {"field_hat": state["field_hat"], "noise_prev": torch.zeros_like(state["noise_prev"])}
+    deterministic = system.step(quiet, zero_noise)["field_hat"]
+    out = system.step(state, noise)
+    half = torch.exp(0.5 * config.dt * system.skew_hat)
+    xi = system.noise_hat(noise)
+    want = deterministic + half * 0.5 * (half * state["noise_prev"] + xi)
+    torch.testing.assert_close(out["field_hat"], want, rtol=0, atol=1e-10)
+    torch.testing.assert_close(out["noise_prev"], half * xi, rtol=0, atol=0)
+
+
 def test_step_uses_rk4_plus_the_noise_increment():
-    config = AllenCahnConfig.preset("classroom", n=8)
+    config = AllenCahnConfig.preset("classroom", n=8, integrator="rk4")
     system = make_system(config, "cpu", "float64")
     gen = system.generator(0)
     state = system.initial_state(3, gen)

@@ -82,7 +82,7 @@ def test_absurd_output_sizes_are_refused_before_running():
         simulate(config, device="cpu")
 
 
-@pytest.mark.parametrize("cls", [OUConfig, NavierStokesConfig])
+@pytest.mark.parametrize("cls", [OUConfig, AllenCahnConfig, NavierStokesConfig])
 def test_paired_run_shares_noise(cls):
     """The unperturbed half of a paired run is the plain run with the same noise stream."""
     config = cls.preset("classroom", **TINY)
@@ -95,8 +95,11 @@ def test_paired_run_shares_noise(cls):
     for _ in range(5):
         paired.step(gen_a)
         plain = system.step(plain, system.draw_noise(2, gen_b))
-    torch.testing.assert_close(paired.base["field_hat"], plain["field_hat"], rtol=0, atol=0)
+    for key in plain:  # every entry, the LM scheme's carried noise increment included
+        torch.testing.assert_close(paired.base[key], plain[key], rtol=0, atol=0)
     assert not torch.equal(paired.kicked["field_hat"], plain["field_hat"])
+    if "noise_prev" in plain:  # the kicked copy carries the same increment
+        torch.testing.assert_close(paired.kicked["noise_prev"], plain["noise_prev"], rtol=0, atol=0)
     # The kick adds δ at pixel (0, 0) exactly.
     fresh = PairedRun(system, start, delta=0.25)
     diff = fresh.response()
@@ -118,8 +121,9 @@ def test_divergence_advice_says_whether_dt_is_the_cause():
     system = make_system(config, "cpu")
     huge = {"field_hat": system.grid.to_spectral(torch.full((3, 8, 8), 50.0))}
     ratio = system.stability_ratio(huge)
-    # 3λε²·50² dt / 2.785 with λε² = 4, dt = 1/16 (κ|k|² is negligible beside it)
-    assert ratio == pytest.approx(4 * (3 * 2500 - 1) / 16 / 2.785, rel=0.01)
+    # uniform θ: the Jacobian is diagonal, most negative rate λε²(3·50² − 1) at k = 0 with
+    # λε² = 4, dt = 1/16, against LM's limit 2
+    assert ratio == pytest.approx(4 * (3 * 2500 - 1) / 16 / 2.0, rel=1e-4)
     with pytest.raises(SimulationDiverged, match="a time-step instability.*smaller dt") as info:
         simulate(config, seed=0, device="cpu", initial_state=huge)
     assert info.value.ratio > 1
