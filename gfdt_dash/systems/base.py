@@ -137,7 +137,7 @@ class System(ABC):
         y0, x0 = pixel
         phase = torch.exp(-1j * (g.ky * y0 + g.kx * x0) * g.spacing).to(g.cdtype)
         kicked = dict(state)
-        kicked["field_hat"] = g.hermitian(state["field_hat"] + delta * phase)
+        kicked["field_hat"] = g.hermitian_(state["field_hat"] + delta * phase)
         return kicked
 
     def is_finite(self, state: State) -> bool:

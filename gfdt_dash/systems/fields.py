@@ -80,13 +80,13 @@ class FieldSystem(System):
         return out
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> State:
-        n = self.grid.n
-        w = torch.randn(batch, n, n, generator=generator, device=self.device, dtype=self.dtype)
-        return {"white": w}
+        """``{"white_hat": ŵ}``: spectral white noise (:meth:`Grid.white_hat`), no FFT needed."""
+        return {"white_hat": self.grid.white_hat(batch, generator)}
 
     def noise_hat(self, noise: State) -> torch.Tensor:
-        """rfft2 of one step's noise increment from the white draw (Hermitian-projected)."""
-        return self.grid.hermitian(self.noise_amp_hat * self.grid.to_spectral(noise["white"]))
+        """rfft2 of one step's noise increment, ``√dt·N·√Σ̂ ŵ``: a real field's transform with
+        ortho-normalised spectrum ``dt·N²·Σ̂(k)``."""
+        return self.noise_amp_hat * noise["white_hat"]
 
     def step(self, state: State, noise: State) -> State:
         """One step of ``config.integrator``; the result is the rfft2 of a real field."""
@@ -122,8 +122,7 @@ class FieldSystem(System):
         :meth:`~gfdt_dash.systems.steppers.LeimkuhlerMatthews.ou_stationary_variance`).
         """
         n = self.grid.n
-        w = torch.randn(batch, n, n, generator=generator, device=self.device, dtype=self.dtype)
-        w_hat = self.grid.to_spectral(w)  # E|ŵ|² = N²
+        w_hat = self.grid.white_hat(batch, generator)  # E|ŵ|² = N²
         carries = self.stepper.carries_noise
         prev_hat = self.noise_hat(self.draw_noise(batch, generator)) if carries else None
         if self.lam:
@@ -135,7 +134,7 @@ class FieldSystem(System):
             start = torch.sqrt(var).to(w_hat.dtype) * w_hat
             if carries:
                 start = start + 0.5 * prev_hat
-        state = {"field_hat": self.grid.hermitian(start)}
+        state = {"field_hat": self.grid.hermitian_(start)}
         if carries:
             state["noise_prev"] = prev_hat
         return state

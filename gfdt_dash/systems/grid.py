@@ -42,6 +42,9 @@ class Grid:
         self.is_mean = self.k2 == 0
         cut = n / 3
         self.dealias = ((self.kx.abs() <= cut) & (self.ky.abs() <= cut)).to(dtype)
+        self._mirror = (-torch.arange(n, device=device)) % n  # index of −k_y
+        self._white_scale = torch.full((n // 2 + 1,), n / math.sqrt(2), dtype=dtype, device=device)
+        self._white_scale[:: n // 2] = n  # the k_x = 0 and n/2 columns (see white_hat)
         coords = torch.arange(n, dtype=torch.float64) * self.spacing
         self.coords = coords.numpy()
 
@@ -52,7 +55,7 @@ class Grid:
         return torch.fft.irfft2(field_hat, s=(self.n, self.n))
 
     def hermitian(self, field_hat: torch.Tensor) -> torch.Tensor:
-        """Project ``rfft2`` arrays ``(..., n, n//2+1)`` onto those of real fields.
+        """Project ``rfft2`` arrays ``(..., n, n//2+1)`` onto those of real fields (a copy).
 
         An ``rfft2`` array is the transform of a real field iff its k_x = 0 and k_x = n/2
         (Nyquist) columns are Hermitian, ``f̂(−k_y) = conj f̂(k_y)``; the other columns are free.
@@ -62,12 +65,28 @@ class Grid:
         k) then grows it without bound. This keeps ``½(f̂(k_y) + conj f̂(−k_y))`` in the two
         columns, the orthogonal projection, equal to ``rfft2(irfft2(f̂))`` up to round-off.
         """
-        cols = [0, self.n // 2]
-        edge = field_hat[..., cols]  # (..., n, 2)
-        mirrored = torch.roll(torch.flip(edge, dims=(-2,)), 1, dims=-2)  # row k_y ← row −k_y
-        out = field_hat.clone()
-        out[..., cols] = 0.5 * (edge + mirrored.conj())
-        return out
+        return self.hermitian_(field_hat.clone())
+
+    def hermitian_(self, field_hat: torch.Tensor) -> torch.Tensor:
+        """:meth:`hermitian` in place (for freshly computed arrays); returns ``field_hat``."""
+        edge = field_hat[..., :: self.n // 2]  # view of the k_x = 0 and n/2 columns
+        mirrored = edge.index_select(-2, self._mirror).conj()  # row k_y ← row −k_y
+        edge.add_(mirrored).mul_(0.5)
+        return field_hat
+
+    def white_hat(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """A draw distributed as ``rfft2`` of real white noise ``(batch, n, n)``, made in spectral
+        space (no FFT): ``(batch, n, n//2+1)`` complex, Hermitian in the k_x = 0 and Nyquist
+        columns, ``E|ŵ(k)|² = N²`` at every k — a complex normal with independent real and
+        imaginary parts of variance N²/2, real with variance N² at the self-conjugate modes.
+
+        Independent complex normals of variance N² are projected onto Hermitian arrays; in the two
+        edge columns that halves the variance of each conjugate pair (and keeps only the real
+        part at the self-conjugate modes), which a factor √2 there restores (``_white_scale``).
+        """
+        shape = (batch, self.n, self.n // 2 + 1, 2)
+        z = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+        return self.hermitian_(torch.view_as_complex(z) * self._white_scale)
 
     def full_wavenumbers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer ``(ky, kx)`` of the full (``fft2``) layout, each ``(n, n)``."""

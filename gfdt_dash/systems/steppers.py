@@ -93,7 +93,7 @@ class RK4(Stepper):
             theta_hat = self.factor * theta_hat
         else:
             theta_hat = theta_hat + rk4_increment(eq.drift_hat, theta_hat, self.dt)
-        return {"field_hat": eq.grid.hermitian(theta_hat + eq.noise_hat(noise))}
+        return {"field_hat": eq.grid.hermitian_(theta_hat + eq.noise_hat(noise))}
 
     def linear_factor(self) -> torch.Tensor:
         return self.factor
@@ -113,23 +113,27 @@ class LeimkuhlerMatthews(Stepper):
         super().__init__(equation)
         gradient_hat = equation.linear_hat - equation.skew_hat
         self.euler_factor = 1.0 + self.dt * gradient_hat
-        self.half_rotation = torch.exp(0.5 * self.dt * equation.skew_hat)
+        self.half_rotation = rot = torch.exp(0.5 * self.dt * equation.skew_hat)
+        # The step multiplied out: θ' = (h²E)θ + ½h²ξₙ + ½h ξₙ₊₁ + h·dt·N(hθ), h = e^{Âdt/2}.
+        self._theta_factor = rot**2 * self.euler_factor
+        self._prev_factor = 0.5 * rot**2
+        self._new_factor = 0.5 * rot
+        self._explicit_factor = self.dt * rot
 
     def step(self, state: State, noise: State) -> State:
         """One step; a state without ``"noise_prev"`` (a start field made elsewhere, e.g. by RK4)
         starts with no carried noise: its field is taken as the part independent of it."""
-        eq, rot = self.eq, self.half_rotation
-        theta_hat = rot * state["field_hat"]
+        eq, theta_hat = self.eq, state["field_hat"]
         new_hat = eq.noise_hat(noise)
-        out = self.euler_factor * theta_hat + 0.5 * new_hat
+        out = self._theta_factor * theta_hat + self._new_factor * new_hat
         if "noise_prev" in state:
-            out = out + 0.5 * rot * state["noise_prev"]
+            out += self._prev_factor * state["noise_prev"]
         if not eq.is_linear:
-            out = out + self.dt * eq.explicit_hat(theta_hat)
-        return {"field_hat": eq.grid.hermitian(rot * out), "noise_prev": rot * new_hat}
+            out += self._explicit_factor * eq.explicit_hat(self.half_rotation * theta_hat)
+        return {"field_hat": eq.grid.hermitian_(out), "noise_prev": self.half_rotation * new_hat}
 
     def linear_factor(self) -> torch.Tensor:
-        return self.half_rotation**2 * self.euler_factor
+        return self._theta_factor
 
     def ou_stationary_variance(self) -> torch.Tensor:
         """Exactly the SDE's ``N²Σ̂/(2r)``, ``r = −Ĝ = κ|k|² + γδ_k0`` (for ``r·dt < 2``).

@@ -158,7 +158,7 @@ def test_lm_is_first_order_on_the_allen_cahn_drift():
     def integrate(dt):
         stepper = make_stepper("lm", _with_dt(system, dt))
         st = {"field_hat": start.clone(), "noise_prev": torch.zeros_like(start)}
-        zero = {"white": torch.zeros(2, 8, 8, dtype=torch.float64)}
+        zero = {"white_hat": torch.zeros(2, 8, 5, dtype=torch.complex128)}
         for _ in range(round(t_end / dt)):
             st = stepper.step(st, zero)
         return st["field_hat"]
@@ -187,7 +187,7 @@ def test_lm_step_averages_the_carried_and_the_new_noise():
     gen = system.generator(0)
     state = system.initial_state(3, gen)
     noise = system.draw_noise(3, gen)
-    zero_noise = {"white": torch.zeros_like(noise["white"])}
+    zero_noise = {"white_hat": torch.zeros_like(noise["white_hat"])}
     quiet = {"field_hat": state["field_hat"], "noise_prev": torch.zeros_like(state["noise_prev"])}
     deterministic = system.step(quiet, zero_noise)["field_hat"]
     out = system.step(state, noise)
@@ -204,7 +204,7 @@ def test_step_uses_rk4_plus_the_noise_increment():
     gen = system.generator(0)
     state = system.initial_state(3, gen)
     noise = system.draw_noise(3, gen)
-    zero = {"white": torch.zeros_like(noise["white"])}
+    zero = {"white_hat": torch.zeros_like(noise["white_hat"])}
     deterministic = system.step(state, zero)["field_hat"]
     stochastic = system.step(state, noise)["field_hat"]
     assert torch.allclose(stochastic - deterministic, system.noise_hat(noise))
@@ -246,9 +246,9 @@ def test_stein_identity_on_simulated_allen_cahn_data():
     mean_mode = float(cross[0, 0])
     rms = float(torch.sqrt(((cross + 1) ** 2).mean()))
     print(f"mean mode {mean_mode:.3f}, rms over modes {rms:.4f}")
-    # The mean mode's sampling error is large: members switch wells rarely (measured ±0.3
-    # between seeds); a biased law gives −5 to −10.
-    assert abs(mean_mode + 1) < 0.6, mean_mode
+    # The mean mode's sampling error is large: members switch wells rarely (32-member
+    # sub-ensembles of one run scatter with std ≈ 0.45 around −1); the RK4 law gives −4.9 here.
+    assert abs(mean_mode + 1) < 1.5, mean_mode
     # Per-mode sampling error ≈ 0.03 at the slowest modes (32 members × 400 frames of a field
     # with a correlation time ≈ 10) plus the O(U·h) grid error of the advected quartic term; a
     # wrong factor anywhere in noise or score gives O(1).
