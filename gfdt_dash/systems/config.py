@@ -458,7 +458,11 @@ def get_config(system: str, preset: str = "classroom", **overrides: Any) -> Syst
 
 
 def config_from_dict(d: dict[str, Any]) -> SystemConfig:
-    """Inverse of :meth:`SystemConfig.to_dict` (validates)."""
+    """Inverse of :meth:`SystemConfig.to_dict` (validates).
+
+    An OU / Allen–Cahn dict without ``integrator`` was written before that field existed, when
+    RK4 was the only scheme, so it reads as ``"rk4"`` (new configs default to ``"lm"``).
+    """
     d = dict(d)
     system = d.pop("system", None)
     if system not in SYSTEMS:

@@ -6,8 +6,8 @@ An *equation* on the ``rfft2`` coefficients of a real field splits its drift as
 
 with ``L̂`` a diagonal linear multiplier (``linear_hat``), ``Â`` its skew, measure-preserving part
 (``skew_hat``, purely imaginary: advection ``−iUk_x``), ``Ĝ = L̂ − Â`` the rest (relaxation and the
-linear part of the reaction), ``N`` the explicit, nonlinear part (``explicit_hat``; ``None``-free
-for linear equations, flagged by ``is_linear``) and ``dξ̂`` the additive noise of one step
+linear part of the reaction), ``N`` the explicit, nonlinear part (``explicit_hat``; not called
+when ``is_linear``) and ``dξ̂`` the additive noise of one step
 (``noise_hat(noise)``, covariance ``dt·N²Σ`` in physical space). The equation also provides
 ``dt`` and ``grid``. A stepper is built for one equation (operators precomputed once) and maps
 ``(state, noise) → state``; ``state["field_hat"]`` is always the rfft2 of a real field.
@@ -26,7 +26,9 @@ Integrators (config field ``integrator``):
   Gaussian p (linear drift) whenever ``dt·rate < 2``; the rotation, applied to θ and to the
   carried noise alike, keeps that exactness for advected OU fields. The state carries the last
   noise increment as ``state["noise_prev"]`` (shared by the two copies of a paired run). It is
-  first order for the transient dynamics.
+  first order for the transient dynamics, and since θₙ holds half of the increment that drives
+  the next step, GFDT with the marginal score of θ differs from the chain's own response by
+  O(rate·dt/2) per mode at lags ≥ 1.
 - ``"rk4"`` — classical RK4 on the whole drift plus the additive noise increment of the step:
   the original study's scheme. Fourth order for the deterministic dynamics, but its stationary
   law is biased at O(dt) (by dt·rate per mode for OU).
