@@ -31,8 +31,9 @@ def test_pipeline_without_model_caches_every_stage(tmp_path):
     first = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
     assert list(first.errors.index) == ["exact_score", "gaussian", "perturbation", "analytic"]
     # OU is linear: the Gaussian and exact-score GFDT agree with the closed form, and the direct
-    # perturbation (shared noise) equals it to float32 round-off.
-    assert first.errors.loc["perturbation", "error"] < 1e-5
+    # perturbation (shared noise) is the scheme's own propagator, which differs from the closed
+    # form only by the default `lm` integrator's first-order transient error (2.0e-4 here).
+    assert first.errors.loc["perturbation", "error"] < 1e-3
     assert first.errors.loc["gaussian", "error"] < 0.2
     files = sorted(p.name for p in next(tmp_path.iterdir()).iterdir())
     assert files == ["responses.nc", "simulation.nc"]
