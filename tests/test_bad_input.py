@@ -175,7 +175,7 @@ def test_corrupt_netcdf_files_are_refused(tmp_path, make):
     [
         (["simulate", "--system", "ou", "--set", "dt=-1", "--out", "x.nc"], "dt:"),
         (["simulate", "--system", "ou", "--set", "dt=abc", "--out", "x.nc"], "--set dt:"),
-        (["response", "--data", "missing.nc", "--out", "r.nc"], "path:"),
+        (["response", "--data", "missing.nc", "--out", "r.nc"], "--data: no such file"),
         (["scan", "missing.toml", "--out", "scan"], "missing.toml"),
     ],
 )
