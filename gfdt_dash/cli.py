@@ -128,7 +128,7 @@ def _add_cost_limit(p: argparse.ArgumentParser, train: bool = False) -> None:
             "--max-member-steps",
             type=_positive_int,
             metavar="N",
-            help="refuse jobs estimated above N member-steps (default 1,000,000,000 or "
+            help="refuse jobs estimated above N member-steps (default 200,000,000 or "
             "$GFDT_DASH_MAX_MEMBER_STEPS)",
         )
 
@@ -324,23 +324,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--resume: {args.resume} is inference-only (no optimiser state); cannot resume"
             )
-        # Resuming continues the checkpoint's own training config unless --train names another.
-        base = resume.train_config if args.train is None else TrainConfig.preset(args.train)
+    # Resuming continues the checkpoint's own training config unless --train names another.
+    try:
+        if resume is not None and args.train is None:
+            base = resume.train_config
+        else:
+            base = TrainConfig.preset(args.train or "classroom")
+    except ValueError as exc:
+        raise ValueError(f"--train: {exc}") from None
+    try:
         train_cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
-        if train_cfg.n_steps <= resume.step:
-            raise ValueError(
-                f"--steps: the checkpoint --resume {args.resume} has already done {resume.step} "
-                f"steps and training would stop at {train_cfg.n_steps}; give --steps larger "
-                f"than {resume.step} to train further"
-            )
-    else:
-        train_cfg = TrainConfig.preset(args.train or "classroom", **overrides)
+    except ValueError as exc:
+        raise ValueError(f"--steps: {exc}") from None
+    if resume is not None and train_cfg.n_steps <= resume.step:
+        raise ValueError(
+            f"--steps: the checkpoint --resume {args.resume} has already done {resume.step} "
+            f"steps and training would stop at {train_cfg.n_steps}; give --steps larger "
+            f"than {resume.step} to train further"
+        )
+    try:
+        net_config = None if resume is not None else ScoreNetConfig.preset(args.net)
+    except ValueError as exc:
+        raise ValueError(f"--net: {exc}") from None
     _limits(args).check(JobCost(train_steps=train_cfg.n_steps), "training")
     arr, config = as_snapshots(ds)
     model = train_score(
         arr,
         system_config=config,
-        net_config=None if resume is not None else ScoreNetConfig.preset(args.net),
+        net_config=net_config,
         train_config=train_cfg,
         seed=args.seed,
         device=args.device,
@@ -471,7 +482,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ValueError | FileNotFoundError) and msg:
         return msg
     if isinstance(exc, MemoryError):
-        return "out of memory; lower members, record or n (rerun with --debug for details)"
+        return f"out of memory ({msg or 'no details'}); rerun with --debug for the traceback"
     return f"{type(exc).__name__}: {msg or 'no message'} (rerun with --debug for the traceback)"
 
 

@@ -74,9 +74,10 @@ def check_destination(
     ``ValueError`` naming ``name`` (e.g. ``"--out"``) when the path is empty, is a directory or
     any other non-regular file (a device, a fifo, a socket), is the same file as one of
     ``inputs`` (``(label, path)`` pairs; compared by device and inode, so symlinks and hard
-    links count), lies under something that is not a folder or in a folder this process may not
-    write, or has a name too long to leave room for the temporary name. Missing folders are
-    fine when they can be created. Meant to be called before the work that produces the data.
+    links count), lies under something that is not a folder, has a name too long to leave room
+    for the temporary name, or is in a folder where a file cannot be created (tried for real
+    with an empty temporary file, removed at once). Missing folders are created. Meant to be
+    called before the work that produces the data.
     """
     if path is None or str(path) == "":
         raise ValueError(f"{name}: an output path is required")
@@ -112,14 +113,25 @@ def check_destination(
     folder = _nearest_existing(path.parent)
     if not folder.is_dir():
         raise ValueError(f"{name}: {str(folder)!r} is not a folder, cannot write {str(path)!r}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{name}: the folder {str(folder)!r} is not writable")
     limit = _name_max(folder)
     if len(path.name.encode()) + _TMP_SUFFIX_LEN > limit:
         raise ValueError(
             f"{name}: the file name is {len(path.name.encode())} bytes; at most "
             f"{limit - _TMP_SUFFIX_LEN} leave room for the temporary file of an atomic write"
         )
+    # Permission bits say little (root, read-only mounts, /proc): create the folder and a
+    # temporary file for real.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = _temp_name(path)
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"{name}: cannot write in the folder of {str(path)!r} "
+            f"({exc.strerror or exc.__class__.__name__})"
+        ) from None
     return path
 
 
@@ -170,12 +182,11 @@ def atomic_write(
     path: str | os.PathLike, write: Callable[[Path], None], *, name: str = "path"
 ) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which
-    is then renamed over ``path``. The destination is checked first (:func:`check_destination`),
-    missing folders are created, stale temporaries of the same destination are removed, and the
+    is then renamed over ``path``. The destination is checked first (:func:`check_destination`,
+    which creates missing folders), stale temporaries of the same destination are removed, and the
     temporary file is removed again if anything fails. Files get the process umask's permissions.
     """
     path = check_destination(path, name=name)
-    path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     tmp = _temp_name(path)
     try:
@@ -183,6 +194,11 @@ def atomic_write(
         if path.exists() and not path.is_file():  # appeared while we were writing
             raise ValueError(f"{name}: {str(path)!r} is no longer a regular file; not replaced")
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(
+            f"{name}: writing {str(path)!r} failed ({exc.strerror or exc}); nothing was replaced"
+        ) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

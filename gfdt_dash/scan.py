@@ -28,6 +28,7 @@ unknown keys in every section, every cell's config and training config, the seed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -148,7 +149,7 @@ class ScanSpec:
             if name in fixed:
                 raise ValueError(f"fixed.{name}: seeds are not a parameter; use seeds = [...]")
         train = _table(d, "train")
-        names = set(TrainConfig.__dataclass_fields__)
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
         for key in train:
             if key not in names:
                 raise ValueError(
@@ -386,7 +387,17 @@ def run_scan(
                     silence_logs=quiet,
                     env={"OMP_NUM_THREADS": str(threads_per_worker)},
                 )
-            client = Client(scheduler or cluster, timeout=f"{_CONNECT_TIMEOUT_S:g}s")
+            try:
+                client = Client(scheduler or cluster, timeout=f"{_CONNECT_TIMEOUT_S:g}s")
+            except Exception as exc:
+                if cluster is not None:
+                    cluster.close()
+                if scheduler is None:
+                    raise
+                raise ValueError(
+                    f"scheduler: {scheduler!r} accepted a connection but did not answer as a "
+                    f"Dask scheduler ({type(exc).__name__}: {str(exc)[:120]})"
+                ) from exc
             try:
                 client.run(_limit_threads, threads_per_worker)
                 futures = {client.submit(run_cell, spec, c, device, pure=False): c for c in todo}
