@@ -1,11 +1,26 @@
-"""Table-driven: every bad input at a public boundary gets one clear error naming the input."""
+"""Table-driven: every bad input at a public boundary gets one clear error naming the input.
+
+One table per class of bad input (configs, seeds, field arrays, netCDF config attributes,
+checkpoint metadata, output destinations, job cost, scan specs, command lines); every row must be
+refused with an error that names the offending field, option or file. The command-line tables
+also run through the real ``gfdt-dash`` in a subprocess: exit status 2, one line, no traceback.
+"""
+
+import json
 
 import numpy as np
 import pytest
 import xarray as xr
 
 from gfdt_dash.cli import main
-from gfdt_dash.data import as_field_array, open_dataset, write_netcdf
+from gfdt_dash.cost import CLI_LIMITS, job_cost
+from gfdt_dash.data import (
+    as_field_array,
+    open_dataset,
+    read_config,
+    write_netcdf,
+)
+from gfdt_dash.pipeline import compute_responses
 from gfdt_dash.response import (
     analytic_response,
     error_table,
@@ -14,14 +29,24 @@ from gfdt_dash.response import (
     gfdt_response,
     perturbation_response,
 )
-from gfdt_dash.scan import ScanSpec
+from gfdt_dash.scan import MAX_CELLS, ScanSpec
+from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import NavierStokesConfig, OUConfig, get_config, simulate
+from gfdt_dash.ui.limits import Limits
 
 RNG = np.random.default_rng(0)
 GOOD = RNG.standard_normal((2, 12, 8, 8))
 OU = OUConfig.preset(
     "classroom", n=8, members=2, frame_members=2, record=12.0, max_lag=4.0, restart_every=4.0
 )
+
+
+GOOD_DS = xr.Dataset({"field": (("member", "time", "y", "x"), GOOD)})
+SCAN = {"system": "ou", "model": "none", "params": {"U": [0.1]}, "fixed": {"n": 8}}
+
+
+def _scan(**change):
+    return lambda: ScanSpec.from_dict({**SCAN, **change})
 
 
 def _garbage(tmp_path):
@@ -36,6 +61,30 @@ def _truncated(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+# OU on 64×64, 512 members, 900 time units: few member-steps but 7.7 GiB of recorded frames (the
+# dashboard's limits used to accept it).
+BIG_OUTPUT = get_config(
+    "ou",
+    n=64,
+    members=512,
+    frame_members=512,
+    record=900.0,
+    spinup=0.0,
+    dt=0.25,
+    frame_every=1.0,
+    snapshot_every=10.0,
+    max_lag=10.0,
+    restart_every=10.0,
+    n_experiments=512,
+)
+
+
+def _read_config(text):
+    ds = GOOD_DS.copy()
+    ds.attrs["config"] = text
+    return read_config(ds, "f.nc")
 
 
 CASES = [
@@ -154,6 +203,130 @@ CASES = [
         lambda: ScanSpec.from_dict({"system": "ou", "params": {"n": [7]}}),
         ValueError,
         "^n:",
+    ),
+    ("scan spec not a table", lambda: ScanSpec.from_dict([1]), ValueError, "^spec:"),
+    ("scan system not a string", _scan(system=3), ValueError, "^system:"),
+    ("scan params not a table", _scan(params=3), ValueError, "^params:"),
+    ("scan seed as a parameter", _scan(params={"seed": [1, 2]}), ValueError, "^params.seed:"),
+    ("scan seed in fixed", _scan(fixed={"seed": 1}), ValueError, "^fixed.seed:"),
+    ("scan param values a table", _scan(params={"U": {"a": 1}}), ValueError, "^params.U:"),
+    ("scan param value a list", _scan(params={"U": [[0.1]]}), ValueError, "^params.U:"),
+    ("scan fixed value a list", _scan(fixed={"n": [8]}), ValueError, "^fixed.n:"),
+    ("scan fixed unknown key", _scan(fixed={"colour": 1}), ValueError, "^colour:"),
+    ("scan train unknown key", _scan(train={"bogus": 1}), ValueError, "^train.bogus:"),
+    ("scan train bad value", _scan(train={"n_steps": -1}), ValueError, "^train.n_steps:"),
+    ("scan methods a string", _scan(methods="gaussian"), ValueError, "^methods:"),
+    ("scan methods unknown", _scan(methods=["nope"]), ValueError, "^methods:"),
+    ("scan seeds repeated", _scan(seeds=[1, 1]), ValueError, "^seeds:"),
+    ("scan seed negative", _scan(seeds=[-1]), ValueError, "^seeds: -1 outside"),
+    ("scan seed too big", _scan(seeds=[2**63]), ValueError, "^seeds: 9223372036854775808"),
+    (
+        "scan too many cells",
+        _scan(params={f"p{i}": list(range(10)) for i in range(6)}),
+        ValueError,
+        f"^params: 1,000,000 cells .* at most {MAX_CELLS:,}",
+    ),
+    # seeds: 0 <= seed < 2**63 everywhere, never folded into the generator's range
+    ("seed -1", lambda: check_seed(-1), ValueError, "^seed: -1 outside"),
+    ("seed 2**63", lambda: check_seed(2**63), ValueError, "^seed: 9223372036854775808 outside"),
+    ("seed float", lambda: check_seed(1.0), ValueError, "^seed: must be an integer"),
+    ("seed bool", lambda: check_seed(True), ValueError, "^seed: must be an integer"),
+    ("simulate seed -1", lambda: simulate(OU, seed=-1, device="cpu"), ValueError, "^seed:"),
+    (
+        "simulate seed 2**63",
+        lambda: simulate(OU, seed=2**63, device="cpu"),
+        ValueError,
+        "^seed:",
+    ),
+    (
+        "responses seed -1",
+        lambda: compute_responses(
+            None, GOOD_DS, methods=["gaussian"], max_lag=2, seed=-1, device="cpu"
+        ),
+        ValueError,
+        "^seed:",
+    ),
+    # field values: real floating-point, not constant; bare arrays with an unambiguous order
+    (
+        "fields constant",
+        lambda: as_field_array(np.ones((2, 12, 8, 8))),
+        ValueError,
+        "^fields:.*constant",
+    ),
+    (
+        "fields complex",
+        lambda: as_field_array(GOOD.astype(complex)),
+        ValueError,
+        "^fields: values are complex",
+    ),
+    ("fields boolean", lambda: as_field_array(GOOD > 0), ValueError, "^fields: values are bool"),
+    (
+        "fields integer",
+        lambda: as_field_array((10 * GOOD).astype(np.int32)),
+        ValueError,
+        "^fields: values are int32",
+    ),
+    ("fields strings", lambda: as_field_array(GOOD.astype(str)), ValueError, "^fields:"),
+    (
+        "bare array of ambiguous axis order",
+        lambda: as_field_array(RNG.standard_normal((8, 8, 8, 8))),
+        ValueError,
+        "^fields: a bare array of shape .* ambiguous axis order",
+    ),
+    (
+        "estimator given a constant field",
+        lambda: gaussian_response(np.zeros((2, 12, 8, 8)), 3, device="cpu"),
+        ValueError,
+        "^fields:.*constant",
+    ),
+    # the config attribute of a netCDF file, validated by type
+    ("config a list", lambda: _read_config("[1, 2]"), ValueError, "^f.nc: the 'config' .* list"),
+    ("config null", lambda: _read_config("null"), ValueError, "^f.nc: .*JSON object, got NoneType"),
+    ("config a number", lambda: _read_config("3"), ValueError, "^f.nc: .*JSON object, got int"),
+    (
+        "config nested thousands deep",
+        lambda: _read_config("[" * 100_000 + "]" * 100_000),
+        ValueError,
+        "^f.nc: .*nested too deeply",
+    ),
+    ("config not JSON", lambda: _read_config("{oops"), ValueError, "^f.nc: .*not valid JSON"),
+    ("config not text", lambda: _read_config(np.array([1, 2])), ValueError, "^f.nc: .*JSON text"),
+    (
+        "config unknown field",
+        lambda: _read_config(json.dumps({"system": "ou", "colour": 1})),
+        ValueError,
+        "^f.nc: .*colour: not a parameter",
+    ),
+    (
+        "config system a list",
+        lambda: _read_config(json.dumps({"system": ["ou"]})),
+        ValueError,
+        "^f.nc: .*not a valid system config",
+    ),
+    (
+        "config grid contradicts the data",
+        lambda: _read_config(OU.replace(n=16).to_json()),
+        ValueError,
+        "^f.nc: .*says n=16, but the 'field' variable is on a 8×8 grid",
+    ),
+    # cost: one model, refused above the limit with the number and the way to raise it
+    (
+        "perturbation protocol of hours (CLI)",
+        lambda: CLI_LIMITS.check(
+            job_cost(
+                OUConfig.preset("paper", members=4096, frame_members=1, n_experiments=10**6),
+                simulate=False,
+                perturbation=True,
+            )
+        ),
+        ValueError,
+        "^members × steps: this job needs 6,540,492,800 member-steps .*--max-member-steps",
+    ),
+    (
+        "7.7 GiB OU job on the classroom server",
+        lambda: Limits().check(BIG_OUTPUT),
+        ValueError,
+        "^record: this job would record 7.73 GiB",
     ),
 ]
 
