@@ -86,7 +86,7 @@ def check_destination(
         raise ValueError(f"{name}: {str(path)!r} names a folder, not a file")
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as exc:
         raise ValueError(f"{name}: cannot examine {str(path)!r} ({exc.strerror})") from exc

@@ -7,6 +7,11 @@ also run through the real ``gfdt-dash`` in a subprocess: exit status 2, one line
 """
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +21,10 @@ from gfdt_dash.cli import main
 from gfdt_dash.cost import CLI_LIMITS, job_cost
 from gfdt_dash.data import (
     as_field_array,
+    check_destination,
     open_dataset,
     read_config,
+    remove_stale_temps,
     write_netcdf,
 )
 from gfdt_dash.pipeline import compute_responses
@@ -29,7 +36,7 @@ from gfdt_dash.response import (
     gfdt_response,
     perturbation_response,
 )
-from gfdt_dash.scan import MAX_CELLS, ScanSpec
+from gfdt_dash.scan import MAX_CELLS, ScanSpec, run_scan
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import NavierStokesConfig, OUConfig, get_config, simulate
 from gfdt_dash.ui.limits import Limits
@@ -356,3 +363,239 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, monkeypatch, capsys, a
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+# -- output destinations: nothing is ever destroyed ------------------------------------------
+
+
+def _dest_same_file(tmp):
+    data = tmp / "in.nc"
+    data.write_bytes(b"input")
+    return data, [("--data", data)], "is the same file as the input --data"
+
+
+def _dest_symlink(tmp):
+    data = tmp / "in.nc"
+    data.write_bytes(b"input")
+    (tmp / "link.nc").symlink_to(data)
+    return tmp / "link.nc", [("--data", data)], "is the same file as the input --data"
+
+
+def _dest_hard_link(tmp):
+    data = tmp / "in.nc"
+    data.write_bytes(b"input")
+    os.link(data, tmp / "hard.nc")
+    return tmp / "hard.nc", [("--data", data)], "is the same file as the input --data"
+
+
+def _dest_device(tmp):
+    return Path(os.devnull), [], "exists and is not a regular file"
+
+
+def _dest_fifo(tmp):
+    os.mkfifo(tmp / "pipe")
+    return tmp / "pipe", [], "exists and is not a regular file"
+
+
+def _dest_directory(tmp):
+    return tmp, [], "is a directory"
+
+
+def _dest_long_name(tmp):
+    return tmp / ("a" * 250 + ".nc"), [], "leave room for the temporary file"
+
+
+def _dest_under_a_file(tmp):
+    (tmp / "file").write_bytes(b"x")
+    return tmp / "file" / "out.nc", [], "is not a folder"
+
+
+def _dest_unwritable(tmp):
+    return Path("/proc/gfdt-dash/out.nc"), [], "cannot write in the folder"
+
+
+DESTINATIONS = [
+    _dest_same_file,
+    _dest_symlink,
+    _dest_hard_link,
+    _dest_device,
+    _dest_fifo,
+    _dest_directory,
+    _dest_long_name,
+    _dest_under_a_file,
+    _dest_unwritable,
+]
+
+
+@pytest.mark.parametrize("make", DESTINATIONS, ids=[f.__name__[6:] for f in DESTINATIONS])
+def test_destinations_that_would_destroy_something_are_refused(tmp_path, make):
+    path, inputs, message = make(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=f"^--out: .*{message}"):
+        check_destination(path, inputs=inputs, name="--out")
+    if not inputs:  # every writer checks the same way (inputs are known only to the caller)
+        with pytest.raises(ValueError, match=f"^--out: .*{message}"):
+            write_netcdf(GOOD_DS, path, name="--out")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_stale_temporaries_of_the_target_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "run.nc"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    old = time.time() - 3600
+    stale = tmp_path / f".run.nc.{dead_pid}.0123456789ab.tmp"  # writer gone, quiet for an hour
+    ancient = tmp_path / f".run.nc.{os.getpid()}.abcdefabcdef.tmp"  # older than six hours
+    live = tmp_path / f".run.nc.{os.getpid()}.0000000000aa.tmp"  # a live writer's
+    fresh = tmp_path / f".run.nc.{dead_pid}.0000000000bb.tmp"  # just written: maybe another host
+    other_target = tmp_path / f".other.nc.{dead_pid}.0123456789ab.tmp"
+    not_ours = tmp_path / ".run.nc.tmp"
+    for p in (stale, ancient, live, fresh, other_target, not_ours):
+        p.write_bytes(b"partial")
+    os.utime(stale, (old, old))
+    os.utime(other_target, (old, old))
+    os.utime(not_ours, (old, old))
+    os.utime(ancient, (old - 6 * 3600, old - 6 * 3600))
+    write_netcdf(GOOD_DS, target)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["run.nc", live.name, fresh.name, other_target.name, not_ours.name])
+    assert remove_stale_temps(target) == []
+
+
+# -- checkpoint metadata: validated by type before use ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes():
+    from gfdt_dash.score import ScoreNetConfig, TrainConfig, train_score
+    from gfdt_dash.score.checkpoint import checkpoint_bytes as to_bytes
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6, 8, 8)).astype(np.float32)
+    model = train_score(
+        x + np.roll(x, 1, axis=-1),
+        net_config=ScoreNetConfig(widths=(4, 8), n_res_blocks=1, embed_dim=8, groups=1),
+        train_config=TrainConfig(batch_size=4, n_steps=2, eval_every=2, val_batches=1),
+        device="cpu",
+    )
+    return to_bytes(model)
+
+
+def _with_metadata(raw, change):
+    from safetensors.torch import load, save
+
+    from gfdt_dash.score.checkpoint import _read_header_metadata
+
+    meta = json.loads(_read_header_metadata(raw)["gfdt_dash"])
+    new = change(meta)
+    return save(load(raw), metadata={"gfdt_dash": new if isinstance(new, str) else json.dumps(new)})
+
+
+def _drop(key):
+    return lambda m: {k: v for k, v in m.items() if k != key}
+
+
+def _set(key, value):
+    return lambda m: {**m, key: value}
+
+
+CHECKPOINT_METADATA = [
+    ("metadata a list", lambda m: "[1]", "must be a JSON object, got list"),
+    ("metadata null", lambda m: "null", "must be a JSON object, got NoneType"),
+    ("metadata nested deeply", lambda m: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("no scale", _drop("scale"), "scale: missing"),
+    ("no n", _drop("n"), "n: missing"),
+    ("no net_config", _drop("net_config"), "net_config: missing"),
+    ("no step", _drop("step"), "step: missing"),
+    ("scale zero", _set("scale", 0), "scale: must be a positive finite number, got 0"),
+    ("scale negative", _set("scale", -1.5), "scale: must be a positive finite number"),
+    ("scale a string", _set("scale", "big"), "scale: must be a positive finite number"),
+    ("n a string", _set("n", "8"), "n: must be an even integer"),
+    ("step negative", _set("step", -3), "step: must be a non-negative integer"),
+    ("sigma_max below sigma_min", _set("sigma_max", 1e-4), "sigma_max: .* must exceed"),
+    ("system a list", _set("system", ["ou"]), "system: must be a system name"),
+    ("net_config a list", _set("net_config", [1, 2]), "net_config: must be an object"),
+    ("history a string", _set("history", "x"), "history: must be an object of lists"),
+    ("system_config a list", _set("system_config", "[1]"), "system_config: must be a JSON object"),
+    (
+        "param groups malformed",
+        _set("optimizer_param_groups", [{"params": "x"}]),
+        "optimizer_param_groups: must be a list",
+    ),
+    (
+        "network of gigabytes",
+        lambda m: {
+            **m,
+            "net_config": {**m["net_config"], "widths": [1024, 1024], "n_res_blocks": 64},
+        },
+        r"describes [\d,]{13} numbers .* the file holds",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [c[1:] for c in CHECKPOINT_METADATA],
+    ids=[c[0] for c in CHECKPOINT_METADATA],
+)
+def test_checkpoint_metadata_is_validated_before_use(checkpoint_bytes, change, message):
+    from gfdt_dash.score.checkpoint import model_from_bytes
+
+    bad = _with_metadata(checkpoint_bytes, change)
+    with pytest.raises(ValueError, match=f"ckpt.*{message}"):
+        model_from_bytes(bad, device="cpu", source="ckpt")
+
+
+def test_the_untampered_checkpoint_loads(checkpoint_bytes):
+    from gfdt_dash.score.checkpoint import model_from_bytes
+
+    assert model_from_bytes(_with_metadata(checkpoint_bytes, lambda m: m), device="cpu").step == 2
+
+
+# -- cost: the model counts what the protocols integrate --------------------------------------
+
+
+def test_the_cost_model_counts_the_member_steps_actually_integrated(monkeypatch):
+    """Count every member advanced by one step in simulate and in the perturbation experiment
+    (whose paired runs step twice the members) and compare with the estimate."""
+    from gfdt_dash.systems.fields import FieldSystem
+
+    counted = [0]
+    original = FieldSystem.step
+
+    def counting(self, state, noise):
+        counted[0] += state["field_hat"].shape[0]
+        return original(self, state, noise)
+
+    monkeypatch.setattr(FieldSystem, "step", counting)
+    config = OU.replace(n_experiments=5, spinup=2.0)  # 2 members: 3 restarts, rounded up
+    simulate(config, device="cpu")
+    assert counted[0] == job_cost(config).member_steps
+    counted[0] = 0
+    perturbation_response(config, device="cpu")
+    assert counted[0] == job_cost(config, simulate=False, perturbation=True).member_steps
+
+
+# -- scans: everything refused before a cluster starts ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_workers": 0}, "^n_workers: must be an integer >= 1"),
+        ({"threads_per_worker": 0}, "^threads_per_worker: must be an integer >= 1"),
+        ({"scheduler": "nonsense"}, "^scheduler: 'nonsense' is not HOST:PORT"),
+        ({"scheduler": "tcp://127.0.0.1:1"}, "^scheduler: cannot reach 'tcp://127.0.0.1:1'"),
+        ({"limits": CLI_LIMITS.replace(max_member_steps=10)}, "^members × steps: this scan"),
+    ],
+    ids=["workers 0", "threads 0", "bad address", "unreachable scheduler", "over the limit"],
+)
+def test_scan_arguments_are_refused_before_any_cluster_starts(tmp_path, kwargs, message):
+    spec = ScanSpec.from_dict({**SCAN, "methods": ["gaussian"]})
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        run_scan(spec, tmp_path / "scan", **kwargs)
+    assert time.perf_counter() - t0 < 15  # no cluster was started, nothing waited long
+    assert not (tmp_path / "scan").exists()
