@@ -8,6 +8,7 @@ also run through the real ``gfdt-dash`` in a subprocess: exit status 2, one line
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -237,7 +238,7 @@ CASES = [
     ("seed -1", lambda: check_seed(-1), ValueError, "^seed: -1 outside"),
     ("seed 2**63", lambda: check_seed(2**63), ValueError, "^seed: 9223372036854775808 outside"),
     ("seed float", lambda: check_seed(1.0), ValueError, "^seed: must be an integer"),
-    ("seed bool", lambda: check_seed(True), ValueError, "^seed: must be an integer"),
+    ("seed bool", lambda: check_seed(False), ValueError, "^seed: must be an integer"),
     ("simulate seed -1", lambda: simulate(OU, seed=-1, device="cpu"), ValueError, "^seed:"),
     (
         "simulate seed 2**63",
@@ -599,3 +600,210 @@ def test_scan_arguments_are_refused_before_any_cluster_starts(tmp_path, kwargs, 
         run_scan(spec, tmp_path / "scan", **kwargs)
     assert time.perf_counter() - t0 < 15  # no cluster was started, nothing waited long
     assert not (tmp_path / "scan").exists()
+
+
+# -- the command line: one line naming the input, exit 2, inputs untouched --------------------
+
+
+@pytest.fixture(scope="module")
+def cli_dir(tmp_path_factory, checkpoint_bytes):
+    """Small input files, good and bad, for the command-line tables."""
+    d = tmp_path_factory.mktemp("cli")
+    run = simulate(OU.replace(record=16.0, spinup=0.0, n_experiments=2), device="cpu")
+    write_netcdf(run, d / "run.nc")
+    for name, change in [
+        ("cfg_list", lambda ds: ds.attrs.update(config="[1, 2]")),
+        ("cfg_deep", lambda ds: ds.attrs.update(config="[" * 100_000 + "]" * 100_000)),
+        ("cfg_grid", lambda ds: ds.attrs.update(config=OU.replace(n=16).to_json())),
+        (
+            "cfg_hours",
+            lambda ds: ds.attrs.update(
+                config=OU.replace(
+                    members=4096, n_experiments=10**6, restart_every=100.0, spinup=0.0
+                ).to_json()
+            ),
+        ),
+    ]:
+        ds = run.copy()
+        change(ds)
+        write_netcdf(ds, d / f"{name}.nc")
+    write_netcdf(run.assign(field=run.field * 0 + 1.0), d / "const.nc")
+    write_netcdf(run.assign(field=(run.field * 10).astype(np.int32)), d / "int.nc")
+    write_netcdf(run.drop_vars("snapshot"), d / "nosnap.nc")
+    (d / "garbage.nc").write_bytes(b"\x00not a netcdf file" * 20)
+    (d / "ckpt.safetensors").write_bytes(checkpoint_bytes)
+    (d / "scale0.safetensors").write_bytes(
+        _with_metadata(checkpoint_bytes, _set("scale", 0))
+    )
+    (d / "link.nc").symlink_to(d / "run.nc")
+    (d / "folder").mkdir()
+    spec = (
+        'system = "ou"\nmodel = "none"\nmethods = ["gaussian"]\n[params]\nU = [0.1]\n'
+        "[fixed]\nn = 8\nmembers = 2\nframe_members = 2\nrecord = 16.0\n"
+    )
+    (d / "good.toml").write_text(spec)
+    (d / "seedparam.toml").write_text(spec.replace("U = [0.1]", "seed = [1, 2]"))
+    (d / "broken.toml").write_text("system = \n")
+    return d
+
+
+# (id, argv with {d} for the folder of inputs, text the error must contain, in a subprocess too)
+CLI_CASES = [
+    ("response --out is --data", "response --data {d}/run.nc --out {d}/run.nc",
+     "--out: '{d}/run.nc' is the same file as the input --data", False),
+    ("response --out links to --data", "response --data {d}/run.nc --out {d}/link.nc",
+     "same file as the input --data", False),
+    ("train --out is the data", "train {d}/run.nc --out {d}/run.nc",
+     "same file as the input data", False),
+    ("--out a device", "response --data {d}/run.nc --out /dev/null",
+     "--out: '/dev/null' exists and is not a regular file", False),
+    ("--out a folder", "simulate --system ou --out {d}/folder",
+     "--out: '{d}/folder' is a directory", False),
+    ("--data missing", "response --data {d}/missing.nc --out {d}/r.nc",
+     "--data: no such file '{d}/missing.nc'", False),
+    ("--data a folder", "response --data {d}/folder --out {d}/r.nc",
+     "--data: '{d}/folder' is a directory", False),
+    ("--data garbage", "response --data {d}/garbage.nc --out {d}/r.nc",
+     "--data: '{d}/garbage.nc' is not a readable netCDF file", False),
+    ("config a list", "response --data {d}/cfg_list.nc --out {d}/r.nc",
+     "cfg_list.nc: the 'config' attribute must be a JSON object, got list", False),
+    ("config nested deeply", "response --data {d}/cfg_deep.nc --out {d}/r.nc",
+     "cfg_deep.nc: the 'config' attribute is nested too deeply", True),
+    ("config grid contradicts data", "response --data {d}/cfg_grid.nc --out {d}/r.nc",
+     "cfg_grid.nc: the 'config' attribute says n=16", False),
+    ("train config nested deeply", "train {d}/cfg_deep.nc --out {d}/m.safetensors",
+     "cfg_deep.nc: the 'config' attribute is nested too deeply", False),
+    ("field constant", "response --data {d}/const.nc --out {d}/r.nc --methods gaussian",
+     "const.nc: field: every value equals 1", False),
+    ("field integer", "response --data {d}/int.nc --out {d}/r.nc --methods gaussian",
+     "int.nc: field: values are int32", False),
+    ("perturbation protocol of hours",
+     "response --data {d}/cfg_hours.nc --out {d}/r.nc --methods perturbation",
+     "needs 1,599,340,544 member-steps (direct perturbation 1,599,340,544); allowed: at most "
+     "200,000,000", True),
+    ("simulation beyond the limit",
+     "simulate --system ou --set members=4096 --set spinup=100000 --out {d}/big.nc",
+     "--max-member-steps", False),
+    ("training beyond the limit", "train {d}/run.nc --steps 50 --max-train-steps 10 --out {d}/m.st",
+     "train_steps: this training needs 50 optimiser steps; allowed: at most 10", False),
+    ("checkpoint scale 0",
+     "response --data {d}/run.nc --model {d}/scale0.safetensors --methods learned_score "
+     "--out {d}/r.nc", "--model: '{d}/scale0.safetensors' .* scale: must be a positive", False),
+    ("checkpoint not safetensors",
+     "response --data {d}/run.nc --model {d}/run.nc --methods learned_score --out {d}/r.nc",
+     "--model: '{d}/run.nc' is not a readable safetensors checkpoint", False),
+    ("resume with fewer steps",
+     "train {d}/run.nc --resume {d}/ckpt.safetensors --steps 1 --out {d}/m.safetensors",
+     "--steps: the checkpoint --resume {d}/ckpt.safetensors has already done 2 steps and "
+     "training would stop at 1", True),
+    ("resume with no more steps",
+     "train {d}/run.nc --resume {d}/ckpt.safetensors --out {d}/m.safetensors",
+     "has already done 2 steps and training would stop at 2", False),
+    ("train data without snapshots", "train {d}/nosnap.nc --out {d}/m.safetensors",
+     "data: {d}/nosnap.nc has no 'snapshot' variable", False),
+    ("seed -1", "simulate --system ou --seed -1 --out {d}/x.nc",
+     "argument --seed: -1 outside the allowed range", True),
+    ("seed 2**63", "simulate --system ou --seed 9223372036854775808 --out {d}/x.nc",
+     "argument --seed: 9223372036854775808 outside", False),
+    ("scan spec not TOML", "scan {d}/broken.toml --out {d}/scan",
+     "spec: '{d}/broken.toml' is not valid TOML", False),
+    ("scan seed as a parameter", "scan {d}/seedparam.toml --out {d}/scan",
+     "spec '{d}/seedparam.toml': params.seed: seeds are not a parameter", True),
+    ("scan workers 0", "scan {d}/good.toml --out {d}/scan --workers 0",
+     "argument --workers: must be >= 1", False),
+    ("scan scheduler unreachable",
+     "scan {d}/good.toml --out {d}/scan --scheduler tcp://127.0.0.1:1",
+     "scheduler: cannot reach 'tcp://127.0.0.1:1'", True),
+    ("scan --out a file", "scan {d}/good.toml --out {d}/run.nc",
+     "--out: '{d}/run.nc' exists and is not a folder", False),
+    ("reproduce unknown system", "reproduce --systems lorenz --out {d}/rep",
+     "--systems: system: unknown system 'lorenz'", False),
+]
+
+
+def _argv(template, d):
+    return [a.replace("{d}", str(d)) for a in template.split()]
+
+
+def _pattern(fragment, d):
+    """The fragment as literal text, with {d} the folder and " .* " standing for anything."""
+    return re.escape(fragment.replace("{d}", str(d))).replace(re.escape(" .* "), ".*")
+
+
+def _digests(d):
+    return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"), [c[1:3] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES]
+)
+def test_cli_bad_input_ends_in_one_line_naming_it(cli_dir, capsys, argv, fragment):
+    before = _digests(cli_dir)
+    try:
+        rc = main([*_argv(argv, cli_dir), "--device", "cpu", "--quiet"])
+    except SystemExit as exc:  # argparse's own refusals
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert re.search(_pattern(fragment, cli_dir), last), err
+    if "usage:" not in err:
+        assert err.strip().count("\n") == 0, err
+    assert _digests(cli_dir) == before  # no input was touched
+
+
+def test_the_real_cli_prints_no_traceback(cli_dir):
+    """A subset of the table through ``python -m gfdt_dash`` in subprocesses (run in parallel)."""
+    cases = [c for c in CLI_CASES if c[3]]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gfdt_dash", *_argv(argv, cli_dir), "--device", "cpu"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _, argv, _, _ in cases
+    ]
+    for (name, _, fragment, _), proc in zip(cases, procs, strict=True):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (name, err)
+        assert "Traceback" not in err, (name, err)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("gfdt-dash "), (name, err)
+        assert re.search(_pattern(fragment, cli_dir), last), (name, err)
+
+
+def test_debug_shows_the_traceback_and_unexpected_errors_stay_one_line(
+    cli_dir, capsys, monkeypatch
+):
+    import gfdt_dash.cli as cli
+
+    def boom(args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "_cmd_simulate", boom)
+    argv = ["simulate", "--system", "ou", "--out", str(cli_dir / "x.nc")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "gfdt-dash simulate: error: RuntimeError: disk on fire "
+        "(rerun with --debug for the traceback)\n"
+    )
+    assert cli.main([*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "disk on fire" in err
+
+
+def test_ctrl_c_ends_with_a_short_line_and_status_130(cli_dir, capsys, monkeypatch):
+    import gfdt_dash.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_response", interrupted)
+    argv = ["response", "--data", str(cli_dir / "run.nc"), "--out", str(cli_dir / "r.nc")]
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err == "gfdt-dash response: interrupted\n"
