@@ -273,6 +273,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     spec = ScanSpec.from_toml(args.spec)
     out = _check_folder(args.out)
 
+    def on_start(total: int, done: int) -> None:
+        print(f"scan: {total} cells, {done} already done", file=sys.stderr)
+
     def on_cell(done: int, total: int, cell: dict) -> None:
         if not args.quiet:
             print(f"cell {done}/{total} done: {cell}", file=sys.stderr)
@@ -286,6 +289,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         device=args.device,
         limits=_limits(args),
         verbose=args.verbose,
+        on_start=on_start,
         on_cell=on_cell,
     )
     if ds is not None:

@@ -3,17 +3,19 @@ of field data and of the system config a netCDF file carries.
 
 Every writer goes through :func:`atomic_write`: the destination is checked first
 (:func:`check_destination`: a regular file or nothing, in a writable folder, not one of the job's
-inputs), the data go to a hidden temporary file ``.<name>.<pid>.<random>.tmp`` in the same folder
-and are renamed over the destination, so a crash never leaves a half-written file. Temporary
-files of the same destination left by a killed writer are removed on the next write
+inputs), the data go to a hidden temporary file ``.<name>.<host>-<pid>.<random>.tmp`` in the
+same folder and are renamed over the destination, so a crash never leaves a half-written file.
+Temporary files of the same destination left by a killed writer are removed on the next write
 (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import socket
 import stat
 import time
 import uuid
@@ -38,16 +40,18 @@ __all__ = [
 
 FIELD_DIMS = ("member", "time", "y", "x")
 _ENGINE = "h5netcdf"
-# A temporary file is stale when its writer (pid on this machine) is gone and it has not been
-# touched for _QUIET_S seconds (a live writer on another machine of a shared filesystem keeps it
-# fresh), or when it is older than _STALE_S whatever its pid says (pids are reused).
-_QUIET_S = 60.0
+# A temporary file is stale when its writer is gone: written on this machine (host tag) by a
+# process that no longer runs, or older than _STALE_S whatever its name says (a writer on another
+# machine of a shared filesystem, or a reused pid).
 _STALE_S = 6 * 3600.0
-_TMP_SUFFIX_LEN = len(".0000000.0123456789ab.tmp") + 1  # pid up to 7 digits, leading dot
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TMP_SUFFIX_LEN = len(".abcdef-0000000.0123456789ab.tmp") + 1  # pid up to 7 digits, leading dot
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+def _temp_name(path: Path, pid: int | None = None) -> Path:
+    """``.<name>.<host tag>-<pid>.<12 random hex>.tmp`` next to ``path``."""
+    pid = os.getpid() if pid is None else pid
+    return path.with_name(f".{path.name}.{_HOST}-{pid}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def _name_max(folder: Path) -> int:
@@ -149,14 +153,16 @@ def remove_stale_temps(path: str | os.PathLike, *, now: float | None = None) -> 
     """Remove the stale temporary files an interrupted :func:`atomic_write` left for ``path``.
 
     Only files named like our own temporaries of exactly this destination
-    (``.<name>.<pid>.<12 hex>.tmp``) are considered, and only stale ones: the writing process is
-    no longer running and the file has not been modified for a minute, or it is older than six
-    hours. Returns the removed paths.
+    (``.<name>.<host tag>-<pid>.<12 hex>.tmp``) are considered, and only stale ones: written on
+    this machine by a process that is no longer running, or older than six hours (a writer on
+    another machine sharing the folder is left alone until then). Returns the removed paths.
     """
     path = Path(path)
-    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]{12}\.tmp")
+    pattern = re.compile(
+        re.escape(f".{path.name}.") + r"([0-9a-f]{6})-(\d+)\.[0-9a-f]{12}\.tmp"
+    )
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(path.parent.iterdir())
     except OSError:
@@ -171,8 +177,8 @@ def remove_stale_temps(path: str | os.PathLike, *, now: float | None = None) -> 
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
-        age = now - st.st_mtime
-        if age > _STALE_S or (age > _QUIET_S and not _pid_alive(int(m.group(1)))):
+        ours_and_dead = m.group(1) == _HOST and not _pid_alive(int(m.group(2)))
+        if ours_and_dead or now - st.st_mtime > _STALE_S:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

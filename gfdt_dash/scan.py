@@ -50,7 +50,15 @@ from gfdt_dash.data import open_dataset, write_netcdf
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import get_config
 
-__all__ = ["MAX_CELLS", "ScanSpec", "collect", "results_table", "run_cell", "run_scan"]
+__all__ = [
+    "MAX_CELLS",
+    "ScanSpec",
+    "collect",
+    "results_table",
+    "run_cell",
+    "run_scan",
+    "unfinished_cells",
+]
 
 log = logging.getLogger(__name__)
 N_DOWN = 4
@@ -338,6 +346,12 @@ def _check_scheduler(address: str) -> None:
         ) from None
 
 
+def unfinished_cells(spec: ScanSpec, out_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The cells of ``spec`` without a finished result under ``out_dir``."""
+    cells_dir = Path(out_dir) / "cells"
+    return [c for c in spec.cells() if not (cells_dir / f"{cell_id(spec, c)}.nc").is_file()]
+
+
 def run_scan(
     spec: ScanSpec,
     out_dir: str | os.PathLike,
@@ -348,6 +362,7 @@ def run_scan(
     device: str = "cpu",
     limits: CostLimits | None = None,
     verbose: bool = False,
+    on_start: Callable[[int, int], None] | None = None,
     on_cell: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> xr.Dataset | None:
     """Run every unfinished cell on Dask and collect the results into ``<out_dir>/scan.nc``.
@@ -356,15 +371,16 @@ def run_scan(
     ``None`` starts a local cluster of ``n_workers`` processes with ``threads_per_worker`` threads
     each (the thread budget: torch inside each worker is limited to that many threads). With
     ``limits`` the summed cost of the unfinished cells is checked before any cluster starts.
-    Dask's own logging is kept to errors unless ``verbose``. ``on_cell(done, total, cell)``
-    reports progress as cells finish.
+    Dask's own logging is kept to errors unless ``verbose``. ``on_start(total, done)`` is called
+    once everything is validated, before any cell runs; ``on_cell(done, total, cell)`` reports
+    progress as cells finish.
     """
     for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
     out = Path(out_dir)
     cells_dir = out / "cells"
-    todo = [c for c in spec.cells() if not (cells_dir / f"{cell_id(spec, c)}.nc").is_file()]
+    todo = unfinished_cells(spec, out)
     total, done = len(spec.cells()), len(spec.cells()) - len(todo)
     if todo and limits is not None:
         limits.check(spec.cost(todo), f"scan ({len(todo)} cells to run)")
@@ -372,6 +388,8 @@ def run_scan(
         _check_scheduler(scheduler)
     cells_dir.mkdir(parents=True, exist_ok=True)
     log.info("scan: %d cells, %d already done", total, done)
+    if on_start is not None:
+        on_start(total, done)
     if todo:
         from dask.distributed import Client, LocalCluster, as_completed
 

@@ -441,27 +441,33 @@ def test_destinations_that_would_destroy_something_are_refused(tmp_path, make):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_stale_temporaries_of_the_target_are_removed_and_nothing_else(tmp_path):
+def test_stale_temporaries_of_the_target_are_removed_and_nothing_else(tmp_path, monkeypatch):
+    from gfdt_dash import data
+
     target = tmp_path / "run.nc"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_pid = int(dead.stdout)
-    old = time.time() - 3600
-    stale = tmp_path / f".run.nc.{dead_pid}.0123456789ab.tmp"  # writer gone, quiet for an hour
-    ancient = tmp_path / f".run.nc.{os.getpid()}.abcdefabcdef.tmp"  # older than six hours
-    live = tmp_path / f".run.nc.{os.getpid()}.0000000000aa.tmp"  # a live writer's
-    fresh = tmp_path / f".run.nc.{dead_pid}.0000000000bb.tmp"  # just written: maybe another host
-    other_target = tmp_path / f".other.nc.{dead_pid}.0123456789ab.tmp"
+    killed = data._temp_name(target, dead_pid)  # this machine, writer gone: stale at once
+    live = data._temp_name(target)  # a running writer's (ours)
+    other_target = data._temp_name(tmp_path / "other.nc", dead_pid)
     not_ours = tmp_path / ".run.nc.tmp"
-    for p in (stale, ancient, live, fresh, other_target, not_ours):
+    monkeypatch.setattr(data, "_HOST", "abcdef")  # as if written on another machine:
+    remote = data._temp_name(target, dead_pid)  # left alone for six hours,
+    ancient = data._temp_name(target, dead_pid)  # then removed
+    monkeypatch.undo()
+    for p in (killed, live, other_target, not_ours, remote, ancient):
         p.write_bytes(b"partial")
-    os.utime(stale, (old, old))
-    os.utime(other_target, (old, old))
-    os.utime(not_ours, (old, old))
-    os.utime(ancient, (old - 6 * 3600, old - 6 * 3600))
+    old = time.time() - 7 * 3600
+    for p in (other_target, not_ours, ancient):
+        os.utime(p, (old, old))
     write_netcdf(GOOD_DS, target)
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == sorted(["run.nc", live.name, fresh.name, other_target.name, not_ours.name])
+    assert left == sorted(["run.nc", live.name, other_target.name, not_ours.name, remote.name])
     assert remove_stale_temps(target) == []
 
 
