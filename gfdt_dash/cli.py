@@ -319,6 +319,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(
             f"data: {args.data} has no 'snapshot' variable (write it with `gfdt-dash simulate`)"
         )
+    kind = ds["snapshot"].dtype
+    if kind.kind != "f":
+        raise ValueError(
+            f"data: {args.data}: the 'snapshot' values are {kind}; score training needs real "
+            "floating-point fields"
+        )
     read_config(ds, f"data {args.data}")
     overrides = {} if args.steps is None else {"n_steps": args.steps}
     resume = None

@@ -366,6 +366,12 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, monkeypatch, capsys, a
     assert fragment in capsys.readouterr().err
 
 
+def test_an_array_with_stated_dims_is_accepted_in_any_axis_order():
+    values = RNG.standard_normal((8, 8, 8, 8))  # (y, x, member, time): ambiguous when bare
+    arr = as_field_array(xr.DataArray(values, dims=("y", "x", "member", "time")))
+    np.testing.assert_array_equal(arr, values.transpose(2, 3, 0, 1))
+
+
 # -- output destinations: nothing is ever destroyed ------------------------------------------
 
 
@@ -636,6 +642,7 @@ def cli_dir(tmp_path_factory, checkpoint_bytes):
     write_netcdf(run.assign(field=run.field * 0 + 1.0), d / "const.nc")
     write_netcdf(run.assign(field=(run.field * 10).astype(np.int32)), d / "int.nc")
     write_netcdf(run.drop_vars("snapshot"), d / "nosnap.nc")
+    write_netcdf(run.assign(snapshot=(run.snapshot * 10).astype(np.int16)), d / "intsnap.nc")
     (d / "garbage.nc").write_bytes(b"\x00not a netcdf file" * 20)
     (d / "ckpt.safetensors").write_bytes(checkpoint_bytes)
     (d / "scale0.safetensors").write_bytes(
@@ -707,6 +714,8 @@ CLI_CASES = [
      "has already done 2 steps and training would stop at 2", False),
     ("train data without snapshots", "train {d}/nosnap.nc --out {d}/m.safetensors",
      "data: {d}/nosnap.nc has no 'snapshot' variable", False),
+    ("train on integer snapshots", "train {d}/intsnap.nc --out {d}/m.safetensors",
+     "data: {d}/intsnap.nc: the 'snapshot' values are int16", False),
     ("seed -1", "simulate --system ou --seed -1 --out {d}/x.nc",
      "argument --seed: -1 outside the allowed range", True),
     ("seed 2**63", "simulate --system ou --seed 9223372036854775808 --out {d}/x.nc",
