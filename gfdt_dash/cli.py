@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -268,6 +269,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        # Dask logs its cluster's start-up at INFO, in this process and in every worker (which
+        # inherit the environment and read it when distributed is imported).
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+        logging.getLogger("distributed").setLevel(logging.ERROR)
     from gfdt_dash.scan import ScanSpec, results_table, run_scan
 
     spec = ScanSpec.from_toml(args.spec)
@@ -288,7 +294,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         threads_per_worker=args.threads,
         device=args.device,
         limits=_limits(args),
-        verbose=args.verbose,
         on_start=on_start,
         on_cell=on_cell,
     )

@@ -27,7 +27,6 @@ unknown keys in every section, every cell's config and training config, the seed
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -361,7 +360,6 @@ def run_scan(
     threads_per_worker: int = 1,
     device: str = "cpu",
     limits: CostLimits | None = None,
-    verbose: bool = False,
     on_start: Callable[[int, int], None] | None = None,
     on_cell: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> xr.Dataset | None:
@@ -371,7 +369,7 @@ def run_scan(
     ``None`` starts a local cluster of ``n_workers`` processes with ``threads_per_worker`` threads
     each (the thread budget: torch inside each worker is limited to that many threads). With
     ``limits`` the summed cost of the unfinished cells is checked before any cluster starts.
-    Dask's own logging is kept to errors unless ``verbose``. ``on_start(total, done)`` is called
+    ``on_start(total, done)`` is called
     once everything is validated, before any cell runs; ``on_cell(done, total, cell)`` reports
     progress as cells finish.
     """
@@ -393,61 +391,44 @@ def run_scan(
     if todo:
         from dask.distributed import Client, LocalCluster, as_completed
 
-        quiet = logging.INFO if verbose else logging.ERROR
-        with _dask_log_level(quiet):
-            cluster = None
+        cluster = None
+        if scheduler is None:
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=":0",  # a free port: never a port-in-use warning
+                env={"OMP_NUM_THREADS": str(threads_per_worker)},
+            )
+        try:
+            client = Client(scheduler or cluster, timeout=f"{_CONNECT_TIMEOUT_S:g}s")
+        except Exception as exc:
+            if cluster is not None:
+                cluster.close()
             if scheduler is None:
-                cluster = LocalCluster(
-                    n_workers=n_workers,
-                    threads_per_worker=threads_per_worker,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=quiet,
-                    env={"OMP_NUM_THREADS": str(threads_per_worker)},
-                )
-            try:
-                client = Client(scheduler or cluster, timeout=f"{_CONNECT_TIMEOUT_S:g}s")
-            except Exception as exc:
-                if cluster is not None:
-                    cluster.close()
-                if scheduler is None:
-                    raise
-                raise ValueError(
-                    f"scheduler: {scheduler!r} accepted a connection but did not answer as a "
-                    f"Dask scheduler ({type(exc).__name__}: {str(exc)[:120]})"
-                ) from exc
-            try:
-                client.run(_limit_threads, threads_per_worker)
-                futures = {client.submit(run_cell, spec, c, device, pure=False): c for c in todo}
-                for future in as_completed(futures):
-                    cell = futures[future]
-                    write_netcdf(future.result(), cells_dir / f"{cell_id(spec, cell)}.nc")
-                    done += 1
-                    write_netcdf(collect(spec, cells_dir), out / "scan.nc")
-                    if on_cell is not None:
-                        on_cell(done, total, cell)
-            finally:
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+                raise
+            raise ValueError(
+                f"scheduler: {scheduler!r} accepted a connection but did not answer as a "
+                f"Dask scheduler ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from exc
+        try:
+            client.run(_limit_threads, threads_per_worker)
+            futures = {client.submit(run_cell, spec, c, device, pure=False): c for c in todo}
+            for future in as_completed(futures):
+                cell = futures[future]
+                write_netcdf(future.result(), cells_dir / f"{cell_id(spec, cell)}.nc")
+                done += 1
+                write_netcdf(collect(spec, cells_dir), out / "scan.nc")
+                if on_cell is not None:
+                    on_cell(done, total, cell)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
     result = collect(spec, cells_dir)
     if result is not None:
         write_netcdf(result, out / "scan.nc")
     return result
-
-
-@contextlib.contextmanager
-def _dask_log_level(level: int):
-    """Dask's loggers in this process at ``level`` for the duration (restored afterwards)."""
-    loggers = [logging.getLogger(n) for n in ("distributed", "dask")]
-    before = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(level)
-    try:
-        yield
-    finally:
-        for lg, lv in zip(loggers, before, strict=True):
-            lg.setLevel(lv)
 
 
 def _limit_threads(n: int) -> None:

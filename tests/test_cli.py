@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 
@@ -62,7 +63,13 @@ def test_bad_input_exits_2_naming_the_field(tmp_path, capsys):
     assert not (tmp_path / "x.nc").exists()
 
 
-def test_scan_is_quiet_and_its_table_names_the_parameter_values(tmp_path, capfd, tiny_scan_spec):
+def test_scan_is_quiet_and_its_table_names_the_parameter_values(
+    tmp_path, capfd, monkeypatch, tiny_scan_spec
+):
+    # the CLI quiets Dask process-wide; give this process its state back afterwards
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "info")
+    dask_log = logging.getLogger("distributed")
+    monkeypatch.setattr(dask_log, "level", dask_log.level)
     spec = tiny_scan_spec(seeds=(0, 3))
     spec["params"] = {"U": [0.05]}
     lines = [f"{k} = {json.dumps(v)}" for k, v in spec.items() if not isinstance(v, dict)]
