@@ -1,13 +1,19 @@
 """Command line: ``gfdt-dash simulate|...`` (also ``python -m gfdt_dash``).
 
-Each subcommand is a ``_cmd_<name>(args)`` function registered in ``_build_parser``.
+Each subcommand is a ``_cmd_<name>(args)`` function registered in ``_build_parser``. Every
+failure ends in one line on stderr naming the input and the problem, exit status 2 (``--debug``
+adds the traceback); Ctrl-C ends with a short line and status 130. Outputs are checked before any
+work starts: ``--out`` may never be one of the inputs or anything but a regular file. A job whose
+estimated cost exceeds the limits of :mod:`gfdt_dash.cost` is refused before it starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,45 @@ from typing import Any
 from gfdt_dash import __version__
 
 log = logging.getLogger("gfdt_dash")
+
+
+def _seed(text: str) -> int:
+    from gfdt_dash.seeds import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("seed: ")) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _limits(args: argparse.Namespace):
+    """The cost ceilings of this invocation: defaults, environment, then the options."""
+    from gfdt_dash.cost import CLI_LIMITS, CostLimits
+
+    return CostLimits.from_env(CLI_LIMITS).replace(
+        max_member_steps=getattr(args, "max_member_steps", None),
+        max_train_steps=getattr(args, "max_train_steps", None),
+    )
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -57,14 +102,41 @@ class _ProgressBar:
             print(line, end=end, file=sys.stderr, flush=True)
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+def _add_common(p: argparse.ArgumentParser, *, device: str = "auto", seed: bool = True) -> None:
+    p.add_argument(
+        "--device", default=device, help=f"auto (CUDA, MPS, CPU), cpu, cuda or mps ({device})"
+    )
+    if seed:
+        p.add_argument(
+            "--seed", type=_seed, default=0, help="random seed, 0 ≤ seed < 2**63 (default 0)"
+        )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--verbose", action="store_true", help="log progress details (INFO)")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error")
+
+
+def _add_cost_limit(p: argparse.ArgumentParser, train: bool = False) -> None:
+    if train:
+        p.add_argument(
+            "--max-train-steps",
+            type=_positive_int,
+            metavar="N",
+            help="refuse training beyond N optimiser steps (default 1,000,000 or "
+            "$GFDT_DASH_MAX_TRAIN_STEPS)",
+        )
+    else:
+        p.add_argument(
+            "--max-member-steps",
+            type=_positive_int,
+            metavar="N",
+            help="refuse jobs estimated above N member-steps (default 200,000,000 or "
+            "$GFDT_DASH_MAX_MEMBER_STEPS)",
+        )
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from gfdt_dash.data import write_netcdf
+    from gfdt_dash.cost import job_cost
+    from gfdt_dash.data import check_destination, write_netcdf
     from gfdt_dash.systems import get_config, simulate
 
     overrides = _parse_overrides(args.set or [])
@@ -74,6 +146,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     config = get_config(args.system, args.preset, **overrides)
     if config.frame_members > config.members:
         config = config.replace(frame_members=config.members)
+    check_destination(args.out, name="--out")
+    _limits(args).check(job_cost(config), "simulation")
     ds = simulate(
         config,
         seed=args.seed,
@@ -81,21 +155,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         callback=_ProgressBar(not args.quiet),
     )
-    path = write_netcdf(ds, args.out)
+    path = write_netcdf(ds, args.out, name="--out")
     print(f"wrote {path} (field {dict(ds.field.sizes)}, snapshot {dict(ds.snapshot.sizes)})")
     return 0
 
 
 def _cmd_response(args: argparse.Namespace) -> int:
-    from gfdt_dash.data import open_dataset, write_netcdf
+    from gfdt_dash.data import check_destination, open_dataset, read_config, write_netcdf
     from gfdt_dash.pipeline import compute_responses
     from gfdt_dash.response import error_table
-    from gfdt_dash.systems import config_from_json
 
-    data = open_dataset(args.data)
+    inputs = [("--data", args.data), ("--model", args.model)]
+    check_destination(args.out, inputs=inputs, name="--out")
+    data = open_dataset(args.data, name="--data")
     if "field" not in data:
         raise ValueError(f"--data: {args.data} has no 'field' variable (member, time, y, x)")
-    config = config_from_json(data.attrs["config"]) if "config" in data.attrs else None
+    if not {"x", "y"} <= set(data["field"].dims):
+        raise ValueError(f"--data: {args.data}: 'field' must have dims (member, time, y, x)")
+    config = read_config(data, f"--data {args.data}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     score = None
     if args.model:
@@ -106,6 +183,7 @@ def _cmd_response(args: argparse.Namespace) -> int:
             expect_system=config.system if config else None,
             expect_n=data.sizes["x"],
             device=args.device,
+            name="--model",
         )
         score = model.score_fn(device=args.device)
     elif methods and "learned_score" in methods:
@@ -119,24 +197,41 @@ def _cmd_response(args: argparse.Namespace) -> int:
             max_lag=args.max_lag,
             seed=args.seed,
             device=args.device,
+            limits=_limits(args),
             callback=_ProgressBar(not args.quiet),
         )
     except ValueError as exc:  # name the command-line flags, not the library arguments
         msg = str(exc)
-        for arg, flag in (("methods: ", "--methods "), ("max_lag: ", "--max-lag: ")):
+        for arg, flag in (
+            ("methods: ", "--methods "),
+            ("max_lag: ", "--max-lag: "),
+            ("fields: ", f"--data {args.data}: field: "),
+        ):
             if msg.startswith(arg):
                 raise ValueError(flag + msg.removeprefix(arg)) from exc
         raise
     names = [str(m) for m in combined["method"].values]
     if {"analytic", "perturbation"} & set(names):
         print(error_table(combined).to_string(float_format=lambda v: f"{v:.4g}"))
-    path = write_netcdf(combined, args.out)
+    path = write_netcdf(combined, args.out, name="--out")
     print(f"wrote {path} (methods {', '.join(names)}; lags {combined.sizes['lag']})")
     return 0
 
 
+def _check_folder(path: str, name: str = "--out") -> Path:
+    """An output folder: a folder or nothing yet, in a writable place."""
+    from gfdt_dash.data import check_destination
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{name}: {path!r} exists and is not a folder")
+    check_destination(out / "probe", name=name)  # the folder (or its nearest parent) is writable
+    return out
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from gfdt_dash.pipeline import run_pipeline
+    from gfdt_dash.cost import JobCost
+    from gfdt_dash.pipeline import pipeline_cost, run_pipeline
     from gfdt_dash.report import write_report
     from gfdt_dash.systems import get_config
 
@@ -144,10 +239,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     model = "shipped" if args.use_shipped else "train"
     if args.use_shipped and args.preset != "classroom":
         raise ValueError("--use-shipped: the shipped models are for the classroom preset only")
-    out = Path(args.out)
-    results = []
+    out = _check_folder(args.out)
+    configs = []
     for system in systems:
-        config = get_config(system, args.preset)
+        try:
+            configs.append(get_config(system.strip(), args.preset))
+        except ValueError as exc:
+            raise ValueError(f"--systems: {exc}") from None
+    limits = _limits(args)
+    total = sum((pipeline_cost(c, model=model) for c in configs), JobCost())
+    limits.check(total, "reproduction")
+    results = []
+    for config in configs:
         print(f"== {config.title} ({args.preset}) ==", file=sys.stderr)
         result = run_pipeline(
             config,
@@ -155,6 +258,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             device=args.device,
             model=model,
             cache_dir=out / "cache",
+            limits=limits,
             callback=_ProgressBar(not args.quiet),
         )
         print(result.errors.to_string(float_format=lambda v: f"{v:.3g}"))
@@ -165,9 +269,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from gfdt_dash.scan import ScanSpec, run_scan
+    if not args.verbose:
+        # Dask logs its cluster's start-up at INFO, in this process and in every worker (which
+        # inherit the environment and read it when distributed is imported).
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    from gfdt_dash.scan import ScanSpec, results_table, run_scan
 
     spec = ScanSpec.from_toml(args.spec)
+    out = _check_folder(args.out)
+
+    def on_start(total: int, done: int) -> None:
+        print(f"scan: {total} cells, {done} already done", file=sys.stderr)
 
     def on_cell(done: int, total: int, cell: dict) -> None:
         if not args.quiet:
@@ -175,26 +288,29 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     ds = run_scan(
         spec,
-        args.out,
+        out,
         scheduler=args.scheduler,
         n_workers=args.workers,
         threads_per_worker=args.threads,
         device=args.device,
+        limits=_limits(args),
+        on_start=on_start,
         on_cell=on_cell,
     )
     if ds is not None:
-        table = ds["error"].to_pandas() if ds.sizes["cell"] > 1 else ds["error"].to_series()
-        print(table.to_string(float_format=lambda v: f"{v:.3g}"))
-    print(f"wrote {Path(args.out) / 'scan.nc'}")
+        print(results_table(ds).to_string(float_format=lambda v: f"{v:.3g}"))
+    print(f"wrote {out / 'scan.nc'}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gfdt_dash.data import open_dataset
+    from gfdt_dash.cost import JobCost
+    from gfdt_dash.data import check_destination, open_dataset, read_config
     from gfdt_dash.score import (
         ScoreNetConfig,
         TrainConfig,
         diagnose,
+        load_checkpoint,
         save_checkpoint,
         split_snapshots,
         train_score,
@@ -202,22 +318,64 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gfdt_dash.score.training import as_snapshots
     from gfdt_dash.systems import FieldSystem, make_system
 
-    ds = open_dataset(args.data)
+    check_destination(args.out, inputs=[("data", args.data)], name="--out")
+    ds = open_dataset(args.data, name="data")
+    if "snapshot" not in ds:
+        raise ValueError(
+            f"data: {args.data} has no 'snapshot' variable (write it with `gfdt-dash simulate`)"
+        )
+    kind = ds["snapshot"].dtype
+    if kind.kind != "f":
+        raise ValueError(
+            f"data: {args.data}: the 'snapshot' values are {kind}; score training needs real "
+            "floating-point fields"
+        )
+    read_config(ds, f"data {args.data}")
     overrides = {} if args.steps is None else {"n_steps": args.steps}
-    train_cfg = TrainConfig.preset(args.train, **overrides)
+    resume = None
+    if args.resume:
+        resume = load_checkpoint(args.resume, device=args.device, name="--resume")
+        if resume.train_state is None:
+            raise ValueError(
+                f"--resume: {args.resume} is inference-only (no optimiser state); cannot resume"
+            )
+    # Resuming continues the checkpoint's own training config unless --train names another.
+    try:
+        if resume is not None and args.train is None:
+            base = resume.train_config
+        else:
+            base = TrainConfig.preset(args.train or "classroom")
+    except ValueError as exc:
+        raise ValueError(f"--train: {exc}") from None
+    try:
+        train_cfg = TrainConfig.from_dict({**base.to_dict(), **overrides})
+    except ValueError as exc:
+        raise ValueError(f"--steps: {exc}") from None
+    if resume is not None and train_cfg.n_steps <= resume.step:
+        raise ValueError(
+            f"--steps: the checkpoint --resume {args.resume} has already done {resume.step} "
+            f"steps and training would stop at {train_cfg.n_steps}; give --steps larger "
+            f"than {resume.step} to train further"
+        )
+    try:
+        net_config = None if resume is not None else ScoreNetConfig.preset(args.net)
+    except ValueError as exc:
+        raise ValueError(f"--net: {exc}") from None
+    _limits(args).check(JobCost(train_steps=train_cfg.n_steps), "training")
+    arr, config = as_snapshots(ds)
     model = train_score(
-        ds,
-        net_config=None if args.resume else ScoreNetConfig.preset(args.net),
+        arr,
+        system_config=config,
+        net_config=net_config,
         train_config=train_cfg,
         seed=args.seed,
         device=args.device,
-        resume=args.resume,
+        resume=resume,
         checkpoint_path=args.out if args.checkpoint_every else None,
         checkpoint_every=args.checkpoint_every,
         callback=_ProgressBar(not args.quiet),
     )
     if not args.no_diagnostics:
-        arr, config = as_snapshots(ds)
         held_out = split_snapshots(arr, train_cfg.val_fraction)[1]
         system = make_system(config, device=model.device) if config is not None else None
         exact = system.score if isinstance(system, FieldSystem) else None
@@ -226,7 +384,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         scalars = {k: v for k, v in model.metadata["diagnostics"].items() if isinstance(v, float)}
         print("diagnostics: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
-    path = save_checkpoint(model, args.out)
+    path = save_checkpoint(model, args.out, name="--out")
     print(f"wrote {path} ({model!r})")
     return 0
 
@@ -254,17 +412,26 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--out", required=True, help="output netCDF path")
     _add_common(p)
+    _add_cost_limit(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train a score model on simulated snapshots (netCDF)")
     p.add_argument("data", help="netCDF from `gfdt-dash simulate` (its snapshot variable)")
     p.add_argument("--net", default="classroom", help="network preset: classroom or paper")
-    p.add_argument("--train", default="classroom", help="training preset: classroom or paper")
-    p.add_argument("--steps", type=int, help="total training steps (overrides the preset)")
+    p.add_argument(
+        "--train",
+        help="training preset: classroom (default) or paper; with --resume the checkpoint's own",
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="total training steps (overrides the preset); with --resume, more than the "
+        "checkpoint has done",
+    )
     p.add_argument("--resume", help="checkpoint to continue (same data)")
     p.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="K",
         help="also write --out every K steps (resume a killed run with --resume OUT)",
@@ -272,6 +439,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-diagnostics", action="store_true", help="skip the diagnostics")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
     _add_common(p)
+    _add_cost_limit(p, train=True)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("response", help="compute and compare responses, write netCDF")
@@ -289,6 +457,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lag", type=int, help="largest lag in frames (default: config.max_lag)")
     p.add_argument("--out", required=True, help="output netCDF path (methods combined)")
     _add_common(p)
+    _add_cost_limit(p)
     p.set_defaults(func=_cmd_response)
     p = sub.add_parser("reproduce", help="run the full comparison per system, write a report")
     p.add_argument("--preset", default="classroom", choices=["classroom", "paper"])
@@ -300,29 +469,52 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="report", help="report folder (default ./report)")
     _add_common(p)
+    _add_cost_limit(p)
+    _add_cost_limit(p, train=True)
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("scan", help="parameter scan on Dask; results append to OUT/scan.nc")
     p.add_argument("spec", help="scan spec (TOML), see gfdt_dash.scan")
     p.add_argument("--out", required=True, help="scan folder (resumes if it exists)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: local)")
-    p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
-    p.add_argument("--device", default="cpu", help="device inside the workers (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="no per-cell progress")
+    p.add_argument(
+        "--workers", type=_positive_int, default=2, help="local worker processes (default 2)"
+    )
+    p.add_argument(
+        "--threads", type=_positive_int, default=1, help="threads per worker (default 1)"
+    )
+    _add_common(p, device="cpu", seed=False)
+    _add_cost_limit(p)
+    _add_cost_limit(p, train=True)
     p.set_defaults(func=_cmd_scan)
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """The error as one line: our own ``ValueError``s already name the input; anything else
+    gets its type (and the hint that ``--debug`` shows where it came from)."""
+    msg = " ".join(str(exc).split())
+    if isinstance(exc, ValueError | FileNotFoundError) and msg:
+        return msg
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({msg or 'no details'}); rerun with --debug for the traceback"
+    return f"{type(exc).__name__}: {msg or 'no message'} (rerun with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = _build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"gfdt-dash {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"gfdt-dash {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"gfdt-dash {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2

@@ -21,9 +21,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from gfdt_dash.cost import CostLimits, JobCost, job_cost
 from gfdt_dash.data import atomic_write_bytes, open_dataset, write_netcdf
 from gfdt_dash.devices import resolve_device
 from gfdt_dash.progress import Progress, ProgressCallback, StopCheck
+from gfdt_dash.seeds import check_seed, derived_seed
 from gfdt_dash.systems import OUConfig, SystemConfig, simulate
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "compute_responses",
     "default_methods",
     "obtain_model",
+    "pipeline_cost",
     "run_pipeline",
 ]
 
@@ -78,6 +81,7 @@ def obtain_model(
     path, or a :class:`~gfdt_dash.score.ScoreModel` as is. ``None`` means no model."""
     from gfdt_dash.score import ScoreModel, load_checkpoint, load_shipped, train_score
 
+    seed = check_seed(seed)
     if choice is None or isinstance(choice, ScoreModel):
         return choice
     if choice == "shipped":
@@ -104,6 +108,7 @@ def compute_responses(
     max_lag: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    limits: CostLimits | None = None,
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> xr.Dataset:
@@ -113,8 +118,9 @@ def compute_responses(
     all use it). ``config`` may be ``None`` for data that did not come from our simulators: then
     only ``gaussian`` and ``learned_score`` apply. ``score`` is the learned score callable.
     ``max_lag`` is in frames (default ``config.max_lag`` at the frame interval). The direct
-    perturbation runs its own ensemble with the config's protocol and ``seed + 1`` (independent
-    of the simulation's noise).
+    perturbation runs its own ensemble with the config's protocol and ``seed + 1`` (mod 2**63;
+    independent of the simulation's noise). With ``limits`` the cost of that experiment is
+    checked before anything runs (:mod:`gfdt_dash.cost`).
     """
     from gfdt_dash.response import (
         METHODS,
@@ -138,6 +144,9 @@ def compute_responses(
         if config is None:
             raise ValueError("max_lag: required when the data carry no system config")
         max_lag = config.n_lags - 1
+    seed = check_seed(seed)
+    if limits is not None and "perturbation" in methods:
+        limits.check(job_cost(config, simulate=False, perturbation=True), "perturbation experiment")
     common = dict(device=device, seed=seed, should_stop=should_stop)
     results = []
     for method in methods:
@@ -151,7 +160,9 @@ def compute_responses(
             results.append(gaussian_response(simulation, max_lag, callback=cb, **common))
         elif method == "perturbation":
             results.append(
-                perturbation_response(config, **{**common, "seed": seed + 1}, callback=cb)
+                perturbation_response(
+                    config, **{**common, "seed": derived_seed(seed, 1)}, callback=cb
+                )
             )
         else:
             results.append(analytic_response(config, config.frame_every * np.arange(max_lag + 1)))
@@ -190,6 +201,28 @@ def _stage(path: Path | None, compute, load=open_dataset, save=write_netcdf):
     return value
 
 
+def pipeline_cost(
+    config: SystemConfig,
+    *,
+    model: ModelChoice = "shipped",
+    methods: Sequence[str] | None = None,
+    train_config: Any = None,
+) -> JobCost:
+    """What :func:`run_pipeline` with these arguments will cost (:mod:`gfdt_dash.cost`): the
+    simulation, the direct perturbation if it is among the methods, training if ``model`` is
+    ``"train"`` (``train_config`` default: the classroom preset)."""
+    methods = tuple(default_methods(config) if methods is None else methods)
+    if model == "train" and train_config is None:
+        from gfdt_dash.score import TrainConfig
+
+        train_config = TrainConfig.preset("classroom")
+    return job_cost(
+        config,
+        perturbation="perturbation" in methods,
+        train_config=train_config if model == "train" else None,
+    )
+
+
 def run_pipeline(
     config: SystemConfig,
     *,
@@ -200,6 +233,7 @@ def run_pipeline(
     train_config: Any = None,
     diagnose_model: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    limits: CostLimits | None = None,
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> PipelineResult:
@@ -208,14 +242,19 @@ def run_pipeline(
     ``model``: ``"shipped"`` (the classroom checkpoint; grid must match), ``"train"``, a
     checkpoint path, a ScoreModel, or ``None`` (no learned-score method). Stage wall times are in
     ``timings``; with ``cache_dir`` finished stages are reused (the simulation and responses as
-    netCDF, a trained model as a checkpoint, diagnostics as JSON).
+    netCDF, a trained model as a checkpoint, diagnostics as JSON). With ``limits`` the whole
+    job's cost (:func:`pipeline_cost`) is checked before anything runs.
     """
     from gfdt_dash.score import diagnose, load_checkpoint, save_checkpoint
 
-    dev = str(resolve_device(device))
+    seed = check_seed(seed)
     methods = tuple(default_methods(config) if methods is None else methods)
     if model is None:
         methods = tuple(m for m in methods if m != "learned_score")
+    if limits is not None:
+        cost = pipeline_cost(config, model=model, methods=methods, train_config=train_config)
+        limits.check(cost, f"{config.system} run")
+    dev = str(resolve_device(device))
     folder = None
     if cache_dir is not None:
         folder = Path(cache_dir) / f"{config.system}-{_cache_key(config, seed, model)}"

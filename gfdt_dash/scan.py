@@ -18,15 +18,23 @@ Each finished cell is written atomically to ``<out>/cells/<cell-id>.nc`` (its er
 response curves at the kicked pixel and 3 cells downstream); ``<out>/scan.nc`` collects all
 finished cells and is rewritten atomically after each one. A cell whose file exists is skipped,
 so a scan that crashed or was stopped resumes where it left off, losing nothing finished.
+
+The whole spec is validated before any cluster starts: the type of every table and value,
+unknown keys in every section, every cell's config and training config, the seeds
+(``0 <= seed < 2**63``; ``seed`` is not a parameter), at most :data:`MAX_CELLS` cells, and, with
+``limits``, the summed cost of the unfinished cells (:mod:`gfdt_dash.cost`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import logging
+import math
 import os
+import socket
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,13 +44,42 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from gfdt_dash.cost import CostLimits, JobCost
 from gfdt_dash.data import open_dataset, write_netcdf
+from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import get_config
 
-__all__ = ["ScanSpec", "collect", "run_cell", "run_scan"]
+__all__ = [
+    "MAX_CELLS",
+    "ScanSpec",
+    "collect",
+    "results_table",
+    "run_cell",
+    "run_scan",
+    "unfinished_cells",
+]
 
 log = logging.getLogger(__name__)
 N_DOWN = 4
+MAX_CELLS = 10_000  # parameter combinations × seeds in one scan
+_SCALAR = (bool, int, float, str)
+_CONNECT_TIMEOUT_S = 5.0
+
+
+def _table(d: dict[str, Any], name: str, optional: bool = True) -> dict[str, Any]:
+    value = d.get(name)
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: must be a table of NAME = VALUE, got {value!r:.60}")
+    for key, v in value.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{name}: keys must be names, got {key!r}")
+        if name != "params" and not isinstance(v, _SCALAR):
+            raise ValueError(
+                f"{name}.{key}: must be a number, true/false or a string, got {v!r:.60}"
+            )
+    return value
 
 
 @dataclass(frozen=True)
@@ -60,34 +97,84 @@ class ScanSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanSpec:
+        """A validated spec; ``ValueError`` names the first bad field (``section.key``)."""
+        from gfdt_dash.response import METHODS
+        from gfdt_dash.score import TrainConfig
+
+        if not isinstance(d, dict):
+            raise ValueError(f"spec: must be a table of scan fields, got {type(d).__name__}")
         known = {"system", "preset", "params", "seeds", "model", "methods", "fixed", "train"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: not a scan field; allowed: {', '.join(sorted(known))}")
         if "system" not in d:
             raise ValueError("system: a scan needs a system")
-        params = d.get("params") or {}
-        if not isinstance(params, dict) or not params:
+        for name in ("system", "preset"):
+            if name in d and not isinstance(d[name], str):
+                raise ValueError(f"{name}: must be a string, got {d[name]!r:.60}")
+        params = _table(d, "params", optional=False)
+        if not params:
             raise ValueError("params: give at least one parameter with a list of values")
         for name, values in params.items():
+            if name in ("seed", "seeds"):
+                raise ValueError(f"params.{name}: seeds are not a parameter; use seeds = [...]")
             if not isinstance(values, list) or not values:
                 raise ValueError(f"params.{name}: must be a non-empty list of values")
+            for v in values:
+                if not isinstance(v, _SCALAR):
+                    raise ValueError(
+                        f"params.{name}: values must be numbers, true/false or strings, "
+                        f"got {v!r:.60}"
+                    )
         seeds = d.get("seeds", [0])
-        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
+        if not isinstance(seeds, list) or not seeds:
             raise ValueError("seeds: must be a non-empty list of integers")
+        seeds = [check_seed(s, "seeds") for s in seeds]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds: repeated values in {seeds}")
+        n_cells = math.prod(len(v) for v in params.values()) * len(seeds)
+        if n_cells > MAX_CELLS:
+            raise ValueError(
+                f"params: {n_cells:,} cells (values × seeds); a scan may have at most "
+                f"{MAX_CELLS:,} — split it into several scans"
+            )
         model = d.get("model", "train")
         model = None if model in (None, "none") else model
         if model not in (None, "train", "shipped"):
             raise ValueError(f"model: {model!r} not allowed; allowed: train, shipped, none")
+        methods = d.get("methods")
+        if methods is not None:
+            if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+                raise ValueError(f"methods: must be a list of method names, got {methods!r:.60}")
+            for m in methods:
+                if m not in METHODS:
+                    raise ValueError(
+                        f"methods: unknown method {m!r}; allowed: {', '.join(METHODS)}"
+                    )
+        fixed = _table(d, "fixed")
+        for name in ("seed", "seeds"):
+            if name in fixed:
+                raise ValueError(f"fixed.{name}: seeds are not a parameter; use seeds = [...]")
+        train = _table(d, "train")
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key in train:
+            if key not in names:
+                raise ValueError(
+                    f"train.{key}: not a training parameter; allowed: {', '.join(sorted(names))}"
+                )
+        try:
+            TrainConfig.preset("classroom", **train)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"train.{exc}") from None
         spec = cls(
             system=d["system"],
             preset=d.get("preset", "classroom"),
             params={k: list(v) for k, v in params.items()},
             seeds=tuple(seeds),
             model=model,
-            methods=tuple(d["methods"]) if d.get("methods") else None,
-            fixed=dict(d.get("fixed") or {}),
-            train=dict(d.get("train") or {}),
+            methods=tuple(methods) if methods else None,
+            fixed=dict(fixed),
+            train=dict(train),
         )
         for overrides in spec.cells():  # validate every cell's config up front
             spec.config(overrides)
@@ -95,11 +182,23 @@ class ScanSpec:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> ScanSpec:
+        """Read and validate a TOML spec; errors name the file and the field."""
+        path = Path(path)
+        if not path.is_file():
+            if path.exists():
+                raise ValueError(f"spec: {str(path)!r} is not a regular file")
+            raise FileNotFoundError(f"spec: no such file {str(path)!r}")
         try:
             with open(path, "rb") as fh:
-                return cls.from_dict(tomllib.load(fh))
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"spec: {path} is not valid TOML ({exc})") from exc
+                raw = tomllib.load(fh)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"spec: {str(path)!r} is not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise ValueError(f"spec: cannot read {str(path)!r} ({exc.strerror})") from None
+        try:
+            return cls.from_dict(raw)
+        except ValueError as exc:
+            raise ValueError(f"spec {str(path)!r}: {exc}") from None
 
     def cells(self) -> list[dict[str, Any]]:
         """One dict of overrides (parameters and ``seed``) per cell."""
@@ -113,6 +212,22 @@ class ScanSpec:
     def config(self, cell: dict[str, Any]):
         overrides = {k: v for k, v in cell.items() if k != "seed"}
         return get_config(self.system, self.preset, **{**(self.fixed or {}), **overrides})
+
+    def cost(self, cells: list[dict[str, Any]] | None = None) -> JobCost:
+        """The summed cost of ``cells`` (default all) as :func:`run_cell` runs them."""
+        from gfdt_dash.pipeline import pipeline_cost
+        from gfdt_dash.score import TrainConfig
+
+        train = TrainConfig.preset("classroom", **(self.train or {}))
+        return sum(
+            (
+                pipeline_cost(
+                    self.config(c), model=self.model, methods=self.methods, train_config=train
+                )
+                for c in (self.cells() if cells is None else cells)
+            ),
+            JobCost(),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True, default=list)
@@ -189,6 +304,53 @@ def collect(spec: ScanSpec, cells_dir: Path) -> xr.Dataset | None:
     return out
 
 
+def results_table(ds: xr.Dataset):
+    """The error of every method per cell, indexed by the cell's parameter values and seed."""
+    import pandas as pd
+
+    names = [*json.loads(ds.attrs.get("parameters", "[]")), "seed"]
+    names = [n for n in names if n in ds.coords]
+    table = ds["error"].transpose("cell", "method").to_pandas()
+    if len(names) > 1:
+        table.index = pd.MultiIndex.from_arrays([ds[n].values for n in names], names=names)
+    else:
+        table.index = pd.Index(ds[names[0]].values, name=names[0])
+    table.columns.name = "error"
+    return table
+
+
+def _check_scheduler(address: str) -> None:
+    """``ValueError`` unless a TCP connection to ``address`` opens within a few seconds."""
+    if not isinstance(address, str) or not address.strip():
+        raise ValueError(f"scheduler: expected an address like tcp://host:8786, got {address!r}")
+    rest = address.strip()
+    scheme, sep, tail = rest.partition("://")
+    if sep:
+        if scheme not in ("tcp", "tls"):
+            raise ValueError(
+                f"scheduler: {address!r}: only tcp:// and tls:// addresses are supported"
+            )
+        rest = tail
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"scheduler: {address!r} is not HOST:PORT (e.g. tcp://10.0.0.5:8786)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ValueError(
+            f"scheduler: cannot reach {address!r} within {_CONNECT_TIMEOUT_S:g} s ({reason})"
+        ) from None
+
+
+def unfinished_cells(spec: ScanSpec, out_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The cells of ``spec`` without a finished result under ``out_dir``."""
+    cells_dir = Path(out_dir) / "cells"
+    return [c for c in spec.cells() if not (cells_dir / f"{cell_id(spec, c)}.nc").is_file()]
+
+
 def run_scan(
     spec: ScanSpec,
     out_dir: str | os.PathLike,
@@ -197,36 +359,58 @@ def run_scan(
     n_workers: int = 2,
     threads_per_worker: int = 1,
     device: str = "cpu",
+    limits: CostLimits | None = None,
+    on_start: Callable[[int, int], None] | None = None,
     on_cell: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> xr.Dataset | None:
     """Run every unfinished cell on Dask and collect the results into ``<out_dir>/scan.nc``.
 
-    ``scheduler``: address of an existing Dask scheduler; ``None`` starts a local cluster of
-    ``n_workers`` processes with ``threads_per_worker`` threads each (the thread budget: torch
-    inside each worker is limited to that many threads). ``on_cell(done, total, cell)`` reports
+    ``scheduler``: address of an existing Dask scheduler (checked to accept connections first);
+    ``None`` starts a local cluster of ``n_workers`` processes with ``threads_per_worker`` threads
+    each (the thread budget: torch inside each worker is limited to that many threads). With
+    ``limits`` the summed cost of the unfinished cells is checked before any cluster starts.
+    ``on_start(total, done)`` is called
+    once everything is validated, before any cell runs; ``on_cell(done, total, cell)`` reports
     progress as cells finish.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-
+    for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
     out = Path(out_dir)
     cells_dir = out / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*cells_dir.glob(".*.tmp"), *out.glob(".*.tmp")]:
-        stale.unlink(missing_ok=True)  # left by a run killed mid-write; never a finished cell
-    todo = [c for c in spec.cells() if not (cells_dir / f"{cell_id(spec, c)}.nc").is_file()]
+    todo = unfinished_cells(spec, out)
     total, done = len(spec.cells()), len(spec.cells()) - len(todo)
+    if todo and limits is not None:
+        limits.check(spec.cost(todo), f"scan ({len(todo)} cells to run)")
+    if todo and scheduler is not None:
+        _check_scheduler(scheduler)
+    cells_dir.mkdir(parents=True, exist_ok=True)
     log.info("scan: %d cells, %d already done", total, done)
+    if on_start is not None:
+        on_start(total, done)
     if todo:
+        from dask.distributed import Client, LocalCluster, as_completed
+
         cluster = None
         if scheduler is None:
             cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=threads_per_worker,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never a port-in-use warning
                 env={"OMP_NUM_THREADS": str(threads_per_worker)},
             )
-        client = Client(scheduler or cluster)
+        try:
+            client = Client(scheduler or cluster, timeout=f"{_CONNECT_TIMEOUT_S:g}s")
+        except Exception as exc:
+            if cluster is not None:
+                cluster.close()
+            if scheduler is None:
+                raise
+            raise ValueError(
+                f"scheduler: {scheduler!r} accepted a connection but did not answer as a "
+                f"Dask scheduler ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from exc
         try:
             client.run(_limit_threads, threads_per_worker)
             futures = {client.submit(run_cell, spec, c, device, pure=False): c for c in todo}

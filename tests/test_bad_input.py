@@ -1,11 +1,34 @@
-"""Table-driven: every bad input at a public boundary gets one clear error naming the input."""
+"""Table-driven: every bad input at a public boundary gets one clear error naming the input.
+
+One table per class of bad input (configs, seeds, field arrays, netCDF config attributes,
+checkpoint metadata, output destinations, job cost, scan specs, command lines); every row must be
+refused with an error that names the offending field, option or file. The command-line tables
+also run through the real ``gfdt-dash`` in a subprocess: exit status 2, one line, no traceback.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
 from gfdt_dash.cli import main
-from gfdt_dash.data import as_field_array, open_dataset, write_netcdf
+from gfdt_dash.cost import CLI_LIMITS, job_cost
+from gfdt_dash.data import (
+    as_field_array,
+    check_destination,
+    open_dataset,
+    read_config,
+    remove_stale_temps,
+    write_netcdf,
+)
+from gfdt_dash.pipeline import compute_responses
 from gfdt_dash.response import (
     analytic_response,
     error_table,
@@ -14,14 +37,24 @@ from gfdt_dash.response import (
     gfdt_response,
     perturbation_response,
 )
-from gfdt_dash.scan import ScanSpec
+from gfdt_dash.scan import MAX_CELLS, ScanSpec, run_scan
+from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import NavierStokesConfig, OUConfig, get_config, simulate
+from gfdt_dash.ui.limits import Limits
 
 RNG = np.random.default_rng(0)
 GOOD = RNG.standard_normal((2, 12, 8, 8))
 OU = OUConfig.preset(
     "classroom", n=8, members=2, frame_members=2, record=12.0, max_lag=4.0, restart_every=4.0
 )
+
+
+GOOD_DS = xr.Dataset({"field": (("member", "time", "y", "x"), GOOD)})
+SCAN = {"system": "ou", "model": "none", "params": {"U": [0.1]}, "fixed": {"n": 8}}
+
+
+def _scan(**change):
+    return lambda: ScanSpec.from_dict({**SCAN, **change})
 
 
 def _garbage(tmp_path):
@@ -36,6 +69,30 @@ def _truncated(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+# OU on 64×64, 512 members, 900 time units: few member-steps but 7.7 GiB of recorded frames (the
+# dashboard's limits used to accept it).
+BIG_OUTPUT = get_config(
+    "ou",
+    n=64,
+    members=512,
+    frame_members=512,
+    record=900.0,
+    spinup=0.0,
+    dt=0.25,
+    frame_every=1.0,
+    snapshot_every=10.0,
+    max_lag=10.0,
+    restart_every=10.0,
+    n_experiments=512,
+)
+
+
+def _read_config(text):
+    ds = GOOD_DS.copy()
+    ds.attrs["config"] = text
+    return read_config(ds, "f.nc")
 
 
 CASES = [
@@ -155,6 +212,130 @@ CASES = [
         ValueError,
         "^n:",
     ),
+    ("scan spec not a table", lambda: ScanSpec.from_dict([1]), ValueError, "^spec:"),
+    ("scan system not a string", _scan(system=3), ValueError, "^system:"),
+    ("scan params not a table", _scan(params=3), ValueError, "^params:"),
+    ("scan seed as a parameter", _scan(params={"seed": [1, 2]}), ValueError, "^params.seed:"),
+    ("scan seed in fixed", _scan(fixed={"seed": 1}), ValueError, "^fixed.seed:"),
+    ("scan param values a table", _scan(params={"U": {"a": 1}}), ValueError, "^params.U:"),
+    ("scan param value a list", _scan(params={"U": [[0.1]]}), ValueError, "^params.U:"),
+    ("scan fixed value a list", _scan(fixed={"n": [8]}), ValueError, "^fixed.n:"),
+    ("scan fixed unknown key", _scan(fixed={"colour": 1}), ValueError, "^colour:"),
+    ("scan train unknown key", _scan(train={"bogus": 1}), ValueError, "^train.bogus:"),
+    ("scan train bad value", _scan(train={"n_steps": -1}), ValueError, "^train.n_steps:"),
+    ("scan methods a string", _scan(methods="gaussian"), ValueError, "^methods:"),
+    ("scan methods unknown", _scan(methods=["nope"]), ValueError, "^methods:"),
+    ("scan seeds repeated", _scan(seeds=[1, 1]), ValueError, "^seeds:"),
+    ("scan seed negative", _scan(seeds=[-1]), ValueError, "^seeds: -1 outside"),
+    ("scan seed too big", _scan(seeds=[2**63]), ValueError, "^seeds: 9223372036854775808"),
+    (
+        "scan too many cells",
+        _scan(params={f"p{i}": list(range(10)) for i in range(6)}),
+        ValueError,
+        f"^params: 1,000,000 cells .* at most {MAX_CELLS:,}",
+    ),
+    # seeds: 0 <= seed < 2**63 everywhere, never folded into the generator's range
+    ("seed -1", lambda: check_seed(-1), ValueError, "^seed: -1 outside"),
+    ("seed 2**63", lambda: check_seed(2**63), ValueError, "^seed: 9223372036854775808 outside"),
+    ("seed float", lambda: check_seed(1.0), ValueError, "^seed: must be an integer"),
+    ("seed bool", lambda: check_seed(False), ValueError, "^seed: must be an integer"),
+    ("simulate seed -1", lambda: simulate(OU, seed=-1, device="cpu"), ValueError, "^seed:"),
+    (
+        "simulate seed 2**63",
+        lambda: simulate(OU, seed=2**63, device="cpu"),
+        ValueError,
+        "^seed:",
+    ),
+    (
+        "responses seed -1",
+        lambda: compute_responses(
+            None, GOOD_DS, methods=["gaussian"], max_lag=2, seed=-1, device="cpu"
+        ),
+        ValueError,
+        "^seed:",
+    ),
+    # field values: real floating-point, not constant; bare arrays with an unambiguous order
+    (
+        "fields constant",
+        lambda: as_field_array(np.ones((2, 12, 8, 8))),
+        ValueError,
+        "^fields:.*constant",
+    ),
+    (
+        "fields complex",
+        lambda: as_field_array(GOOD.astype(complex)),
+        ValueError,
+        "^fields: values are complex",
+    ),
+    ("fields boolean", lambda: as_field_array(GOOD > 0), ValueError, "^fields: values are bool"),
+    (
+        "fields integer",
+        lambda: as_field_array((10 * GOOD).astype(np.int32)),
+        ValueError,
+        "^fields: values are int32",
+    ),
+    ("fields strings", lambda: as_field_array(GOOD.astype(str)), ValueError, "^fields:"),
+    (
+        "bare array of ambiguous axis order",
+        lambda: as_field_array(RNG.standard_normal((8, 8, 8, 8))),
+        ValueError,
+        "^fields: a bare array of shape .* ambiguous axis order",
+    ),
+    (
+        "estimator given a constant field",
+        lambda: gaussian_response(np.zeros((2, 12, 8, 8)), 3, device="cpu"),
+        ValueError,
+        "^fields:.*constant",
+    ),
+    # the config attribute of a netCDF file, validated by type
+    ("config a list", lambda: _read_config("[1, 2]"), ValueError, "^f.nc: the 'config' .* list"),
+    ("config null", lambda: _read_config("null"), ValueError, "^f.nc: .*JSON object, got NoneType"),
+    ("config a number", lambda: _read_config("3"), ValueError, "^f.nc: .*JSON object, got int"),
+    (
+        "config nested thousands deep",
+        lambda: _read_config("[" * 100_000 + "]" * 100_000),
+        ValueError,
+        "^f.nc: .*nested too deeply",
+    ),
+    ("config not JSON", lambda: _read_config("{oops"), ValueError, "^f.nc: .*not valid JSON"),
+    ("config not text", lambda: _read_config(np.array([1, 2])), ValueError, "^f.nc: .*JSON text"),
+    (
+        "config unknown field",
+        lambda: _read_config(json.dumps({"system": "ou", "colour": 1})),
+        ValueError,
+        "^f.nc: .*colour: not a parameter",
+    ),
+    (
+        "config system a list",
+        lambda: _read_config(json.dumps({"system": ["ou"]})),
+        ValueError,
+        "^f.nc: .*not a valid system config",
+    ),
+    (
+        "config grid contradicts the data",
+        lambda: _read_config(OU.replace(n=16).to_json()),
+        ValueError,
+        "^f.nc: .*says n=16, but the 'field' variable is on a 8×8 grid",
+    ),
+    # cost: one model, refused above the limit with the number and the way to raise it
+    (
+        "perturbation protocol of hours (CLI)",
+        lambda: CLI_LIMITS.check(
+            job_cost(
+                OUConfig.preset("paper", members=4096, frame_members=1, n_experiments=10**6),
+                simulate=False,
+                perturbation=True,
+            )
+        ),
+        ValueError,
+        "^members × steps: this job needs 6,540,492,800 member-steps .*--max-member-steps",
+    ),
+    (
+        "7.7 GiB OU job on the classroom server",
+        lambda: Limits().check(BIG_OUTPUT),
+        ValueError,
+        "^record: this job would record 7.73 GiB",
+    ),
 ]
 
 
@@ -175,7 +356,7 @@ def test_corrupt_netcdf_files_are_refused(tmp_path, make):
     [
         (["simulate", "--system", "ou", "--set", "dt=-1", "--out", "x.nc"], "dt:"),
         (["simulate", "--system", "ou", "--set", "dt=abc", "--out", "x.nc"], "--set dt:"),
-        (["response", "--data", "missing.nc", "--out", "r.nc"], "path:"),
+        (["response", "--data", "missing.nc", "--out", "r.nc"], "--data: no such file"),
         (["scan", "missing.toml", "--out", "scan"], "missing.toml"),
     ],
 )
@@ -183,3 +364,461 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, monkeypatch, capsys, a
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_an_array_with_stated_dims_is_accepted_in_any_axis_order():
+    values = RNG.standard_normal((8, 8, 8, 8))  # (y, x, member, time): ambiguous when bare
+    arr = as_field_array(xr.DataArray(values, dims=("y", "x", "member", "time")))
+    np.testing.assert_array_equal(arr, values.transpose(2, 3, 0, 1))
+
+
+# -- output destinations: nothing is ever destroyed ------------------------------------------
+
+
+def _dest_same_file(tmp):
+    data = tmp / "in.nc"
+    data.write_bytes(b"input")
+    return data, [("--data", data)], "is the same file as the input --data"
+
+
+def _dest_symlink(tmp):
+    data = tmp / "in.nc"
+    data.write_bytes(b"input")
+    (tmp / "link.nc").symlink_to(data)
+    return tmp / "link.nc", [("--data", data)], "is the same file as the input --data"
+
+
+def _dest_hard_link(tmp):
+    data = tmp / "in.nc"
+    data.write_bytes(b"input")
+    os.link(data, tmp / "hard.nc")
+    return tmp / "hard.nc", [("--data", data)], "is the same file as the input --data"
+
+
+def _dest_device(tmp):
+    return Path(os.devnull), [], "exists and is not a regular file"
+
+
+def _dest_fifo(tmp):
+    os.mkfifo(tmp / "pipe")
+    return tmp / "pipe", [], "exists and is not a regular file"
+
+
+def _dest_directory(tmp):
+    return tmp, [], "is a directory"
+
+
+def _dest_long_name(tmp):
+    return tmp / ("a" * 250 + ".nc"), [], "leave room for the temporary file"
+
+
+def _dest_under_a_file(tmp):
+    (tmp / "file").write_bytes(b"x")
+    return tmp / "file" / "out.nc", [], "is not a folder"
+
+
+def _dest_unwritable(tmp):
+    return Path("/proc/gfdt-dash/out.nc"), [], "cannot write in the folder"
+
+
+DESTINATIONS = [
+    _dest_same_file,
+    _dest_symlink,
+    _dest_hard_link,
+    _dest_device,
+    _dest_fifo,
+    _dest_directory,
+    _dest_long_name,
+    _dest_under_a_file,
+    _dest_unwritable,
+]
+
+
+@pytest.mark.parametrize("make", DESTINATIONS, ids=[f.__name__[6:] for f in DESTINATIONS])
+def test_destinations_that_would_destroy_something_are_refused(tmp_path, make):
+    path, inputs, message = make(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=f"^--out: .*{message}"):
+        check_destination(path, inputs=inputs, name="--out")
+    if not inputs:  # every writer checks the same way (inputs are known only to the caller)
+        with pytest.raises(ValueError, match=f"^--out: .*{message}"):
+            write_netcdf(GOOD_DS, path, name="--out")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_stale_temporaries_of_the_target_are_removed_and_nothing_else(tmp_path, monkeypatch):
+    from gfdt_dash import data
+
+    target = tmp_path / "run.nc"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    killed = data._temp_name(target, dead_pid)  # this machine, writer gone: stale at once
+    live = data._temp_name(target)  # a running writer's (ours)
+    other_target = data._temp_name(tmp_path / "other.nc", dead_pid)
+    not_ours = tmp_path / ".run.nc.tmp"
+    monkeypatch.setattr(data, "_HOST", "abcdef")  # as if written on another machine:
+    remote = data._temp_name(target, dead_pid)  # left alone for six hours,
+    ancient = data._temp_name(target, dead_pid)  # then removed
+    monkeypatch.undo()
+    for p in (killed, live, other_target, not_ours, remote, ancient):
+        p.write_bytes(b"partial")
+    old = time.time() - 7 * 3600
+    for p in (other_target, not_ours, ancient):
+        os.utime(p, (old, old))
+    write_netcdf(GOOD_DS, target)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["run.nc", live.name, other_target.name, not_ours.name, remote.name])
+    assert remove_stale_temps(target) == []
+
+
+# -- checkpoint metadata: validated by type before use ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes():
+    from gfdt_dash.score import ScoreNetConfig, TrainConfig, train_score
+    from gfdt_dash.score.checkpoint import checkpoint_bytes as to_bytes
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6, 8, 8)).astype(np.float32)
+    model = train_score(
+        x + np.roll(x, 1, axis=-1),
+        net_config=ScoreNetConfig(widths=(4, 8), n_res_blocks=1, embed_dim=8, groups=1),
+        train_config=TrainConfig(batch_size=4, n_steps=2, eval_every=2, val_batches=1),
+        device="cpu",
+    )
+    return to_bytes(model)
+
+
+def _with_metadata(raw, change):
+    from safetensors.torch import load, save
+
+    from gfdt_dash.score.checkpoint import _read_header_metadata
+
+    meta = json.loads(_read_header_metadata(raw)["gfdt_dash"])
+    new = change(meta)
+    return save(load(raw), metadata={"gfdt_dash": new if isinstance(new, str) else json.dumps(new)})
+
+
+def _drop(key):
+    return lambda m: {k: v for k, v in m.items() if k != key}
+
+
+def _set(key, value):
+    return lambda m: {**m, key: value}
+
+
+CHECKPOINT_METADATA = [
+    ("metadata a list", lambda m: "[1]", "must be a JSON object, got list"),
+    ("metadata null", lambda m: "null", "must be a JSON object, got NoneType"),
+    ("metadata nested deeply", lambda m: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("no scale", _drop("scale"), "scale: missing"),
+    ("no n", _drop("n"), "n: missing"),
+    ("no net_config", _drop("net_config"), "net_config: missing"),
+    ("no step", _drop("step"), "step: missing"),
+    ("scale zero", _set("scale", 0), "scale: must be a positive finite number, got 0"),
+    ("scale negative", _set("scale", -1.5), "scale: must be a positive finite number"),
+    ("scale a string", _set("scale", "big"), "scale: must be a positive finite number"),
+    ("n a string", _set("n", "8"), "n: must be an even integer"),
+    ("step negative", _set("step", -3), "step: must be a non-negative integer"),
+    ("sigma_max below sigma_min", _set("sigma_max", 1e-4), "sigma_max: .* must exceed"),
+    ("system a list", _set("system", ["ou"]), "system: must be a system name"),
+    ("net_config a list", _set("net_config", [1, 2]), "net_config: must be an object"),
+    ("history a string", _set("history", "x"), "history: must be an object of lists"),
+    ("system_config a list", _set("system_config", "[1]"), "system_config: must be a JSON object"),
+    (
+        "param groups malformed",
+        _set("optimizer_param_groups", [{"params": "x"}]),
+        "optimizer_param_groups: must be a list",
+    ),
+    (
+        "network of gigabytes",
+        lambda m: {
+            **m,
+            "net_config": {**m["net_config"], "widths": [1024, 1024], "n_res_blocks": 64},
+        },
+        r"describes [\d,]{13} numbers .* the file holds",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [c[1:] for c in CHECKPOINT_METADATA],
+    ids=[c[0] for c in CHECKPOINT_METADATA],
+)
+def test_checkpoint_metadata_is_validated_before_use(checkpoint_bytes, change, message):
+    from gfdt_dash.score.checkpoint import model_from_bytes
+
+    bad = _with_metadata(checkpoint_bytes, change)
+    with pytest.raises(ValueError, match=f"ckpt.*{message}"):
+        model_from_bytes(bad, device="cpu", source="ckpt")
+
+
+def test_the_untampered_checkpoint_loads(checkpoint_bytes):
+    from gfdt_dash.score.checkpoint import model_from_bytes
+
+    assert model_from_bytes(_with_metadata(checkpoint_bytes, lambda m: m), device="cpu").step == 2
+
+
+# -- cost: the model counts what the protocols integrate --------------------------------------
+
+
+def test_the_cost_model_counts_the_member_steps_actually_integrated(monkeypatch):
+    """Count every member advanced by one step in simulate and in the perturbation experiment
+    (whose paired runs step twice the members) and compare with the estimate."""
+    from gfdt_dash.systems.fields import FieldSystem
+
+    counted = [0]
+    original = FieldSystem.step
+
+    def counting(self, state, noise):
+        counted[0] += state["field_hat"].shape[0]
+        return original(self, state, noise)
+
+    monkeypatch.setattr(FieldSystem, "step", counting)
+    config = OU.replace(n_experiments=5, spinup=2.0)  # 2 members: 3 restarts, rounded up
+    simulate(config, device="cpu")
+    assert counted[0] == job_cost(config).member_steps
+    counted[0] = 0
+    perturbation_response(config, device="cpu")
+    assert counted[0] == job_cost(config, simulate=False, perturbation=True).member_steps
+
+
+# -- scans: everything refused before a cluster starts ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_workers": 0}, "^n_workers: must be an integer >= 1"),
+        ({"threads_per_worker": 0}, "^threads_per_worker: must be an integer >= 1"),
+        ({"scheduler": "nonsense"}, "^scheduler: 'nonsense' is not HOST:PORT"),
+        ({"scheduler": "tcp://127.0.0.1:1"}, "^scheduler: cannot reach 'tcp://127.0.0.1:1'"),
+        ({"limits": CLI_LIMITS.replace(max_member_steps=10)}, "^members × steps: this scan"),
+    ],
+    ids=["workers 0", "threads 0", "bad address", "unreachable scheduler", "over the limit"],
+)
+def test_scan_arguments_are_refused_before_any_cluster_starts(tmp_path, kwargs, message):
+    spec = ScanSpec.from_dict({**SCAN, "methods": ["gaussian"]})
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        run_scan(spec, tmp_path / "scan", **kwargs)
+    assert time.perf_counter() - t0 < 15  # no cluster was started, nothing waited long
+    assert not (tmp_path / "scan").exists()
+
+
+# -- the command line: one line naming the input, exit 2, inputs untouched --------------------
+
+
+@pytest.fixture(scope="module")
+def cli_dir(tmp_path_factory, checkpoint_bytes):
+    """Small input files, good and bad, for the command-line tables."""
+    d = tmp_path_factory.mktemp("cli")
+    run = simulate(OU.replace(record=16.0, spinup=0.0, n_experiments=2), device="cpu")
+    write_netcdf(run, d / "run.nc")
+    for name, change in [
+        ("cfg_list", lambda ds: ds.attrs.update(config="[1, 2]")),
+        ("cfg_deep", lambda ds: ds.attrs.update(config="[" * 100_000 + "]" * 100_000)),
+        ("cfg_grid", lambda ds: ds.attrs.update(config=OU.replace(n=16).to_json())),
+        (
+            "cfg_hours",
+            lambda ds: ds.attrs.update(
+                config=OU.replace(
+                    members=4096, n_experiments=10**6, restart_every=100.0, spinup=0.0
+                ).to_json()
+            ),
+        ),
+    ]:
+        ds = run.copy()
+        change(ds)
+        write_netcdf(ds, d / f"{name}.nc")
+    write_netcdf(run.assign(field=run.field * 0 + 1.0), d / "const.nc")
+    write_netcdf(run.assign(field=(run.field * 10).astype(np.int32)), d / "int.nc")
+    write_netcdf(run.drop_vars("snapshot"), d / "nosnap.nc")
+    write_netcdf(run.assign(snapshot=(run.snapshot * 10).astype(np.int16)), d / "intsnap.nc")
+    (d / "garbage.nc").write_bytes(b"\x00not a netcdf file" * 20)
+    (d / "ckpt.safetensors").write_bytes(checkpoint_bytes)
+    (d / "scale0.safetensors").write_bytes(
+        _with_metadata(checkpoint_bytes, _set("scale", 0))
+    )
+    (d / "link.nc").symlink_to(d / "run.nc")
+    (d / "folder").mkdir()
+    spec = (
+        'system = "ou"\nmodel = "none"\nmethods = ["gaussian"]\n[params]\nU = [0.1]\n'
+        "[fixed]\nn = 8\nmembers = 2\nframe_members = 2\nrecord = 16.0\n"
+    )
+    (d / "good.toml").write_text(spec)
+    (d / "seedparam.toml").write_text(spec.replace("U = [0.1]", "seed = [1, 2]"))
+    (d / "broken.toml").write_text("system = \n")
+    return d
+
+
+# (id, argv with {d} for the folder of inputs, text the error must contain, in a subprocess too)
+CLI_CASES = [
+    ("response --out is --data", "response --data {d}/run.nc --out {d}/run.nc",
+     "--out: '{d}/run.nc' is the same file as the input --data", False),
+    ("response --out links to --data", "response --data {d}/run.nc --out {d}/link.nc",
+     "same file as the input --data", False),
+    ("train --out is the data", "train {d}/run.nc --out {d}/run.nc",
+     "same file as the input data", False),
+    ("--out a device", "response --data {d}/run.nc --out /dev/null",
+     "--out: '/dev/null' exists and is not a regular file", False),
+    ("--out a folder", "simulate --system ou --out {d}/folder",
+     "--out: '{d}/folder' is a directory", False),
+    ("--data missing", "response --data {d}/missing.nc --out {d}/r.nc",
+     "--data: no such file '{d}/missing.nc'", False),
+    ("--data a folder", "response --data {d}/folder --out {d}/r.nc",
+     "--data: '{d}/folder' is a directory", False),
+    ("--data garbage", "response --data {d}/garbage.nc --out {d}/r.nc",
+     "--data: '{d}/garbage.nc' is not a readable netCDF file", False),
+    ("config a list", "response --data {d}/cfg_list.nc --out {d}/r.nc",
+     "cfg_list.nc: the 'config' attribute must be a JSON object, got list", False),
+    ("config nested deeply", "response --data {d}/cfg_deep.nc --out {d}/r.nc",
+     "cfg_deep.nc: the 'config' attribute is nested too deeply", True),
+    ("config grid contradicts data", "response --data {d}/cfg_grid.nc --out {d}/r.nc",
+     "cfg_grid.nc: the 'config' attribute says n=16", False),
+    ("train config nested deeply", "train {d}/cfg_deep.nc --out {d}/m.safetensors",
+     "cfg_deep.nc: the 'config' attribute is nested too deeply", False),
+    ("field constant", "response --data {d}/const.nc --out {d}/r.nc --methods gaussian",
+     "const.nc: field: every value equals 1", False),
+    ("field integer", "response --data {d}/int.nc --out {d}/r.nc --methods gaussian",
+     "int.nc: field: values are int32", False),
+    ("perturbation protocol of hours",
+     "response --data {d}/cfg_hours.nc --out {d}/r.nc --methods perturbation",
+     "needs 1,599,340,544 member-steps (direct perturbation 1,599,340,544); allowed: at most "
+     "200,000,000", True),
+    ("simulation beyond the limit",
+     "simulate --system ou --set members=4096 --set spinup=100000 --out {d}/big.nc",
+     "--max-member-steps", False),
+    ("training beyond the limit", "train {d}/run.nc --steps 50 --max-train-steps 10 --out {d}/m.st",
+     "train_steps: this training needs 50 optimiser steps; allowed: at most 10", False),
+    ("checkpoint scale 0",
+     "response --data {d}/run.nc --model {d}/scale0.safetensors --methods learned_score "
+     "--out {d}/r.nc", "--model: '{d}/scale0.safetensors' .* scale: must be a positive", False),
+    ("checkpoint not safetensors",
+     "response --data {d}/run.nc --model {d}/run.nc --methods learned_score --out {d}/r.nc",
+     "--model: '{d}/run.nc' is not a readable safetensors checkpoint", False),
+    ("resume with fewer steps",
+     "train {d}/run.nc --resume {d}/ckpt.safetensors --steps 1 --out {d}/m.safetensors",
+     "--steps: the checkpoint --resume {d}/ckpt.safetensors has already done 2 steps and "
+     "training would stop at 1", True),
+    ("resume with no more steps",
+     "train {d}/run.nc --resume {d}/ckpt.safetensors --out {d}/m.safetensors",
+     "has already done 2 steps and training would stop at 2", False),
+    ("train data without snapshots", "train {d}/nosnap.nc --out {d}/m.safetensors",
+     "data: {d}/nosnap.nc has no 'snapshot' variable", False),
+    ("train on integer snapshots", "train {d}/intsnap.nc --out {d}/m.safetensors",
+     "data: {d}/intsnap.nc: the 'snapshot' values are int16", False),
+    ("seed -1", "simulate --system ou --seed -1 --out {d}/x.nc",
+     "argument --seed: -1 outside the allowed range", True),
+    ("seed 2**63", "simulate --system ou --seed 9223372036854775808 --out {d}/x.nc",
+     "argument --seed: 9223372036854775808 outside", False),
+    ("scan spec not TOML", "scan {d}/broken.toml --out {d}/scan",
+     "spec: '{d}/broken.toml' is not valid TOML", False),
+    ("scan seed as a parameter", "scan {d}/seedparam.toml --out {d}/scan",
+     "spec '{d}/seedparam.toml': params.seed: seeds are not a parameter", True),
+    ("scan workers 0", "scan {d}/good.toml --out {d}/scan --workers 0",
+     "argument --workers: must be >= 1", False),
+    ("scan scheduler unreachable",
+     "scan {d}/good.toml --out {d}/scan --scheduler tcp://127.0.0.1:1",
+     "scheduler: cannot reach 'tcp://127.0.0.1:1'", True),
+    ("scan --out a file", "scan {d}/good.toml --out {d}/run.nc",
+     "--out: '{d}/run.nc' exists and is not a folder", False),
+    ("reproduce unknown system", "reproduce --systems lorenz --out {d}/rep",
+     "--systems: system: unknown system 'lorenz'", False),
+]
+
+
+def _argv(template, d):
+    return [a.replace("{d}", str(d)) for a in template.split()]
+
+
+def _pattern(fragment, d):
+    """The fragment as literal text, with {d} the folder and " .* " standing for anything."""
+    return re.escape(fragment.replace("{d}", str(d))).replace(re.escape(" .* "), ".*")
+
+
+def _digests(d):
+    return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"), [c[1:3] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES]
+)
+def test_cli_bad_input_ends_in_one_line_naming_it(cli_dir, capsys, argv, fragment):
+    before = _digests(cli_dir)
+    try:
+        rc = main([*_argv(argv, cli_dir), "--device", "cpu", "--quiet"])
+    except SystemExit as exc:  # argparse's own refusals
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert re.search(_pattern(fragment, cli_dir), last), err
+    if "usage:" not in err:
+        assert err.strip().count("\n") == 0, err
+    assert _digests(cli_dir) == before  # no input was touched
+
+
+def test_the_real_cli_prints_no_traceback(cli_dir):
+    """A subset of the table through ``python -m gfdt_dash`` in subprocesses (run in parallel)."""
+    cases = [c for c in CLI_CASES if c[3]]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gfdt_dash", *_argv(argv, cli_dir), "--device", "cpu"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _, argv, _, _ in cases
+    ]
+    for (name, _, fragment, _), proc in zip(cases, procs, strict=True):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (name, err)
+        assert "Traceback" not in err, (name, err)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("gfdt-dash "), (name, err)
+        assert re.search(_pattern(fragment, cli_dir), last), (name, err)
+
+
+def test_debug_shows_the_traceback_and_unexpected_errors_stay_one_line(
+    cli_dir, capsys, monkeypatch
+):
+    import gfdt_dash.cli as cli
+
+    def boom(args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "_cmd_simulate", boom)
+    argv = ["simulate", "--system", "ou", "--out", str(cli_dir / "x.nc")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "gfdt-dash simulate: error: RuntimeError: disk on fire "
+        "(rerun with --debug for the traceback)\n"
+    )
+    assert cli.main([*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "disk on fire" in err
+
+
+def test_ctrl_c_ends_with_a_short_line_and_status_130(cli_dir, capsys, monkeypatch):
+    import gfdt_dash.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_response", interrupted)
+    argv = ["response", "--data", str(cli_dir / "run.nc"), "--out", str(cli_dir / "r.nc")]
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err == "gfdt-dash response: interrupted\n"

@@ -1,3 +1,6 @@
+import json
+import logging
+
 import numpy as np
 
 from gfdt_dash.cli import main
@@ -58,3 +61,27 @@ def test_bad_input_exits_2_naming_the_field(tmp_path, capsys):
     assert rc == 2
     assert "--set: expected NAME=VALUE" in capsys.readouterr().err
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_scan_is_quiet_and_its_table_names_the_parameter_values(
+    tmp_path, capfd, monkeypatch, tiny_scan_spec
+):
+    # the CLI quiets Dask process-wide; give this process its state back afterwards
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "info")
+    dask_log = logging.getLogger("distributed")
+    monkeypatch.setattr(dask_log, "level", dask_log.level)
+    spec = tiny_scan_spec(seeds=(0, 3))
+    spec["params"] = {"U": [0.05]}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in spec.items() if not isinstance(v, dict)]
+    for table in ("params", "fixed"):
+        lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in spec[table].items())]
+    path = tmp_path / "spec.toml"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["scan", str(path), "--out", str(tmp_path / "scan"), "--workers", "1"]) == 0
+    out, err = capfd.readouterr()
+    assert "INFO" not in err and "distributed" not in err, err  # Dask's logging only on --verbose
+    assert err.splitlines()[0] == "scan: 2 cells, 0 already done"
+    header, names, first, second = out.splitlines()[:4]
+    assert header.split() == ["error", "gaussian", "analytic"]
+    assert names.split() == ["U", "seed"]
+    assert first.split()[:2] == ["0.05", "0"] and second.split()[0] == "3"

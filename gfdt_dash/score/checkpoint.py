@@ -9,11 +9,16 @@ the optimiser's ``param_groups``.
 Loading parses the file with ``safetensors`` (a length-prefixed JSON header and raw buffers; it
 cannot execute code), so a pickle or a ``torch.save`` archive disguised as a checkpoint is refused
 with a ``ValueError``, as is a truncated file, another format, a model for another system or grid.
+Every metadata value is checked by type and range before use, and the network the metadata
+describe is laid out on PyTorch's ``meta`` device (no memory) and compared tensor by tensor with
+the weights in the file before it is built, so a header cannot make the loader allocate more
+than the file holds.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -40,14 +45,19 @@ def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 def save_checkpoint(
-    model: ScoreModel, path: str | os.PathLike, *, training_state: bool = True
+    model: ScoreModel,
+    path: str | os.PathLike,
+    *,
+    training_state: bool = True,
+    name: str = "path",
 ) -> Path:
     """Write ``model`` to ``path`` (one ``.safetensors`` file) atomically; returns the path.
 
     ``training_state=False`` leaves out the optimiser and RNG state (an inference-only file,
-    about a third of the size, which cannot be resumed).
+    about a third of the size, which cannot be resumed). ``name`` names the path in errors.
     """
-    return atomic_write_bytes(path, checkpoint_bytes(model, training_state=training_state))
+    data = checkpoint_bytes(model, training_state=training_state)
+    return atomic_write_bytes(path, data, name=name)
 
 
 def checkpoint_bytes(model: ScoreModel, *, training_state: bool = True) -> bytes:
@@ -74,25 +84,33 @@ def load_checkpoint(
     expect_system: str | None = None,
     expect_n: int | None = None,
     device: str | torch.device = "auto",
+    name: str = "path",
 ) -> ScoreModel:
     """Load a checkpoint written by :func:`save_checkpoint` onto ``device``.
 
     Never unpickles. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
     problem for anything else: not a safetensors file (corrupt, truncated, a pickle), not a
     gfdt-dash score checkpoint, a model for another system (``expect_system``) or grid size
-    (``expect_n``), or weights that do not fit the recorded network config.
+    (``expect_n``), or weights that do not fit the recorded network config. ``name`` names the
+    path in errors (e.g. ``"--model"``).
     """
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.is_file():
-        raise FileNotFoundError(f"path: no such checkpoint file {str(path)!r}")
+        if path.exists():
+            raise ValueError(f"{name}: {str(path)!r} is not a regular file")
+        raise FileNotFoundError(f"{name}: no such checkpoint file {str(path)!r}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot read {str(path)!r} ({exc.strerror})") from exc
     return model_from_bytes(
-        path.read_bytes(),
+        raw,
         expect_system=expect_system,
         expect_n=expect_n,
         device=device,
-        source=f"path: {str(path)!r}",
+        source=f"{name}: {str(path)!r}",
     )
 
 
@@ -108,23 +126,22 @@ def model_from_bytes(
     try:
         tensors = st_load(raw)
         header_meta = _read_header_metadata(raw)
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (SafetensorError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(
             f"{source} is not a readable safetensors checkpoint (corrupt, truncated or "
             f"another format; pickles are never loaded): {exc}"
         ) from exc
     try:
-        meta = json.loads(header_meta[_META_KEY])
-        if meta.get("format") != FORMAT:
-            raise KeyError("format")
+        meta = _check_metadata(header_meta[_META_KEY])
         net_config = ScoreNetConfig.from_dict(meta["net_config"])
         TrainConfig.from_dict(meta["train_config"])
-        system, n = meta["system"], int(meta["n"])
-    except (KeyError, TypeError, ValueError) as exc:
+        system, n = meta["system"], meta["n"]
+        net_config.check_grid(n)
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise ValueError(
-            f"{source} is a safetensors file but not a gfdt-dash score checkpoint "
-            f"(format {FORMAT}); problem: {exc!r}"
-        ) from exc
+            f"{source} is a safetensors file but not a valid gfdt-dash score checkpoint "
+            f"(format {FORMAT}); problem: {_describe(exc)}"
+        ) from None
     if expect_system is not None and system != expect_system:
         raise ValueError(
             f"checkpoint: {source} was trained for system {system!r}, not {expect_system!r}"
@@ -133,6 +150,7 @@ def model_from_bytes(
         raise ValueError(
             f"checkpoint: {source} was trained on a {n}×{n} grid, not {expect_n}×{expect_n}"
         )
+    _check_layout(net_config, n, tensors, source)
     dev = resolve_device(device)
     param_groups = meta.pop("optimizer_param_groups", None)
     net = ScoreUNet(net_config, n=n)
@@ -150,14 +168,121 @@ def model_from_bytes(
     train_state = None
     if param_groups is not None and "rng/generator" in tensors:
         state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in _split(tensors, "optim").items():
-            idx, name = key.split("/", 1)
-            state.setdefault(int(idx), {})[name] = v.to(dev) if name != "step" else v
+        try:
+            for key, v in _split(tensors, "optim").items():
+                idx, name = key.split("/", 1)
+                state.setdefault(int(idx), {})[name] = v.to(dev) if name != "step" else v
+        except ValueError:
+            raise ValueError(f"checkpoint: {source} has a malformed optimiser state") from None
         train_state = {
             "optimizer": {"state": state, "param_groups": [_group(g) for g in param_groups]},
             "generator": tensors["rng/generator"],
         }
     return ScoreModel(net, ema, meta, train_state)
+
+
+# Required metadata: key → (check, what it must be).
+def _positive(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+_REQUIRED: dict[str, tuple[Any, str]] = {
+    "system": (lambda v: v in ("ou", "allen_cahn", "navier_stokes", "custom"), "a system name"),
+    "n": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 256 and v % 2 == 0,
+        "an even integer grid size in [4, 256]",
+    ),
+    "net_config": (lambda v: isinstance(v, dict), "an object"),
+    "train_config": (lambda v: isinstance(v, dict), "an object"),
+    "scale": (_positive, "a positive finite number"),
+    "sigma_min": (_positive, "a positive finite number"),
+    "sigma_max": (_positive, "a positive finite number"),
+    "step": (_count, "a non-negative integer"),
+}
+_OPTIONAL: dict[str, tuple[Any, str]] = {
+    "system_config": (lambda v: v is None or isinstance(v, str), "null or a JSON text"),
+    "history": (
+        lambda v: isinstance(v, dict) and all(isinstance(x, list) for x in v.values()),
+        "an object of lists",
+    ),
+    "diagnostics": (lambda v: isinstance(v, dict), "an object"),
+    "optimizer_param_groups": (
+        lambda v: isinstance(v, list)
+        and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in v),
+        "a list of parameter groups",
+    ),
+}
+
+
+def _check_metadata(text: Any) -> dict[str, Any]:
+    """The checkpoint metadata, every value used later checked by type and range."""
+    if not isinstance(text, str):
+        raise ValueError("the metadata is not a JSON text")
+    meta = json.loads(text)
+    if not isinstance(meta, dict):
+        raise ValueError(f"the metadata must be a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"format: {meta.get('format')!r}, expected {FORMAT!r}")
+    for key, (ok, what) in _REQUIRED.items():
+        if key not in meta:
+            raise ValueError(f"{key}: missing from the metadata")
+        if not ok(meta[key]):
+            raise ValueError(f"{key}: must be {what}, got {meta[key]!r:.80}")
+    for key, (ok, what) in _OPTIONAL.items():
+        if key in meta and not ok(meta[key]):
+            raise ValueError(f"{key}: must be {what}, got {meta[key]!r:.80}")
+    if not meta["sigma_max"] > meta["sigma_min"]:
+        raise ValueError(
+            f"sigma_max: {meta['sigma_max']} must exceed sigma_min={meta['sigma_min']}"
+        )
+    if meta.get("system_config") is not None:
+        from gfdt_dash.systems import config_from_dict
+
+        raw = json.loads(meta["system_config"])
+        if not isinstance(raw, dict):
+            raise ValueError("system_config: must be a JSON object")
+        config = config_from_dict(raw)
+        if config.system != meta["system"] or config.n != meta["n"]:
+            raise ValueError(
+                f"system_config: describes {config.system} n={config.n}, the checkpoint "
+                f"{meta['system']} n={meta['n']}"
+            )
+    meta.setdefault("history", {"step": [], "train_loss": [], "val_step": [], "val_loss": []})
+    meta.setdefault("diagnostics", {})
+    return meta
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "the metadata JSON is nested too deeply"
+    if isinstance(exc, KeyError):
+        return f"missing key {exc}"
+    return str(exc)
+
+
+def _check_layout(
+    net_config: ScoreNetConfig, n: int, tensors: dict[str, torch.Tensor], source: str
+) -> None:
+    """Compare the network the metadata describe with the weights in the file, before building
+    it: the layout comes from PyTorch's ``meta`` device, which allocates no memory."""
+    with torch.device("meta"):
+        layout = {k: tuple(v.shape) for k, v in ScoreUNet(net_config, n=n).state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in _split(tensors, "net").items()}
+    if layout != stored:
+        expected = sum(math.prod(s) for s in layout.values())
+        held = sum(math.prod(s) for s in stored.values())
+        diff = sorted(set(layout) ^ set(stored)) or [
+            k for k in layout if layout[k] != stored.get(k)
+        ]
+        raise ValueError(
+            f"checkpoint: {source} holds weights that do not fit its network config: the config "
+            f"describes {expected:,} numbers in {len(layout)} tensors, the file holds {held:,} "
+            f"in {len(stored)} (first difference: {diff[0]!r})"
+        )
 
 
 def _rebuild(raw: bytes, device: str) -> ScoreModel:

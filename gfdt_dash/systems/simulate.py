@@ -8,6 +8,7 @@ import xarray as xr
 
 from gfdt_dash import __version__
 from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
+from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems.base import State, System
 from gfdt_dash.systems.config import NavierStokesConfig, SystemConfig
 from gfdt_dash.systems.fields import FieldSystem
@@ -91,6 +92,7 @@ def simulate(
 
     With ``return_state=True`` the final state is returned too, to continue the run.
     """
+    seed = check_seed(seed)
     members = config.members if members is None else int(members)
     if members < 1:
         raise ValueError(f"members: must be >= 1, got {members}")
