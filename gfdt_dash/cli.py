@@ -63,7 +63,11 @@ def _limits(args: argparse.Namespace):
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["lam=1500", "dealias=true"]`` → ``{"lam": 1500.0, "dealias": True}``."""
+    """``["lam=1500", "dealias=true", "integrator=rk4"]`` → ``{"lam": 1500, ...}``.
+
+    Numbers and true/false are converted; anything else stays text (choices such as
+    ``integrator`` or ``advection``), and the config's validation names a wrong value's field.
+    """
     out: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
@@ -79,7 +83,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             try:
                 out[name.strip()] = float(raw)
             except ValueError:
-                raise ValueError(f"--set {name}: {raw!r} is not a number or true/false") from None
+                out[name.strip()] = raw.strip()
     return out
 
 

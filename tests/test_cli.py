@@ -85,3 +85,19 @@ def test_scan_is_quiet_and_its_table_names_the_parameter_values(
     assert header.split() == ["error", "gaussian", "analytic"]
     assert names.split() == ["U", "seed"]
     assert first.split()[:2] == ["0.05", "0"] and second.split()[0] == "3"
+
+
+def test_set_accepts_a_choice_and_names_a_wrong_one(tmp_path, capsys):
+    out = tmp_path / "rk4.nc"
+    small = ["--set", "n=8", "--set", "record=2", "--set", "spinup=0", "--set", "max_lag=1"]
+    small += ["--set", "restart_every=1", "--members", "1", "--device", "cpu", "--quiet"]
+    args = ["simulate", "--system", "allen_cahn", "--set", "integrator=rk4", *small]
+    assert main([*args, "--out", str(out)]) == 0
+    assert json.loads(open_dataset(out).attrs["config"])["integrator"] == "rk4"
+    bad = ["simulate", "--system", "allen_cahn", "--set", "integrator=euler", *small]
+    assert main([*bad, "--out", str(tmp_path / "bad.nc")]) == 2
+    assert "integrator: 'euler' not allowed; allowed: " in capsys.readouterr().err
+    bad = ["simulate", "--system", "allen_cahn", "--set", "lam=abc", *small]
+    assert main([*bad, "--out", str(tmp_path / "bad.nc")]) == 2
+    assert "lam: must be a number, got 'abc'" in capsys.readouterr().err
+    assert not (tmp_path / "bad.nc").exists()
