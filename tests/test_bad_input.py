@@ -254,6 +254,12 @@ CASES = [
         ValueError,
         "^seed:",
     ),
+    (
+        "perturbation seed 2**63",
+        lambda: perturbation_response(OU, seed=2**63, device="cpu"),
+        ValueError,
+        "^seed: 9223372036854775808 outside",
+    ),
     # field values: real floating-point, not constant; bare arrays with an unambiguous order
     (
         "fields constant",

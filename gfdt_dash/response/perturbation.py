@@ -24,6 +24,7 @@ import xarray as xr
 
 from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
 from gfdt_dash.response.result import response_dataset
+from gfdt_dash.seeds import check_seed
 
 __all__ = ["analytic_response", "perturbation_response"]
 
@@ -69,6 +70,7 @@ def perturbation_response(
     """
     from gfdt_dash.systems import PairedRun, advance, make_system
 
+    seed = check_seed(seed)
     system = make_system(config, device, dtype)
     members = config.members if initial_state is None else initial_state["field_hat"].shape[0]
     batch = members if batch is None else int(batch)
