@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gfdt_dash import __version__
+from gfdt_dash.threads import resolve_threads, set_threads, threads_arg
 
 log = logging.getLogger("gfdt_dash")
 
@@ -61,6 +62,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--threads",
+        type=threads_arg,
+        help="torch threads of this process: an integer >= 1, or auto (OMP_NUM_THREADS if set, "
+        "else one per available core); default 1, the fastest on small and shared machines",
+    )
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -178,7 +185,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         args.out,
         scheduler=args.scheduler,
         n_workers=args.workers,
-        threads_per_worker=args.threads,
+        threads_per_worker=resolve_threads(args.threads, processes=args.workers),
         device=args.device,
         on_cell=on_cell,
     )
@@ -307,7 +314,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="scan folder (resumes if it exists)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    p.add_argument(
+        "--threads",
+        type=threads_arg,
+        help="torch threads per worker process: an integer >= 1, or auto (the available cores "
+        "shared among the local workers); default 1",
+    )
     p.add_argument("--device", default="cpu", help="device inside the workers (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress")
     p.set_defaults(func=_cmd_scan)
@@ -318,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = _build_parser()
     args = parser.parse_args(argv)
+    # The process-wide thread count is the entry point's to set (STYLE rule 5); scan's
+    # --threads is for its workers, its own process only waits for them.
+    set_threads(None if args.command == "scan" else args.threads)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
