@@ -1,13 +1,17 @@
 """Training a score network by variance-exploding denoising score matching (SPEC §3).
 
-Adam, linear learning-rate warm-up, gradient-norm clipping, EMA of the weights
-(``torch.optim.swa_utils``), validation on held-out snapshots, progress/cancellation, and exact
-resumption (model, EMA, optimiser, step and RNG state). All randomness comes from one
+Adam, linear learning-rate warm-up, gradient-norm clipping, EMA of the weights (a
+``torch.optim.swa_utils.AveragedModel``), validation on held-out snapshots, progress/cancellation,
+and exact resumption (model, EMA, optimiser, step and RNG state). All randomness comes from one
 ``torch.Generator`` on the training device, seeded by ``seed``.
 
-No ``torch.compile`` and no mixed precision: neither has been measured to help here (the
-classroom net is tiny and CPU-bound; float16/bfloat16 would also blur the small σ_min outputs the
-GFDT needs). Measure with ``benchmarks/bench_score.py`` before adding either.
+Speed (CPU, one thread, the classroom net): the network's own layers do most of the work
+(:mod:`gfdt_dash.score.network`); around them each step uses Adam's fused kernel, one foreach EMA
+update, and reads the loss back only when it is reported. No ``torch.compile``: on this project's
+2-core machine compiling the classroom net's forward and backward took ~6 min (68 CPU-s) and the
+compiled step was no faster (the convolutions stay oneDNN calls). No mixed precision:
+float16/bfloat16 would blur the small σ_min outputs the GFDT needs. ``benchmarks/bench_score.py``
+measures training samples/s.
 """
 
 from __future__ import annotations
