@@ -1,9 +1,10 @@
 """gfdt-dash dashboard: ``panel serve app.py``.
 
 Process-wide settings live here, not in the library (STYLE rule 5): torch uses one intra-op
-thread per job, because the classroom grids are too small to gain from more (on two cores a
-16×16 OU run takes ~1 s with one thread and ~25 s with the default), and parallelism comes from the
-shared job pool instead (``gfdt_dash.ui.jobs``), whose computations run in worker processes
+thread (``gfdt_dash.threads``, the policy of every entry point), because the classroom grids are
+too small to gain from more (on two cores a 16×16 OU run takes ~1 s with one thread and ~25 s
+with the default), and parallelism comes from the shared job pool instead
+(``gfdt_dash.ui.jobs``), whose computations run in worker processes of one thread each
 (``gfdt_dash.ui.worker``), started here with the server so that the first jobs find them ready
 (``panel serve app.py --warm`` runs this at start-up, before the first visitor).
 """
@@ -11,13 +12,13 @@ shared job pool instead (``gfdt_dash.ui.jobs``), whose computations run in worke
 import gc
 
 import panel as pn
-import torch
 
+from gfdt_dash.threads import set_threads
 from gfdt_dash.ui import worker
 from gfdt_dash.ui.app import TITLE, create_app
 from gfdt_dash.ui.jobs import POOL_SIZE
 
-torch.set_num_threads(1)
+set_threads(1)
 
 if pn.state.served:
     if worker.start(POOL_SIZE):  # the server's first run of this script (later ones start none)

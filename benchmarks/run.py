@@ -4,8 +4,11 @@
 
 Each ``bench_*.py`` beside this file prints a markdown section; they run one after another in
 fresh processes (so one's threads or memory do not skew the next) and their output is collected
-with the device, the torch version and the date. The README embeds the file. Timings on shared
-machines are noisy: read the ratios, which each benchmark measures within one run.
+with the device, the torch version, the thread count and the date. ``--threads`` (default 1, the
+product's default: ``gfdt_dash.threads``) is each benchmark's torch thread count, set through
+``OMP_NUM_THREADS``; ``bench_score.py`` also measures 1 and 2 threads side by side and names the
+count in every row. The README embeds the file. Timings on shared machines are noisy: read the
+ratios, which each benchmark measures within one run.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gfdt_dash.threads import resolve_threads, threads_arg
+
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=threads_arg, help="torch threads: N or auto (default 1)")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
+    args.threads = resolve_threads(args.threads)
     import torch
 
     from gfdt_dash.devices import resolve_device
@@ -37,14 +43,15 @@ def main() -> int:
         "# Benchmark results",
         "",
         f"{dt.date.today()}, device `{device}` ({name or platform.machine()}), torch "
-        f"{torch.__version__}, {args.threads or torch.get_num_threads()} CPU threads.",
+        f"{torch.__version__}, {args.threads} torch thread(s) unless a table says otherwise; "
+        f"{os.cpu_count()} cores, 1-min load average {os.getloadavg()[0]:.1f} at the start.",
         "",
     ]
     for script in sorted(HERE.glob("bench_*.py")):
         cmd = [sys.executable, str(script), "--device", args.device]
-        env = dict(os.environ)
-        if args.threads:  # torch reads its intra-op thread count from these at start-up
-            env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+        # torch reads its intra-op thread count from these at start-up
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        env["MKL_NUM_THREADS"] = str(args.threads)
         print("running", script.name, file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         parts += [f"## {script.stem.removeprefix('bench_')}", ""]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gfdt_dash import __version__
+from gfdt_dash.threads import resolve_threads, set_threads, threads_arg
 
 log = logging.getLogger("gfdt_dash")
 
@@ -106,10 +107,20 @@ class _ProgressBar:
             print(line, end=end, file=sys.stderr, flush=True)
 
 
-def _add_common(p: argparse.ArgumentParser, *, device: str = "auto", seed: bool = True) -> None:
+def _add_common(
+    p: argparse.ArgumentParser, *, device: str = "auto", seed: bool = True, threads: bool = True
+) -> None:
     p.add_argument(
         "--device", default=device, help=f"auto (CUDA, MPS, CPU), cpu, cuda or mps ({device})"
     )
+    if threads:  # scan has its own --threads: the threads of each worker process
+        p.add_argument(
+            "--threads",
+            type=threads_arg,
+            help="torch threads of this process: an integer >= 1, or auto (OMP_NUM_THREADS if "
+            "set, else one per available core); default 1, the fastest on small and shared "
+            "machines",
+        )
     if seed:
         p.add_argument(
             "--seed", type=_seed, default=0, help="random seed, 0 ≤ seed < 2**63 (default 0)"
@@ -295,7 +306,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         out,
         scheduler=args.scheduler,
         n_workers=args.workers,
-        threads_per_worker=args.threads,
+        threads_per_worker=resolve_threads(args.threads, processes=args.workers),
         device=args.device,
         limits=_limits(args),
         on_start=on_start,
@@ -485,9 +496,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=2, help="local worker processes (default 2)"
     )
     p.add_argument(
-        "--threads", type=_positive_int, default=1, help="threads per worker (default 1)"
+        "--threads",
+        type=threads_arg,
+        help="torch threads per worker process: an integer >= 1, or auto (the available cores "
+        "shared among the local workers); default 1",
     )
-    _add_common(p, device="cpu", seed=False)
+    _add_common(p, device="cpu", seed=False, threads=False)
     _add_cost_limit(p)
     _add_cost_limit(p, train=True)
     p.set_defaults(func=_cmd_scan)
@@ -512,6 +526,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # The process-wide thread count is the entry point's to set (STYLE rule 5); scan's
+    # --threads is for its workers, its own process only waits for them.
+    set_threads(None if args.command == "scan" else args.threads)
     try:
         return args.func(args)
     except KeyboardInterrupt:

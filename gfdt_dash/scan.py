@@ -432,7 +432,7 @@ def run_scan(
 
 
 def _limit_threads(n: int) -> None:
-    """Runs inside each Dask worker process: the worker's own torch thread budget."""
-    import torch
+    """Runs inside each Dask worker process (an entry point of its own): its torch threads."""
+    from gfdt_dash.threads import set_threads
 
-    torch.set_num_threads(n)
+    set_threads(n)

@@ -361,7 +361,7 @@ def test_corrupt_netcdf_files_are_refused(tmp_path, make):
     ("argv", "fragment"),
     [
         (["simulate", "--system", "ou", "--set", "dt=-1", "--out", "x.nc"], "dt:"),
-        (["simulate", "--system", "ou", "--set", "dt=abc", "--out", "x.nc"], "--set dt:"),
+        (["simulate", "--system", "ou", "--set", "dt=abc", "--out", "x.nc"], "dt: must be a"),
         (["response", "--data", "missing.nc", "--out", "r.nc"], "--data: no such file"),
         (["scan", "missing.toml", "--out", "scan"], "missing.toml"),
     ],

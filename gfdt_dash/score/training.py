@@ -1,13 +1,17 @@
 """Training a score network by variance-exploding denoising score matching (SPEC §3).
 
-Adam, linear learning-rate warm-up, gradient-norm clipping, EMA of the weights
-(``torch.optim.swa_utils``), validation on held-out snapshots, progress/cancellation, and exact
-resumption (model, EMA, optimiser, step and RNG state). All randomness comes from one
+Adam, linear learning-rate warm-up, gradient-norm clipping, EMA of the weights (a
+``torch.optim.swa_utils.AveragedModel``), validation on held-out snapshots, progress/cancellation,
+and exact resumption (model, EMA, optimiser, step and RNG state). All randomness comes from one
 ``torch.Generator`` on the training device, seeded by ``seed``.
 
-No ``torch.compile`` and no mixed precision: neither has been measured to help here (the
-classroom net is tiny and CPU-bound; float16/bfloat16 would also blur the small σ_min outputs the
-GFDT needs). Measure with ``benchmarks/bench_score.py`` before adding either.
+Speed (CPU, one thread, the classroom net): the network's own layers do most of the work
+(:mod:`gfdt_dash.score.network`); around them each step uses Adam's fused kernel, one foreach EMA
+update, and reads the loss back only when it is reported. No ``torch.compile``: on this project's
+2-core machine compiling the classroom net's forward and backward took ~6 min (68 CPU-s) and the
+compiled step was no faster (the convolutions stay oneDNN calls). No mixed precision:
+float16/bfloat16 would blur the small σ_min outputs the GFDT needs. ``benchmarks/bench_score.py``
+measures training samples/s.
 """
 
 from __future__ import annotations
@@ -230,14 +234,18 @@ def train_score(
             "gfdt_dash_version": __version__,
         }
     meta["train_config"] = cfg.to_dict()
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, **_adam_kernels(dev))
     if model is not None:
         _restore_train_state(model, optimizer, gen, dev, seed)
 
     model = ScoreModel(net, ema, meta, None)
+    ema_update = _EmaUpdate(ema, net, cfg.ema_decay)
+    params = list(net.parameters())
     history = meta["history"]
     reporter = Reporter("train", cfg.n_steps, callback, should_stop)
-    loss_sum, loss_count = 0.0, 0
+    # Losses are summed on the device and read back only when reported, evaluated or saved:
+    # reading one every step would make the host wait for the device at every step.
+    loss_sum, loss_count = torch.zeros((), device=dev, dtype=dt), 0
     net.train()
     try:
         for step in range(start + 1, cfg.n_steps + 1):
@@ -250,20 +258,26 @@ def train_score(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
             optimizer.step()
-            ema.update_parameters(net)
+            ema_update()
             meta["step"] = step
-            loss_value = float(loss.detach())
-            loss_sum += loss_value
+            loss_sum += loss.detach()
             loss_count += 1
             info: dict[str, Any] = {}
             evaluate = val.shape[0] > 0 and (step % cfg.eval_every == 0 or step == cfg.n_steps)
-            if evaluate or reporter.due(step):
-                train_loss = loss_sum / loss_count
+            save = checkpoint_every and step % checkpoint_every == 0 and step < cfg.n_steps
+            if evaluate or save or step == cfg.n_steps or reporter.due(step):
+                train_loss = float(loss_sum) / loss_count
+                if not math.isfinite(train_loss):
+                    raise FloatingPointError(
+                        f"train: the loss became non-finite by step {step}; lower the learning "
+                        "rate"
+                    )
                 history["step"].append(step)
                 history["train_loss"].append(train_loss)
-                loss_sum, loss_count = 0.0, 0
+                loss_sum.zero_()
+                loss_count = 0
                 info = {"step": step, "train_loss": train_loss}
             if evaluate:
                 v = _val_loss(ema.module, val, schedule, cfg, seed)
@@ -271,12 +285,8 @@ def train_score(
                 history["val_loss"].append(v)
                 info["val_loss"] = v
                 log.debug("step %d: train loss %.4f, val loss %.4f", step, info["train_loss"], v)
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"train: the loss became non-finite at step {step}; lower the learning rate"
-                )
             reporter.update(step, force=bool(info), **info)
-            if checkpoint_every and step % checkpoint_every == 0 and step < cfg.n_steps:
+            if save:
                 from gfdt_dash.score.checkpoint import save_checkpoint
 
                 model.train_state = _train_state(optimizer, gen)
@@ -290,6 +300,31 @@ def train_score(
     return model
 
 
+class _EmaUpdate:
+    """``ema ← lerp(ema, net, 1 − decay)`` over all parameters and buffers in one foreach call.
+
+    The same arithmetic as ``AveragedModel.update_parameters`` with ``get_ema_multi_avg_fn``
+    (first update copies, ``n_averaged`` counts), without rebuilding the tensor lists and
+    regrouping them every step, and without its host reads of ``n_averaged``.
+    """
+
+    def __init__(self, ema: torch.optim.swa_utils.AveragedModel, net: ScoreUNet, decay: float):
+        self.ema = ema
+        self.ema_tensors = [t.detach() for t in (*ema.module.parameters(), *ema.module.buffers())]
+        self.net_tensors = [t.detach() for t in (*net.parameters(), *net.buffers())]
+        self.weight = 1.0 - decay
+        self.started = bool(ema.n_averaged > 0)
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        if self.started:
+            torch._foreach_lerp_(self.ema_tensors, self.net_tensors, self.weight)
+        else:
+            torch._foreach_copy_(self.ema_tensors, self.net_tensors)
+            self.started = True
+        self.ema.n_averaged += 1
+
+
 def _learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then constant or cosine decay to 0 at ``n_steps``."""
     if cfg.warmup and step < cfg.warmup:
@@ -298,6 +333,15 @@ def _learning_rate(cfg: TrainConfig, step: int) -> float:
         u = (step - cfg.warmup) / max(1, cfg.n_steps - cfg.warmup)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, u)))
     return cfg.lr
+
+
+def _adam_kernels(dev: torch.device) -> dict[str, bool | None]:
+    """Adam's fused kernel where torch has one for every version we support (CPU, CUDA; about
+    4× faster than the default per-tensor loop on CPU for the classroom net), else the foreach
+    kernels. The same update rule and state-dict layout either way."""
+    if dev.type in ("cpu", "cuda"):
+        return {"fused": True, "foreach": None}
+    return {"fused": None, "foreach": True}
 
 
 def _train_state(optimizer, gen) -> dict[str, Any]:
@@ -326,6 +370,8 @@ def _prepare_resume(resume, dev, n, fingerprint, net_config, system_config) -> S
 
 def _restore_train_state(model: ScoreModel, optimizer, gen, dev, seed) -> None:
     optimizer.load_state_dict(model.train_state["optimizer"])
+    for group in optimizer.param_groups:  # the saved groups name the kernels of their device
+        group.update(_adam_kernels(dev))
     state = model.train_state["generator"]
     try:
         gen.set_state(state.cpu())

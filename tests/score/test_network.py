@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from torch.nn import functional as F
 
 from gfdt_dash.score import ScoreNetConfig, ScoreUNet
+from gfdt_dash.score.network import CircularConv2d, UpsampleConv
 
 
 @pytest.mark.parametrize(
@@ -36,17 +40,79 @@ def test_translation_equivariance(preset, n, mean_bypass):
     assert out.shape == x.shape
 
 
+class _ReferenceUpConv(torch.nn.Module):
+    """The textbook layer :class:`UpsampleConv` replaces: nearest ×2, then a 3×3 conv with
+    ``padding_mode`` (same weights)."""
+
+    def __init__(self, fast: UpsampleConv, padding_mode: str = "circular") -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(*fast.weight.shape[1::-1], 3, padding=1,
+                                    padding_mode=padding_mode)
+        self.conv.load_state_dict(fast.state_dict())
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
 def test_zero_padding_would_be_caught():
     """The equivariance check has teeth: the same net with one zero-padded conv fails it."""
     cfg = ScoreNetConfig.preset("classroom")
     torch.manual_seed(0)
     net = ScoreUNet(cfg, n=16).eval()
-    net.up[-1].padding_mode = "zeros"  # the last up-sampling conv
+    net.up[-1] = _ReferenceUpConv(net.up[-1], padding_mode="zeros")  # the last up-sampling conv
     x = torch.randn(2, 16, 16, generator=torch.Generator().manual_seed(1))
     s = torch.tensor([0.1, 1.0])
     with torch.no_grad():
         diff = net(torch.roll(x, (4, 0), dims=(1, 2)), s) - torch.roll(net(x, s), (4, 0), (1, 2))
     assert diff.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(("m", "stride"), [(1, 1), (2, 1), (5, 1), (8, 2), (16, 1)])
+def test_fast_layers_match_the_textbook_layers(m, stride):
+    """CircularConv2d is nn.Conv2d(padding_mode="circular") exactly (the same ops forward; its
+    hand-written backward folds the padding's gradient); UpsampleConv is nearest ×2 + that conv
+    to float32 round-off (its merged taps are summed first: relative errors ~1e-7, bound 1e-5),
+    in the output and in the gradients of input, weight and bias."""
+    gen = torch.Generator().manual_seed(m)
+    torch.manual_seed(m)
+    fast = CircularConv2d(6, 4, stride=stride)
+    plain = torch.nn.Conv2d(6, 4, 3, stride=stride, padding=1, padding_mode="circular")
+    plain.load_state_dict(fast.state_dict())
+    up = UpsampleConv(6, 4)
+    up_ref = _ReferenceUpConv(up)
+    x = torch.randn(3, 6, m, m, generator=gen)
+    for a, b, exact in ((fast, plain, True), (up, up_ref, False)):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = a(xa), b(xb)
+        g = torch.randn(ya.shape, generator=gen)
+        ya.backward(g)
+        yb.backward(g)
+        pairs = [(ya.detach(), yb.detach()), (xa.grad, xb.grad)]
+        pairs += list(zip((p.grad for p in a.parameters()), (p.grad for p in b.parameters()),
+                          strict=True))
+        for u, v in pairs:
+            assert u.shape == v.shape
+            if exact:
+                torch.testing.assert_close(u, v, atol=1e-6, rtol=1e-6)
+            else:
+                torch.testing.assert_close(u, v, atol=1e-5 * float(v.abs().max()), rtol=0)
+
+
+def test_shipped_networks_unchanged_by_the_fast_layers():
+    """The shipped checkpoints give the same σ_min outputs as with the textbook layers."""
+    from gfdt_dash.score import load_shipped
+
+    for system in ("ou", "allen_cahn", "navier_stokes"):
+        model = load_shipped(system, device="cpu")
+        fast = model.ema_net.eval()
+        ref = copy.deepcopy(fast)
+        for i, layer in enumerate(ref.up):
+            ref.up[i] = _ReferenceUpConv(layer)
+        x = torch.randn(16, model.n, model.n, generator=torch.Generator().manual_seed(0))
+        sigma = torch.tensor(model.sigma_min)
+        with torch.no_grad():
+            a, b = fast(x, sigma), ref(x, sigma)
+        torch.testing.assert_close(a, b, atol=1e-5 * float(b.abs().max()), rtol=0)
 
 
 def test_presets_and_validation():
