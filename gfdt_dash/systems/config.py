@@ -340,6 +340,14 @@ class NavierStokesConfig(SystemConfig):
 
     system: ClassVar[str] = "navier_stokes"
     title: ClassVar[str] = "Navier–Stokes"
+    # Forms of the advection term (NavierStokesSystem); the first is the original study's and the
+    # default of the field, so configs saved before the field existed load as they were made.
+    advection_forms: ClassVar[tuple[str, ...]] = (
+        "skew",
+        "advective",
+        "conservative",
+        "momentum_flux",
+    )
     n: int = _n(32)
     U0: float = spec(math.pi, -20.0, 20.0, "uniform background flow U₀ along x", "length/time")
     nu2: float = spec(1e-5, 0.0, 1.0, "hyperviscosity ν² (of |k|⁴)")
@@ -349,6 +357,12 @@ class NavierStokesConfig(SystemConfig):
     mean_forcing_removed: float = spec(0.9, 0.0, 1.0, "fraction c_S of the mean forcing removed")
     phase_diffusion: float = spec(1.0, 0.0, 100.0, "phase diffusivity D (dφ = √(2D) dW)", "1/time")
     dealias: bool = spec(False, doc="2/3-rule dealiasing of the advection", choices=(False, True))
+    advection: str = spec(
+        "skew",
+        doc="form of the advection (u·∇)ζ: skew (the original study's), advective, conservative, "
+        "momentum_flux; see NavierStokesSystem",
+        choices=advection_forms,
+    )
     dt: float = spec(1 / 128, 0.0, 1.0, "time step", "time", lo_open=True)
     members: int = spec(2048, 1, 8192, "ensemble members", integer=True)
     frame_members: int = spec(128, 1, 8192, "members whose frames are recorded", integer=True)
