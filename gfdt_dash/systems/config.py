@@ -426,6 +426,21 @@ class NavierStokesConfig(SystemConfig):
         super()._validate()
         if self.n % 2:
             raise ValueError(f"n: {self.n} must be even; allowed: even integers in [4, 256]")
+        # RK4 stability of the linear rates: hyperviscosity at the largest |k|, hypoviscosity at
+        # |k| = 1, the mean's damping; the background flow at the largest k_x below Nyquist. The
+        # advection by the flow itself is not bounded here (it depends on the state).
+        kmax2 = 2 * (self.n // 2) ** 2
+        real_rate = max(self.nu2 * kmax2**2, self.nuh2, 1.0)
+        imag_rate = abs(self.U0) * (self.n // 2 - 1)
+        limit = min(
+            RK4_REAL_LIMIT / real_rate,
+            RK4_IMAG_LIMIT / imag_rate if imag_rate else math.inf,
+        )
+        if self.dt > 0.9 * limit:
+            raise ValueError(
+                f"dt: {self.dt} is too large for RK4 stability with these rates; "
+                f"allowed range (0, {0.9 * limit:.4g}]"
+            )
 
 
 SYSTEMS: dict[str, type[SystemConfig]] = {

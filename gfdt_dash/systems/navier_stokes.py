@@ -181,7 +181,7 @@ class NavierStokesSystem(System):
         torch.mul(mult[..., :half], z, out=full[..., :half])
         torch.mul(mult[..., 1:, half:], left[..., :-1, :], out=full[..., 1:, half:])
         torch.mul(mult[..., :1, half:], left[..., -1:, :], out=full[..., :1, half:])
-        return torch.fft.ifft2(full, out=full)
+        return torch.fft.ifft2(full)
 
     def real_part_hat(self, q_hat: torch.Tensor) -> torch.Tensor:
         """rfft2 of ``2 Re q`` ``(batch, n, n//2+1)`` from the fft2 ``q_hat`` ``(batch, n, n)``.
@@ -209,7 +209,7 @@ class NavierStokesSystem(System):
         out = field_hat.clone()
         for col in self._self_columns:
             column = field_hat[..., col]
-            out[..., col] = 0.5 * (column + column[..., self._mirror_rows].conj())
+            torch.add(column, column[..., self._mirror_rows].conj(), out=out[..., col]).mul_(0.5)
         return out
 
     # -- forcing -------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class NavierStokesSystem(System):
 
         ``phase`` ``(…, n_forced)``; the value at k is ½A_f(e^{iφ_k} + e^{−iφ_{−k}}).
         """
-        e = torch.complex(torch.cos(phase), torch.sin(phase))
+        e = torch.view_as_complex(torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1))
         return self._forcing_scale * (e[..., self._pos] + e[..., self._neg].conj())
 
     def forcing_hat(self, phase: torch.Tensor) -> torch.Tensor:
@@ -246,7 +246,7 @@ class NavierStokesSystem(System):
             prods = w * fields[:, 1:]
         else:
             prods = w * fields[:, 1:2]
-        q_hat = torch.fft.fft2(prods, out=prods)
+        q_hat = torch.fft.fft2(prods)
         if q_hat.shape[1] == 1:
             q_hat = q_hat[:, 0].mul_(self._from_phys_mult[0])
         else:
@@ -281,7 +281,9 @@ class NavierStokesSystem(System):
         def tendency(z: torch.Tensor, stage: int) -> torch.Tensor:
             return self.tendency_hat(z, forcing[stage])
 
-        zeta_hat = self.hermitian_projection(rk4_step(tendency, state["field_hat"], self.dt))
+        # The step sees only the real field irfft2(ẑ) and returns an exact rfft2 of a real field.
+        zeta_hat = self.hermitian_projection(state["field_hat"])
+        zeta_hat = self.hermitian_projection(rk4_step(tendency, zeta_hat, self.dt))
         return {"field_hat": zeta_hat, "phase": torch.remainder(phases[:, 2], 2 * math.pi)}
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:
