@@ -337,16 +337,15 @@ class NavierStokesConfig(SystemConfig):
     ∂ₜζ = −(u·∇)ζ + 𝒟ζ + S_φ − c_S⟨S_φ⟩ − ⟨ζ⟩,  u = (∂_yψ + U₀, −∂ₓψ), Δψ = ζ,
     𝒟̂(k) = −ν_h²/|k|⁴ − ν²|k|⁴, Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)}, dφ = √(2D) dW.
 
-    The advection term's discrete form is ``advection`` (see ``NavierStokesSystem``): the presets
-    use ``conservative`` (flux form, conserves energy on the grid), chosen by measured accuracy,
-    boundedness and speed; ``skew`` (the original study's) is the field default, so configs saved
-    before the field existed load with the form they were made with.
+    The advection term's discrete form is ``advection`` (see ``NavierStokesSystem``); the default,
+    ``skew``, is the original study's and the most accurate measured, so configs saved before the
+    field existed load with the form they were made with.
     """
 
     system: ClassVar[str] = "navier_stokes"
     title: ClassVar[str] = "Navier–Stokes"
     # Forms of the advection term (NavierStokesSystem); the first is the original study's and the
-    # default of the field, so configs saved before the field existed load as they were made.
+    # default, so configs saved before the field existed load as they were made.
     advection_forms: ClassVar[tuple[str, ...]] = (
         "skew",
         "advective",
@@ -405,7 +404,6 @@ class NavierStokesConfig(SystemConfig):
             delta=1 / 16,
             n_experiments=64,
             restart_every=2.0,
-            advection="conservative",
         ),
         "paper": dict(
             n=32,
@@ -425,7 +423,6 @@ class NavierStokesConfig(SystemConfig):
             delta=1 / 64,
             n_experiments=128,
             restart_every=8.0,
-            advection="conservative",
         ),
     }
 

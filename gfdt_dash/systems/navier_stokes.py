@@ -29,13 +29,15 @@ conserve energy and enstrophy. Without it, a form that conserves a quadratic inv
 flow bounded whatever the viscosity; ``advective`` and ``momentum_flux`` do not (with ν² = 0 the
 classroom preset diverges within 25 time units in those two forms, not in the other two).
 
-**The presets use ``conservative``**, chosen by measurement (paper physics, n = 32): after 2
-time units its distance to a dealiased n = 96 reference run is 0.262 (relative L2 on the n = 32
-modes) against 0.258 for ``skew`` — both dominated by the n = 32 truncation itself; its
-stationary mean energy and enstrophy match the other forms' within the sampling error (16
-members, time units 100–200); it is bounded like ``skew``; and its RK4 step is about 1.5 times
-faster than the skew form's. ``momentum_flux`` is faster still (about 1.3 times) but unbounded.
-The field's own default stays ``skew``, so configs saved before the choice existed load as made.
+**The default stays ``skew``**, chosen by measurement (paper physics, n = 32, float64, frozen
+forcing phases, from a turbulent state): after 2 time units the relative L2 distance on the
+n = 32 modes to a dealiased n = 96 run of the same physics is 0.037 for ``skew``, 0.050 for
+``advective``, 0.061 for ``momentum_flux`` and 0.063 for ``conservative`` (RK4's time error is
+1e-4, dealiasing at n = 32 gives 0.15): the skew form's aliasing errors partly cancel. The
+stationary mean energy and enstrophy of the four agree within the sampling error (a few %; at
+the classroom size also with a dealiased n = 32 run). The cheaper forms are there for speed:
+per step ``advective``/``conservative`` take about 0.65 and ``momentum_flux`` about 0.5 of the
+skew form's time at the paper size.
 
 **Transforms.** Two real fields a, b travel as one complex field a + ib through one complex FFT:
 the velocity as w = u + iv, whose fft2 is (k_x + ik_y)ψ̂; the vorticity gradient as
@@ -48,8 +50,10 @@ cannot build a non-Hermitian part in the state. Complex FFTs per RK4 stage (n ×
 in one call): skew 3 + 2, advective 2 + 1, conservative 2 + 1, momentum_flux 1 + 1.
 
 The forcing is the real part of the normalised inverse FFT of Ŝ, so in rfft2 coefficients it is
-``½(Ŝ(k) + conj Ŝ(−k))``; the Nyquist row and column are excluded, the mean mode included. The
-phases are hidden variables: ζ alone is non-Markovian and has no closed-form score.
+``½(Ŝ(k) + conj Ŝ(−k))``; the Nyquist row and column are excluded, the mean mode included. Ŝ is
+in unnormalised coefficients, so the forcing on the grid has amplitude ∝ A_f/n² (the same
+physics on another grid needs A_f ∝ n²). The phases are hidden variables: ζ alone is
+non-Markovian and has no closed-form score.
 
 Reference: C. Basdevant, "Technical improvements for direct numerical simulation of homogeneous
 three-dimensional turbulence", J. Comput. Phys. 50, 209–214 (1983).
@@ -180,22 +184,24 @@ class NavierStokesSystem(System):
         self._from_phys_mult = from_phys.to(g.cdtype)
 
     # -- spectral layout -----------------------------------------------------------------------
-    def to_grid(self, field_hat: torch.Tensor, mult: torch.Tensor) -> torch.Tensor:
-        """Complex grid fields ``ifft2(mult · ẑ)`` ``(batch, F, n, n)`` for full-layout
-        multipliers ``mult`` ``(F, n, n)`` and the rfft2 ``field_hat`` of a real field.
+    def full_spectrum(self, field_hat: torch.Tensor) -> torch.Tensor:
+        """fft2 layout ``(batch, n, n)`` of the real field whose rfft2 is ``field_hat``.
 
-        The full spectrum is built while multiplying: columns k_x < 0 hold ẑ(k) = conj ẑ(−k),
-        row r of column −m being the conjugate of row (−r) mod n of column m — a flip of both
-        axes, with row 0 mapping to itself.
+        Columns k_x < 0 hold ẑ(k) = conj ẑ(−k): row r of column −m is the conjugate of row
+        (−r) mod n of column m — a flip of both axes, with row 0 mapping to itself.
         """
         n, half = self.grid.n, self.grid.n // 2 + 1
-        z = field_hat[:, None]
-        left = z[..., 1 : half - 1].flip((-2, -1)).conj()  # rows n−1…0 of columns −1…−(n/2−1)
-        full = field_hat.new_empty(field_hat.shape[0], mult.shape[0], n, n)
-        torch.mul(mult[..., :half], z, out=full[..., :half])
-        torch.mul(mult[..., 1:, half:], left[..., :-1, :], out=full[..., 1:, half:])
-        torch.mul(mult[..., :1, half:], left[..., -1:, :], out=full[..., :1, half:])
-        return torch.fft.ifft2(full)
+        full = field_hat.new_empty(field_hat.shape[0], n, n)
+        full[..., :half] = field_hat
+        left = field_hat[..., 1 : half - 1].flip((-2, -1))  # rows n−1…0, columns n/2−1…1
+        full[..., 1:, half:] = left[..., :-1, :].conj()
+        full[..., :1, half:] = left[..., -1:, :].conj()
+        return full
+
+    def to_grid(self, field_hat: torch.Tensor, mult: torch.Tensor) -> torch.Tensor:
+        """Complex grid fields ``ifft2(mult · ẑ)`` ``(batch, F, n, n)`` for full-layout
+        multipliers ``mult`` ``(F, n, n)`` and the rfft2 ``field_hat`` of a real field."""
+        return torch.fft.ifft2(mult * self.full_spectrum(field_hat)[:, None])
 
     def real_part_hat(self, q_hat: torch.Tensor) -> torch.Tensor:
         """rfft2 of ``2 Re q`` ``(batch, n, n//2+1)`` from the fft2 ``q_hat`` ``(batch, n, n)``.
@@ -266,11 +272,11 @@ class NavierStokesSystem(System):
         else:
             prods = w * fields[:, 1:2]
         q_hat = torch.fft.fft2(prods)
-        if q_hat.shape[1] == 1:
-            q_hat = q_hat[:, 0].mul_(self._from_phys_mult[0])
-        else:
-            q_hat = (q_hat * self._from_phys_mult).sum(dim=1)
-        return self.real_part_hat(q_hat)
+        mult = self._from_phys_mult
+        out = q_hat[:, 0].mul_(mult[0])
+        for p in range(1, mult.shape[0]):
+            out.addcmul_(q_hat[:, p], mult[p])
+        return self.real_part_hat(out)
 
     def tendency_hat(self, zeta_hat: torch.Tensor, forcing: torch.Tensor | None) -> torch.Tensor:
         """∂ₜζ̂ = linear_hat·ζ̂ − N̂(ζ) + forcing; ``forcing`` from :meth:`forcing_values`."""

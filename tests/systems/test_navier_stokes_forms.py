@@ -149,7 +149,7 @@ def test_advection_form_is_validated_and_old_configs_load_as_the_original_form()
     field = {f.name: f for f in dataclasses.fields(NavierStokesConfig)}["advection"]
     assert field.default == "skew"
     for preset in ("classroom", "paper"):
-        assert get_config("navier_stokes", preset).advection == "conservative"
+        assert get_config("navier_stokes", preset).advection == "skew"
 
 
 def test_dt_is_checked_for_rk4_stability_of_the_linear_rates():
