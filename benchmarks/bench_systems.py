@@ -271,7 +271,8 @@ def bench_navier_stokes(preset, args, rng):
     rows = []
     for form, system in systems.items():
         np_step = numpy_ns_step(system, batch, rng)
-        t_np = _time(np_step, max(2, n_iter // 5), args.repeat, lambda: None)
+        t_np = _interleaved({"numpy": np_step}, max(2, n_iter // 5), args.repeat, sync, clock)
+        t_np = t_np["numpy"]
         t_peer = t.get("torch-cfd")
         rows.append(
             (
