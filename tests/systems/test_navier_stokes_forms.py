@@ -165,7 +165,9 @@ def test_forms_with_a_quadratic_invariant_stay_bounded_without_hyperviscosity(fo
     """Classroom forcing with ν² = 0: aliasing pumps the grid scale, but enstrophy (skew) or
     energy (conservative) bounds every mode. (advective and momentum_flux diverge here: measured
     at t ≈ 18 and 22.)"""
-    config = NavierStokesConfig.preset("classroom", nu2=0.0, advection=form, members=16)
+    config = NavierStokesConfig.preset(
+        "classroom", nu2=0.0, advection=form, members=16, frame_members=16
+    )
     system = make_system(config, "cpu", "float32")
     gen = system.generator(0)
     state = system.initial_state(16, gen)
