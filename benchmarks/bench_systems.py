@@ -193,10 +193,14 @@ def _interleaved(fns: dict, n_iter: int, repeat: int, sync, clock=time.perf_coun
     """Median seconds per call of each function, the repeats of all of them interleaved.
 
     ``clock=time.process_time`` (CPU runs with one thread) counts only the time the process ran,
-    not the time it waited for a core on an oversubscribed machine.
+    not the time it waited for a core on an oversubscribed machine. Each function first runs
+    ``n_iter`` times untimed: the first steps of a simulation also pay for the allocator's first
+    touch of fresh pages (thousands of page faults per step at the paper size), which long runs
+    do not.
     """
     for fn in fns.values():
-        fn()
+        for _ in range(n_iter):
+            fn()
     sync()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
