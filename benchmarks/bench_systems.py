@@ -2,14 +2,19 @@
 
 For each system at the classroom and paper grid sizes, on the chosen device:
 
-- **gfdt-dash**: ``System.step`` as the driver calls it (noise draw included);
-- **numpy**: a plain NumPy implementation of the same step (same operators, numpy.fft);
-- **peer** (Navier–Stokes only): torch-cfd's ``NavierStokes2DSpectral`` with its default
-  low-storage RK4/Crank–Nicolson stepper on the same grid and batch, when ``torch_cfd`` is
-  installed (``pip install --no-deps torch-cfd einops``; it is not a dependency of gfdt-dash);
+- **gfdt-dash**: ``System.step`` as the driver calls it (noise draw included); Navier–Stokes once
+  per advection form;
+- **numpy**: a plain NumPy implementation of the same step (same operators, numpy.fft, one
+  transform per real field);
+- **peer** (Navier–Stokes only): torch-cfd's ``NavierStokes2DSpectral`` (advective form, no
+  forcing) with its default low-storage RK4/Crank–Nicolson stepper (5 stages) on the same grid,
+  batch and dtype, when ``torch_cfd`` is installed (``pip install --no-deps torch-cfd einops``;
+  it is not a dependency of gfdt-dash);
 - **FFT floor**: the time of only the FFTs one of our steps must do, batched as we batch them.
 
-Timings on shared machines are noisy: compare the ratios, which are measured in one run.
+Navier–Stokes timings interleave the contenders repeat by repeat and report medians, so slow
+phases of a shared machine hit all of them alike. Compare the ratios, which are measured in one
+run.
 
     python benchmarks/bench_systems.py [--device auto] [--threads N] [--repeat 3]
 """
@@ -18,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import numpy as np
 import torch
 
-from gfdt_dash.systems import get_config, make_system
+from gfdt_dash.systems import NavierStokesConfig, get_config, make_system
 
 BATCH = {"classroom": 32, "paper": 128}
 
@@ -89,33 +95,42 @@ def numpy_field_step(config, batch, rng):
 
 
 def numpy_ns_step(system, batch, rng):
-    """The Navier–Stokes step in NumPy with the operators of ``system`` (skew-symmetric form)."""
+    """The Navier–Stokes step in NumPy with the operators of ``system``, its advection form
+    evaluated the plain way (one inverse transform per real field, one forward per product)."""
     g, c = system.grid, system.config
     n, dt = c.n, c.dt
     ikx, iky = g.ikx.cpu().numpy(), g.iky.cpu().numpy()
     inv_lap = system.inv_lap.cpu().numpy()
     lin = system.linear_hat.cpu().numpy()
     pos, neg = system._pos.cpu().numpy(), system._neg.cpu().numpy()
-    target, mean_slot = system._target.cpu().numpy(), system._mean_slot
+    target, scale = system._target.cpu().numpy(), system._forcing_scale.cpu().numpy()
     step_sd = system.phase_step
     half = n // 2 + 1
+    form = c.advection
 
     def forcing(phase):
         e = np.exp(1j * phase)
-        values = 0.5 * c.forcing_amp * (e[:, pos] + np.conj(e[:, neg]))
-        if mean_slot is not None:
-            values[:, mean_slot] *= 1 - c.mean_forcing_removed
         out = np.zeros((phase.shape[0], n * half), dtype=complex)
-        out[:, target] = values
+        out[:, target] = scale * (e[:, pos] + np.conj(e[:, neg]))
         return out.reshape(-1, n, half)
+
+    def to_grid(*fields_hat):
+        return np.fft.irfft2(np.stack(fields_hat, axis=1), s=(n, n)).transpose(1, 0, 2, 3)
 
     def adv(z):
         psi = inv_lap * z
-        u, v, zx, zy, zeta = np.fft.irfft2(
-            np.stack([iky * psi, -ikx * psi, ikx * z, iky * z, z], axis=1), s=(n, n)
-        ).transpose(1, 0, 2, 3)
-        f = np.fft.rfft2(np.stack([u * zx + v * zy, u * zeta, v * zeta], axis=1))
-        return 0.5 * (f[:, 0] + ikx * f[:, 1] + iky * f[:, 2])
+        if form == "momentum_flux":
+            u, v = to_grid(iky * psi, -ikx * psi)
+            f = np.fft.rfft2(np.stack([u * v, u * u - v * v], axis=1))
+            return -(ikx * ikx - iky * iky) * f[:, 0] + ikx * iky * f[:, 1]
+        u, v, zx, zy, zeta = to_grid(iky * psi, -ikx * psi, ikx * z, iky * z, z)
+        if form == "advective":
+            return np.fft.rfft2(u * zx + v * zy)
+        f = np.fft.rfft2(np.stack([u * zeta, v * zeta], axis=1))
+        conservative = ikx * f[:, 0] + iky * f[:, 1]
+        if form == "conservative":
+            return conservative
+        return 0.5 * (np.fft.rfft2(u * zx + v * zy) + conservative)
 
     zeta = np.fft.rfft2(rng.standard_normal((batch, n, n)))
     phase = 2 * np.pi * rng.random((batch, system.n_forced))
@@ -140,7 +155,8 @@ def numpy_ns_step(system, batch, rng):
     return step
 
 
-def peer_ns_step(config, batch, device):
+def peer_ns_step(config, batch, device, dtype=torch.float32):
+    """torch-cfd's pseudo-spectral vorticity solver on the same grid, batch and dtype."""
     try:
         from torch_cfd import grids, spectral
     except ImportError:
@@ -150,7 +166,7 @@ def peer_ns_step(config, batch, device):
     eq = spectral.NavierStokes2DSpectral(
         viscosity=1e-3, grid=grid, smooth=False, step_fn=spectral.RK4CrankNicolsonStepper()
     ).to(device)
-    w_hat = torch.fft.rfft2(torch.randn(batch, n, n, device=device))
+    w_hat = torch.fft.rfft2(torch.randn(batch, n, n, device=device, dtype=dtype))
     state = [w_hat]
 
     def step():
@@ -166,13 +182,14 @@ def fft_floor(system, batch):
     real = torch.randn(batch, n, n, device=system.device, dtype=system.dtype)
     spec = g.to_spectral(real)
     if system.config.system == "navier_stokes":
-        spec5 = spec[:, None].expand(batch, 5, *spec.shape[1:]).contiguous()
-        real3 = real[:, None].expand(batch, 3, n, n).contiguous()
+        full = torch.randn(batch, n, n, device=system.device, dtype=g.cdtype)
+        inverse = full[:, None].expand(batch, system._to_phys_mult.shape[0], n, n).contiguous()
+        forward = full[:, None].expand(batch, system._from_phys_mult.shape[0], n, n).contiguous()
 
         def run():
-            for _ in range(4):  # RK4 stages: 5 inverse + 3 forward transforms each
-                g.to_physical(spec5)
-                g.to_spectral(real3)
+            for _ in range(4):  # RK4 stages: F inverse and P forward complex transforms each
+                torch.fft.ifft2(inverse)
+                torch.fft.fft2(forward)
 
         return run
     lam = system.config.lam
@@ -188,53 +205,140 @@ def fft_floor(system, batch):
     return run
 
 
+def _interleaved(fns: dict, n_iter: int, repeat: int, sync, clock=time.perf_counter):
+    """Median seconds per call of each function, the repeats of all of them interleaved.
+
+    ``clock=time.process_time`` (CPU runs with one thread) counts only the time the process ran,
+    not the time it waited for a core on an oversubscribed machine. Each function first runs
+    ``n_iter`` times untimed: the first steps of a simulation also pay for the allocator's first
+    touch of fresh pages (thousands of page faults per step at the paper size), which long runs
+    do not.
+    """
+    for fn in fns.values():
+        for _ in range(n_iter):
+            fn()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = clock()
+            for _ in range(n_iter):
+                fn()
+            sync()
+            times[name].append((clock() - t0) / n_iter)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_field_system(system_name, preset, args, rng):
+    config = get_config(system_name, preset)
+    batch = BATCH[preset]
+    system = make_system(config, args.device, "float32")
+    dev = system.device
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    gen = system.generator(0)
+    state = [system.initial_state(batch, gen)]
+
+    def ours():
+        state[0] = system.step(state[0], system.draw_noise(batch, gen))
+
+    n_iter = 50
+    t_ours = _time(ours, n_iter, args.repeat, sync)
+    t_floor = _time(fft_floor(system, batch), n_iter, args.repeat, sync)
+    t_np = _time(
+        numpy_field_step(config, batch, rng), max(5, n_iter // 5), args.repeat, lambda: None
+    )
+    return [
+        (
+            system_name,
+            preset,
+            config.n,
+            batch,
+            str(dev),
+            batch / t_ours,
+            t_np / t_ours,
+            None,
+            t_ours / t_floor,
+        )
+    ]
+
+
+def bench_navier_stokes(preset, args, rng):
+    """One row per advection form; ours, torch-cfd and the FFT floors timed interleaved."""
+    batch = BATCH[preset]
+    forms = NavierStokesConfig.advection_forms
+    systems = {
+        f: make_system(get_config("navier_stokes", preset, advection=f), args.device, "float32")
+        for f in forms
+    }
+    dev = systems[forms[0]].device
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    fns = {}
+    for form, system in systems.items():
+        gen = system.generator(0)
+        state = [system.initial_state(batch, gen)]
+
+        def ours(system=system, state=state, gen=gen):
+            state[0] = system.step(state[0], system.draw_noise(batch, gen))
+
+        fns[form] = ours
+        fns[form + " floor"] = fft_floor(system, batch)
+    peer = peer_ns_step(systems[forms[0]].config, batch, dev)
+    if peer is not None:
+        fns["torch-cfd"] = peer
+    n_iter = 20 if preset == "paper" else 50
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    t = _interleaved(fns, n_iter, max(args.repeat, 5), sync, clock)
+    rows = []
+    for form, system in systems.items():
+        np_step = numpy_ns_step(system, batch, rng)
+        t_np = _interleaved({"numpy": np_step}, max(2, n_iter // 5), args.repeat, sync, clock)
+        t_np = t_np["numpy"]
+        t_peer = t.get("torch-cfd")
+        rows.append(
+            (
+                f"navier_stokes ({form})",
+                preset,
+                system.config.n,
+                batch,
+                str(dev),
+                batch / t[form],
+                t_np / t[form],
+                (t_peer / t[form]) if t_peer else None,
+                t[form] / t[form + " floor"],
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--systems", default="ou,allen_cahn,navier_stokes")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="Navier–Stokes timer: wall time, or the process's CPU time (one CPU thread only)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and torch.get_num_threads() != 1:
+        parser.error("--clock cpu needs --threads 1 (CPU time of several threads adds up)")
     rng = np.random.default_rng(0)
     rows = []
-    for system_name in ("ou", "allen_cahn", "navier_stokes"):
+    for system_name in args.systems.split(","):
         for preset in ("classroom", "paper"):
-            config = get_config(system_name, preset)
-            batch = BATCH[preset]
-            system = make_system(config, args.device, "float32")
-            dev = system.device
-            sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-            gen = system.generator(0)
-            state = [system.initial_state(batch, gen)]
-
-            def ours(system=system, state=state, gen=gen, batch=batch):
-                state[0] = system.step(state[0], system.draw_noise(batch, gen))
-
-            n_iter = 50
-            t_ours = _time(ours, n_iter, args.repeat, sync)
-            t_floor = _time(fft_floor(system, batch), n_iter, args.repeat, sync)
             if system_name == "navier_stokes":
-                np_step = numpy_ns_step(system, batch, rng)
+                rows += bench_navier_stokes(preset, args, rng)
             else:
-                np_step = numpy_field_step(config, batch, rng)
-            t_np = _time(np_step, max(5, n_iter // 5), args.repeat, lambda: None)
-            peer = peer_ns_step(config, batch, dev) if system_name == "navier_stokes" else None
-            t_peer = _time(peer, n_iter, args.repeat, sync) if peer else None
-            rows.append(
-                (
-                    system_name,
-                    preset,
-                    config.n,
-                    batch,
-                    str(dev),
-                    batch / t_ours,
-                    t_np / t_ours,
-                    (t_peer / t_ours) if t_peer else None,
-                    t_ours / t_floor,
-                )
-            )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+                rows += bench_field_system(system_name, preset, args, rng)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
+        f"Navier–Stokes clock: {args.clock}\n"
+    )
     print(
         "| system | preset | N | members | device | member-steps/s | × numpy | × torch-cfd | "
         "step / FFT floor |"
@@ -248,7 +352,9 @@ def main() -> None:
         )
     print(
         "\n× numpy and × torch-cfd: how many times faster our step is (>1: ours faster). "
-        "FFT floor: our step time over the time of its FFTs alone."
+        "FFT floor: our step time over the time of its FFTs alone. Navier–Stokes: medians of "
+        "interleaved repeats; torch-cfd integrates the unforced equation in advective form with "
+        "5 RK stages per step, ours the forced one (phases, noise) with 4."
     )
 
 

@@ -361,12 +361,24 @@ class AllenCahnConfig(_FieldFamilyConfig):
 class NavierStokesConfig(SystemConfig):
     """2-D Navier–Stokes with stochastically phased forcing, vorticity form (SPEC §2.3).
 
-    ∂ₜζ = −½[(u·∇)ζ + ∇·(uζ)] + 𝒟ζ + S_φ − c_S⟨S_φ⟩ − ⟨ζ⟩,  u = (∂_yψ + U₀, −∂ₓψ), Δψ = ζ,
+    ∂ₜζ = −(u·∇)ζ + 𝒟ζ + S_φ − c_S⟨S_φ⟩ − ⟨ζ⟩,  u = (∂_yψ + U₀, −∂ₓψ), Δψ = ζ,
     𝒟̂(k) = −ν_h²/|k|⁴ − ν²|k|⁴, Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)}, dφ = √(2D) dW.
+
+    The advection term's discrete form is ``advection`` (see ``NavierStokesSystem``); the default,
+    ``skew``, is the original study's and the most accurate measured, so configs saved before the
+    field existed load with the form they were made with.
     """
 
     system: ClassVar[str] = "navier_stokes"
     title: ClassVar[str] = "Navier–Stokes"
+    # Forms of the advection term (NavierStokesSystem); the first is the original study's and the
+    # default, so configs saved before the field existed load as they were made.
+    advection_forms: ClassVar[tuple[str, ...]] = (
+        "skew",
+        "advective",
+        "conservative",
+        "momentum_flux",
+    )
     n: int = _n(32)
     U0: float = spec(math.pi, -20.0, 20.0, "uniform background flow U₀ along x", "length/time")
     nu2: float = spec(1e-5, 0.0, 1.0, "hyperviscosity ν² (of |k|⁴)")
@@ -376,6 +388,12 @@ class NavierStokesConfig(SystemConfig):
     mean_forcing_removed: float = spec(0.9, 0.0, 1.0, "fraction c_S of the mean forcing removed")
     phase_diffusion: float = spec(1.0, 0.0, 100.0, "phase diffusivity D (dφ = √(2D) dW)", "1/time")
     dealias: bool = spec(False, doc="2/3-rule dealiasing of the advection", choices=(False, True))
+    advection: str = spec(
+        "skew",
+        doc="form of the advection (u·∇)ζ: skew (the original study's), advective, conservative, "
+        "momentum_flux; see NavierStokesSystem",
+        choices=advection_forms,
+    )
     dt: float = spec(1 / 128, 0.0, 1.0, "time step", "time", lo_open=True)
     members: int = spec(2048, 1, 8192, "ensemble members", integer=True)
     frame_members: int = spec(128, 1, 8192, "members whose frames are recorded", integer=True)
@@ -439,6 +457,21 @@ class NavierStokesConfig(SystemConfig):
         super()._validate()
         if self.n % 2:
             raise ValueError(f"n: {self.n} must be even; allowed: even integers in [4, 256]")
+        # RK4 stability of the linear rates: hyperviscosity at the largest |k|, hypoviscosity at
+        # |k| = 1, the mean's damping; the background flow at the largest k_x below Nyquist. The
+        # advection by the flow itself is not bounded here (it depends on the state).
+        kmax2 = 2 * (self.n // 2) ** 2
+        real_rate = max(self.nu2 * kmax2**2, self.nuh2, 1.0)
+        imag_rate = abs(self.U0) * (self.n // 2 - 1)
+        limit = min(
+            RK4_REAL_LIMIT / real_rate,
+            RK4_IMAG_LIMIT / imag_rate if imag_rate else math.inf,
+        )
+        if self.dt > 0.9 * limit:
+            raise ValueError(
+                f"dt: {self.dt} is too large for RK4 stability with these rates; "
+                f"allowed range (0, {0.9 * limit:.4g}]"
+            )
 
 
 SYSTEMS: dict[str, type[SystemConfig]] = {
