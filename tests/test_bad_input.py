@@ -38,6 +38,7 @@ from gfdt_dash.response import (
     perturbation_response,
 )
 from gfdt_dash.scan import MAX_CELLS, ScanSpec, run_scan
+from gfdt_dash.score import train_score
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import NavierStokesConfig, OUConfig, get_config, simulate
 from gfdt_dash.ui.limits import Limits
@@ -259,6 +260,12 @@ CASES = [
         lambda: perturbation_response(OU, seed=2**63, device="cpu"),
         ValueError,
         "^seed: 9223372036854775808 outside",
+    ),
+    (
+        "training seed -1",
+        lambda: train_score(GOOD_DS, seed=-1, device="cpu"),
+        ValueError,
+        "^seed: -1 outside",
     ),
     # field values: real floating-point, not constant; bare arrays with an unambiguous order
     (

@@ -33,6 +33,7 @@ from gfdt_dash.score.config import ScoreNetConfig, TrainConfig
 from gfdt_dash.score.losses import VESchedule, dsm_loss
 from gfdt_dash.score.model import FORMAT, ScoreModel, make_ema
 from gfdt_dash.score.network import ScoreUNet
+from gfdt_dash.seeds import check_seed
 
 __all__ = ["as_snapshots", "split_snapshots", "train_score"]
 
@@ -164,6 +165,7 @@ def train_score(
     written there (atomically) every ``checkpoint_every`` steps, so a run killed at any moment
     resumes from its last checkpoint (``resume=checkpoint_path``) to the same final weights.
     """
+    seed = check_seed(seed)
     if checkpoint_every < 0 or (checkpoint_every and checkpoint_path is None):
         raise ValueError("checkpoint_every: needs checkpoint_path and must be >= 0")
     arr, system_config = as_snapshots(snapshots, system_config)
