@@ -98,8 +98,9 @@ class NavierStokesSystem(System):
     n_forced)``: the phases of the forced modes of the full fft2 layout, ``forcing_mask``). Noise
     per step: ``dW`` of shape ``(batch, 2, n_forced)``, one standard normal per half-step.
 
-    The equation supplies ``linear_hat`` (the multiplier of the linear part) and
-    ``explicit_hat`` (advection and forcing); :meth:`step` advances them with classical RK4.
+    The equation supplies ``linear_hat`` (the multiplier of the linear part, ``(n, n//2+1)``) and
+    the explicit terms (:meth:`advection_hat`, :meth:`forcing_values`), which
+    :meth:`tendency_hat` combines; :meth:`step` advances them with :func:`rk4_step`.
     """
 
     config: NavierStokesConfig
