@@ -7,11 +7,12 @@ workers (``gfdt_dash.scan``) and the benchmarks. A script that uses the library 
 torch's own default (one thread per core) unless it calls :func:`set_threads` itself.
 
 **The default is one intra-op thread.** Measured on a 2-core machine shared with other jobs
-(README, "Threads"): at the classroom sizes the second thread made every system's step 30–200×
-slower, and even the paper sizes lost (torch's OpenMP threads spin-wait for each other, and a
-thread that loses its core stalls every parallel region); on an idle machine it gained at best
-a few tens of percent for 1.6× the CPU. Parallelism comes from running several processes (the
-dashboard's worker pool, the scan's Dask workers) rather than from threads inside one.
+(README, "Threads"): a second thread made the systems' steps 7–200× slower at the classroom
+sizes and 1.8–12× slower at the paper sizes, and score training 2–4× slower (torch's OpenMP
+threads spin-wait for each other, and a thread that loses its core stalls every parallel region);
+on an idle machine the default took the same wall time as one thread for 1.6× the CPU.
+Parallelism comes from running several processes (the dashboard's worker pool, the scan's Dask
+workers) rather than from threads inside one.
 
 ``"auto"`` is for a machine one has to oneself: ``OMP_NUM_THREADS`` if that is set, otherwise the
 cores this process may run on (``os.sched_getaffinity``) shared among ``processes`` workers.
