@@ -65,7 +65,7 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
         system: (cls.title, partial(SystemTab, system, sync=sync, session_runners=runners))
         for system, cls in SYSTEMS.items()
     }
-    factories["scans"] = ("Scans", ScansView)
+    factories["scans"] = ("Scans", partial(ScansView, sync=sync, session_runners=runners))
     holders = {
         key: pn.Column(pn.indicators.LoadingSpinner(value=True, size=40), name=title)
         for key, (title, _) in factories.items()
