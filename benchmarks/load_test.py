@@ -93,9 +93,9 @@ class LoopbackServer:
     The browser tests use it too.
     """
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
-        env = dict(os.environ, GFDT_DASH_STORE=str(store))
+        env = dict(os.environ, GFDT_DASH_STORE=str(store), **(env or {}))
         cmd = [
             sys.executable,
             "-m",

@@ -129,6 +129,7 @@ class SystemTab(pn.viewable.Viewer):
         self.verdict = ""
         self._responses_model: str | None = None
         self.input_errors: dict[str, str] = {}  # parameter → what is wrong with what was typed
+        self._asked: tuple | None = None  # the long job the user was asked to confirm
 
         # streams (figures are created in __panel__, once)
         self._snapshot = hv.streams.Pipe(data={})
@@ -183,16 +184,44 @@ class SystemTab(pn.viewable.Viewer):
             return f"Too big for this server: {exc}."
         return ""
 
+    def estimate_s(self, job: str, config: SystemConfig) -> float | None:
+        """Rough seconds ``job`` takes on one otherwise idle core, from the shipped model's
+        recorded timings (simulation member-steps per second, seconds per training step);
+        ``None`` without a shipped model. A cached simulation counts as free."""
+        ref = _reference_costs(self.system)
+        if ref is None:
+            return None
+        rate, per_train_step, shipped = ref
+        ensemble = config.members * round((config.spinup + config.record) / config.dt)
+        paired = member_steps(config) - ensemble
+        cached = RESULTS.get(_sim_key(config, self.seed, self.device)) is not None
+        simulate = 0.0 if cached else ensemble / rate
+        train = per_train_step * self.train_steps
+        responses = paired / rate
+        if job == "simulation":
+            return simulate
+        if job == "training":
+            return train
+        if job == "responses":
+            return responses
+        if job == "run all":
+            fits = self.model is not None and not model_differences(self.model, config)
+            fits = fits or (shipped is not None and not model_differences(shipped, config))
+            return simulate + (0.0 if fits else train) + responses
+        return None
+
     def job_summary(self) -> str:
         """One line on the size of a job with the current parameters, or why it cannot run."""
         reason = self.refusal()
         if reason:
             return f"⚠ {reason}"
         config = self.config()
+        estimate = self.estimate_s("run all", config)
+        about = f" · Run all ≈ {_duration(estimate)} of computing" if estimate is not None else ""
         return (
             f"Job size: {config.n}×{config.n} grid · {config.members} members · "
             f"{config.n_frames:,} frames · {member_steps(config):,} member-steps · "
-            f"{output_bytes(config) / 2**20:,.0f} MiB of data"
+            f"{output_bytes(config) / 2**20:,.0f} MiB of data{about}"
         )
 
     def refresh_models(self) -> None:
@@ -303,6 +332,18 @@ class SystemTab(pn.viewable.Viewer):
             self._notify("warning", reason)
             return
         config = self.config()
+        estimate = self.estimate_s(name, config)
+        ask = (name, config.to_json(), self.seed, self.device, self.train_steps)
+        if estimate is not None and estimate > ASK_ABOVE_S and self._asked != ask:
+            self._asked = ask  # pressing the same button again with the same settings starts it
+            self._notify(
+                "warning",
+                f"{name.capitalize()} will take about {_duration(estimate)} on this server "
+                "(estimated from the shipped model's timings; longer while other jobs run). "
+                f"Press {_BUTTON_LABELS[name]} again to start it, or change the settings.",
+            )
+            return
+        self._asked = None
         model_path = self._model_paths.get(self.model_source) if self.model_source else None
         ctx = _Job(self, config, self.seed, self.device, model_path)
         ctx.preset, ctx.train_steps = self.preset, self.train_steps
@@ -699,7 +740,10 @@ class SystemTab(pn.viewable.Viewer):
         def on_progress(*_: Any) -> None:
             r = self.runner
             progress.value = int(1000 * r.fraction)
-            progress.bar_color = "success" if r.stage == "done" else "primary"
+            # a cancelled or failed job's bar stops where it was, greyed
+            progress.bar_color = {"done": "success", "cancelled": "secondary"}.get(
+                r.stage, "secondary" if r.stage == "error" else "primary"
+            )
             if r.running and r.queue_position:
                 queue.object = f"queued: position {r.queue_position} in the shared pool"
             elif r.running:
@@ -859,6 +903,55 @@ class SystemTab(pn.viewable.Viewer):
         return layout
 
 
+ASK_ABOVE_S = 60.0  # jobs estimated to take longer are started only when asked twice
+_BUTTON_LABELS = {
+    "run all": "Run all",
+    "simulation": "Simulate",
+    "training": "Train score model",
+    "responses": "Compute responses",
+    "loading model": "Load model",
+}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+_COSTS: dict[str, tuple[float, float, Any] | None] = {}
+_COSTS_LOCK = threading.Lock()
+
+
+def _reference_costs(system: str) -> tuple[float, float, Any] | None:
+    """(simulation member-steps per second, seconds per training step, the shipped model) from
+    the shipped model's provenance, read once per server; ``None`` without one."""
+    with _COSTS_LOCK:
+        if system in _COSTS:
+            return _COSTS[system]
+    from gfdt_dash import score
+
+    costs = None
+    try:
+        model = score.load_checkpoint(score.shipped_model_path(system), device="cpu")
+        made = model.metadata.get("provenance") or {}
+        config = model.system_config
+        members = int(made.get("simulation_members", config.members))
+        ensemble = members * round((config.spinup + config.record) / config.dt)
+        costs = (
+            ensemble / float(made["simulate_s"]),
+            float(made["train_s"]) / model.train_config.n_steps,
+            model,
+        )
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+        log.info("no job estimates for %s: %s", system, exc)
+    with _COSTS_LOCK:
+        _COSTS[system] = costs
+    return costs
+
+
 _SAVE_LOCK = threading.Lock()  # check-then-save of model files, for every session of the server
 
 # Fields that set the stationary statistics a score model learns; the others (ensemble size,
@@ -945,19 +1038,19 @@ def verdict(system: str, table: pd.DataFrame, stats: dict[str, float], mismatch:
     if gauss is not None and learned is not None and np.isfinite(learned):
         if gauss > 2 * learned and gauss > 0.1:
             parts.append(
-                f"**Gaussian error {gauss:.2f} vs learned score {learned:.2f}:** {shape}, so the "
+                f"**Gaussian error {gauss:.2g} vs learned score {learned:.2g}:** {shape}, so the "
                 "Gaussian approximation, which sees only the covariance, fails; the learned "
                 f"score follows {ref}."
             )
         elif learned > 2 * gauss and learned > 0.1:
             parts.append(
-                f"**Learned score error {learned:.2f} vs Gaussian {gauss:.2f}:** the score model "
+                f"**Learned score error {learned:.2g} vs Gaussian {gauss:.2g}:** the score model "
                 "is the weak link here (see its Stein error); more training or data would help. "
                 f"Meanwhile {shape}."
             )
         else:
             parts.append(
-                f"**Gaussian error {gauss:.2f} and learned score {learned:.2f} are alike:** "
+                f"**Gaussian error {gauss:.2g} and learned score {learned:.2g} are alike:** "
                 f"{shape}"
                 + (
                     ", so the Gaussian estimate C(t)C(0)⁻¹ is already (nearly) exact."
@@ -966,19 +1059,19 @@ def verdict(system: str, table: pd.DataFrame, stats: dict[str, float], mismatch:
                 )
             )
     elif gauss is not None:
-        parts.append(f"**Gaussian error {gauss:.2f}** against {ref}: {shape}.")
+        parts.append(f"**Gaussian error {gauss:.2g}** against {ref}: {shape}.")
     if exact is not None and learned is not None and np.isfinite(learned):
         parts.append(
-            f"The exact score gives {exact:.2f}"
+            f"The exact score gives {exact:.2g}"
             + (
                 ": the learned score is about as good."
                 if learned <= 1.5 * exact + 0.02
-                else f": the gap to {learned:.2f} is the cost of learning the score."
+                else f": the gap to {learned:.2g} is the cost of learning the score."
             )
         )
     if "analytic" in errors and "perturbation" in errors:
         parts.append(
-            f"Direct perturbation itself is {errors['perturbation']:.2f} off the analytic "
+            f"Direct perturbation itself is {errors['perturbation']:.2g} off the analytic "
             "response: the noise floor of a finite ensemble."
         )
     return " ".join(parts)

@@ -670,3 +670,25 @@ def test_a_verdict_explains_the_results_from_the_numbers():
     assert "close to Gaussian" in tab_module.verdict("ou", same, gaussian)
     warned = tab_module.verdict("allen_cahn", table, bimodal, "λ = 1000 (now 500)")
     assert warned.startswith("⚠ The learned score comes from a model trained for λ = 1000")
+
+
+def test_a_job_over_a_minute_shows_its_estimate_and_starts_only_when_asked_again(monkeypatch):
+    from gfdt_dash.ui.app import create_app
+
+    page = create_app()  # threaded runners: the long job can be cancelled once started
+    tab = page.views["ou"]
+    tab.mirror.kappa = 0.003  # the shipped model does not fit: Run all would train one
+    estimate = tab.estimate_s("run all", tab.config())
+    assert estimate > tab_module.ASK_ABOVE_S
+    assert "Run all ≈ " in tab.job_summary()
+    tab.run_all = True
+    assert not tab.runner.running and tab.runner.job == ""  # asked, not started
+    assert re.search(r"Run all will take about \d+ (s|min) .*Press Run all again", tab.status)
+    tab.seed = 7  # other settings: asked again
+    tab.run_all = True
+    assert not tab.runner.running
+    tab.run_all = True  # the same settings again: it starts
+    assert tab.runner.running
+    page.close_session()  # cancels it
+    tab.runner.wait(timeout=120)  # a hang guard: training would run minutes
+    assert tab.model is None
