@@ -142,6 +142,8 @@ def test_cancel_stops_a_simulation_and_the_tab_stays_usable(server, browser):
     context, page, errors = open_page(browser, server)
     page.get_by_role("button", name="paper").click()  # long enough to be cancelled midway
     page.get_by_role("button", name="Simulate", exact=True).click()
+    wait_text(page, "Press Simulate again to start it", timeout=30_000)  # minutes: asked first
+    page.get_by_role("button", name="Simulate", exact=True).click()
     wait_text(page, "simulate:", timeout=60_000)
     page.get_by_role("button", name="Cancel").click()
     wait_text(page, "Simulation cancelled", timeout=30_000)
