@@ -7,6 +7,13 @@ widgets can move while a job runs. Figures are ``DynamicMap``s over streams (``v
 results are sent to. The figures are rendered only when their first data arrives (a one-line
 placeholder until then): rendering empty HoloViews figures server-side made up most of the time a
 new session's page took to appear.
+
+The tab keeps results honest: the (config, seed) and model each shown result was made with are
+remembered, and any change marks the results *out of date* (``stale_reason``) until the next run;
+*Run all* uses a score model only if it was trained for the current physical parameters
+(``model_differences``, from the checkpoint's metadata) and trains one otherwise; a verdict
+(``verdict``) says in words what the error table and the field's histogram show; jobs estimated
+(``estimate_s``) to take over ``ASK_ABOVE_S`` start only when asked for twice.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from gfdt_dash.ui.params import (
     mirror_widgets,
 )
 
-__all__ = ["SystemTab"]
+__all__ = ["SystemTab", "model_differences", "reference_costs", "verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +195,7 @@ class SystemTab(pn.viewable.Viewer):
         """Rough seconds ``job`` takes on one otherwise idle core, from the shipped model's
         recorded timings (simulation member-steps per second, seconds per training step);
         ``None`` without a shipped model. A cached simulation counts as free."""
-        ref = _reference_costs(self.system)
+        ref = reference_costs(self.system)
         if ref is None:
             return None
         rate, per_train_step, shipped = ref
@@ -925,7 +932,7 @@ _COSTS: dict[str, tuple[float, float, Any] | None] = {}
 _COSTS_LOCK = threading.Lock()
 
 
-def _reference_costs(system: str) -> tuple[float, float, Any] | None:
+def reference_costs(system: str) -> tuple[float, float, Any] | None:
     """(simulation member-steps per second, seconds per training step, the shipped model) from
     the shipped model's provenance, read once per server; ``None`` without one."""
     with _COSTS_LOCK:
