@@ -43,14 +43,8 @@ def bench(preset: str, n: int, dev: torch.device, steps: int) -> dict:
     _sync(dev)
     eval_rate = x.shape[0] / (time.perf_counter() - t0)
     n_params = sum(p.numel() for p in model.net.parameters())
-    return dict(
-        preset=preset,
-        n=n,
-        params=n_params,
-        batch=tcfg.batch_size,
-        train=train_rate,
-        score=eval_rate,
-    )
+    return dict(preset=preset, n=n, params=n_params, batch=tcfg.batch_size, train=train_rate,
+                score=eval_rate)
 
 
 def main() -> None:
@@ -67,10 +61,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for preset, n in (("classroom", 16), ("paper", 32)):
         r = bench(preset, n, dev, args.steps)
-        print(
-            f"| {r['preset']} | {r['n']}×{r['n']} | {r['params']:,} | {r['batch']} | "
-            f"{r['train']:,.0f} | {r['score']:,.0f} |"
-        )
+        print(f"| {r['preset']} | {r['n']}×{r['n']} | {r['params']:,} | {r['batch']} | "
+              f"{r['train']:,.0f} | {r['score']:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -7,18 +7,8 @@ from gfdt_dash.cli import main
 from gfdt_dash.data import open_dataset, write_netcdf
 from gfdt_dash.systems import OUConfig, simulate
 
-TINY = dict(
-    n=8,
-    members=4,
-    frame_members=4,
-    spinup=0.0,
-    record=40.0,
-    n_experiments=4,
-    max_lag=4.0,
-    restart_every=8.0,
-    frame_every=1.0,
-    snapshot_every=4.0,
-)
+TINY = dict(n=8, members=4, frame_members=4, spinup=0.0, record=40.0, n_experiments=4,
+            max_lag=4.0, restart_every=8.0, frame_every=1.0, snapshot_every=4.0)
 
 
 def test_response_command(tmp_path, capsys):
@@ -39,7 +29,9 @@ def test_response_command(tmp_path, capsys):
 def test_response_command_errors_name_the_method(tmp_path, capsys):
     rng = np.random.default_rng(0)
     bare = write_netcdf(
-        xr.Dataset({"field": (("member", "time", "y", "x"), rng.standard_normal((2, 20, 8, 8)))}),
+        xr.Dataset(
+            {"field": (("member", "time", "y", "x"), rng.standard_normal((2, 20, 8, 8)))}
+        ),
         tmp_path / "bare.nc",
     )
     args = ["response", "--data", str(bare), "--out", str(tmp_path / "r.nc"), "--device", "cpu"]

@@ -13,18 +13,8 @@ from gfdt_dash.systems import FieldSystem, OUConfig
 from gfdt_dash.systems.fields import rk4_amplification
 
 # A small, fast OU run: 8×8 grid, 4 members × 3 restarts (n_experiments=10 is rounded up to 12).
-SMALL = dict(
-    n=8,
-    members=4,
-    frame_members=4,
-    spinup=0.0,
-    record=8.0,
-    n_experiments=10,
-    max_lag=6.0,
-    restart_every=8.0,
-    frame_every=1.0,
-    snapshot_every=1.0,
-)
+SMALL = dict(n=8, members=4, frame_members=4, spinup=0.0, record=8.0, n_experiments=10,
+             max_lag=6.0, restart_every=8.0, frame_every=1.0, snapshot_every=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +69,8 @@ def test_direct_batches_initial_state_and_cancel(ou_config, direct):
     np.testing.assert_allclose(halves["response"], direct["response"], atol=1e-13)
     system = FieldSystem(ou_config, "cpu", "float64")
     state = system.initial_state(2, system.generator(0))
-    from_state = perturbation_response(
-        ou_config, device="cpu", dtype="float64", initial_state=state
-    )
+    from_state = perturbation_response(ou_config, device="cpu", dtype="float64",
+                                       initial_state=state)
     assert from_state.attrs["n_experiments"] == 10  # 2 members × 5 restarts
     with pytest.raises(Cancelled):
         perturbation_response(ou_config, device="cpu", should_stop=lambda: True)

@@ -33,14 +33,10 @@ def test_ou_gfdt_and_gaussian_agree_with_analytic():
     cfg = OUConfig.preset("classroom", spinup=0.0, record=200.0)  # OU starts stationary
     data = simulate(cfg, seed=11, device="cpu")
     max_lag = cfg.n_lags - 1
-    gfdt = gfdt_response(data, exact_score(cfg, "cpu"), max_lag, method="exact_score", device="cpu")
-    both = combine(
-        [
-            gfdt,
-            gaussian_response(data, max_lag, device="cpu"),
-            analytic_response(cfg, gfdt["lag"].values),
-        ]
-    )
+    gfdt = gfdt_response(data, exact_score(cfg, "cpu"), max_lag, method="exact_score",
+                         device="cpu")
+    both = combine([gfdt, gaussian_response(data, max_lag, device="cpu"),
+                    analytic_response(cfg, gfdt["lag"].values)])
     table = error_table(both)
     print("\nOU classroom vs analytic:\n", table.to_string())
     for method in ("exact_score", "gaussian"):
@@ -70,31 +66,24 @@ def test_allen_cahn_exact_score_beats_gaussian():
     cfg = AllenCahnConfig.preset("classroom")
     data = simulate(cfg, seed=1, device="cpu")
     max_lag = cfg.n_lags - 1
-    both = combine(
-        [
-            gfdt_response(
-                data, exact_score(cfg, "cpu"), max_lag, method="exact_score", device="cpu"
-            ),
-            gaussian_response(data, max_lag, device="cpu"),
-            perturbation_response(cfg, seed=2, device="cpu"),
-        ]
-    )
+    both = combine([
+        gfdt_response(data, exact_score(cfg, "cpu"), max_lag, method="exact_score",
+                      device="cpu"),
+        gaussian_response(data, max_lag, device="cpu"),
+        perturbation_response(cfg, seed=2, device="cpu"),
+    ])
     table = error_table(both)
     ratio = table.loc["gaussian", "error"] / table.loc["exact_score", "error"]
     z = z_downstream(both, "exact_score", "perturbation")
     z_gauss = z_downstream(both, "gaussian", "perturbation")
     print("\nAllen–Cahn classroom vs direct perturbation:\n", table.to_string())
-    print(
-        f"Gaussian / exact-score error ratio: {ratio:.1f}; exact-score z: max "
-        f"{np.abs(z).max():.1f}, rms {np.sqrt((z**2).mean()):.1f}; Gaussian z: max "
-        f"{np.abs(z_gauss).max():.1f}"
-    )
+    print(f"Gaussian / exact-score error ratio: {ratio:.1f}; exact-score z: max "
+          f"{np.abs(z).max():.1f}, rms {np.sqrt((z**2).mean()):.1f}; Gaussian z: max "
+          f"{np.abs(z_gauss).max():.1f}")
     no_mean = both.assign(response=both["response"] - both["response"].mean(("dy", "dx")))
     z_no_mean = z_downstream(no_mean, "exact_score", "perturbation")
-    print(
-        f"exact-score z without the k = 0 mode: max {np.abs(z_no_mean).max():.1f}, rms "
-        f"{np.sqrt((z_no_mean**2).mean()):.1f}"
-    )
+    print(f"exact-score z without the k = 0 mode: max {np.abs(z_no_mean).max():.1f}, rms "
+          f"{np.sqrt((z_no_mean**2).mean()):.1f}")
     assert np.abs(z_no_mean).max() < 4 and np.sqrt((z_no_mean**2).mean()) < 1.5
     assert table.loc["exact_score", "error"] < 0.06
     assert np.sqrt((z**2).mean()) < 3.5 and np.abs(z).max() < 7

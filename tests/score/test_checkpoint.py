@@ -15,9 +15,8 @@ from tests.score.conftest import TINY_NET, tiny_train
 
 @pytest.fixture
 def model(tiny_snapshots):
-    return train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(4), device="cpu"
-    )
+    return train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(4),
+                       device="cpu")
 
 
 def test_round_trip_bit_exact(model, tmp_path):
@@ -32,11 +31,8 @@ def test_round_trip_bit_exact(model, tmp_path):
     assert torch.equal(model.score_fn("cpu")(x), back.score_fn("cpu")(x))
     opt_a, opt_b = model.train_state["optimizer"], back.train_state["optimizer"]
     assert opt_a["param_groups"] == opt_b["param_groups"]
-    assert all(
-        torch.equal(opt_a["state"][i][k], opt_b["state"][i][k])
-        for i in opt_a["state"]
-        for k in opt_a["state"][i]
-    )
+    assert all(torch.equal(opt_a["state"][i][k], opt_b["state"][i][k])
+               for i in opt_a["state"] for k in opt_a["state"][i])
     assert torch.equal(model.train_state["generator"], back.train_state["generator"])
     small = save_checkpoint(model, tmp_path / "infer.safetensors", training_state=False)
     assert small.stat().st_size < path.stat().st_size

@@ -32,18 +32,8 @@ def test_cli_train_and_resume(tmp_path, tiny_snapshots, capsys):
     )
     data = write_netcdf(ds, tmp_path / "data.nc")
     out = tmp_path / "m.safetensors"
-    argv = [
-        "train",
-        str(data),
-        "--steps",
-        "3",
-        "--no-diagnostics",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        str(out),
-    ]
+    argv = ["train", str(data), "--steps", "3", "--no-diagnostics", "--device", "cpu",
+            "--quiet", "--out", str(out)]
     assert main(argv) == 0
     model = load_checkpoint(out, expect_system="ou", expect_n=8, device="cpu")
     assert model.step == 3 and model.system_config == cfg
@@ -87,20 +77,12 @@ def test_stein_error_of_exact_ou_score_is_small():
 
 
 def test_diagnostics_and_sampler(tiny_snapshots):
-    model = train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(4), device="cpu"
-    )
-    d = diagnose(
-        model, tiny_snapshots, exact_score=lambda x: -x, n_samples=16, sample_steps=10, device="cpu"
-    )
-    for key in (
-        "val_loss",
-        "stein_error",
-        "score_rel_error",
-        "stein_error_exact",
-        "hist_distance",
-        "spectrum_distance",
-    ):
+    model = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(4),
+                        device="cpu")
+    d = diagnose(model, tiny_snapshots, exact_score=lambda x: -x, n_samples=16,
+                 sample_steps=10, device="cpu")
+    for key in ("val_loss", "stein_error", "score_rel_error", "stein_error_exact",
+                "hist_distance", "spectrum_distance"):
         assert np.isfinite(d[key]), key
     assert len(d["spectrum"]["data"]) == 8 // 2 + 1
     a = sample(model, 5, n_steps=10, seed=1, device="cpu")

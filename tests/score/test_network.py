@@ -31,9 +31,8 @@ def test_translation_equivariance(preset, n, mean_bypass):
         out = net(x, sigma)
         for shift in [(stride, 0), (0, 2 * stride), (3 * stride % n, stride)]:
             rolled = net(torch.roll(x, shift, dims=(1, 2)), sigma)
-            torch.testing.assert_close(
-                rolled, torch.roll(out, shift, dims=(1, 2)), atol=2e-5, rtol=1e-4
-            )
+            torch.testing.assert_close(rolled, torch.roll(out, shift, dims=(1, 2)),
+                                       atol=2e-5, rtol=1e-4)
     assert out.shape == x.shape
 
 
@@ -54,10 +53,9 @@ def test_presets_and_validation():
     paper = ScoreNetConfig.preset("paper")
     assert paper.widths == (32, 64, 128, 256) and paper.n_res_blocks == 8
     classroom = ScoreNetConfig.preset("classroom")
-    assert (
-        sum(p.numel() for p in ScoreUNet(classroom, n=16).parameters())
-        < sum(p.numel() for p in ScoreUNet(paper).parameters()) / 20
-    )
+    assert sum(p.numel() for p in ScoreUNet(classroom, n=16).parameters()) < sum(
+        p.numel() for p in ScoreUNet(paper).parameters()
+    ) / 20
     with pytest.raises(ValueError, match="widths"):
         ScoreNetConfig(widths=(3, 8))
     with pytest.raises(ValueError, match="n_res_blocks"):

@@ -25,13 +25,8 @@ def _assert_same(a, b):
 
 def test_train_reports_and_records(tiny_snapshots):
     reports = []
-    model = train_score(
-        tiny_snapshots,
-        net_config=TINY_NET,
-        train_config=tiny_train(),
-        device="cpu",
-        callback=reports.append,
-    )
+    model = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(),
+                        device="cpu", callback=reports.append)
     assert model.step == 6
     vals = [p.info for p in reports if "val_loss" in p.info]
     assert [v["step"] for v in vals] == [3, 6]  # every eval_every steps, never throttled away
@@ -47,32 +42,26 @@ def test_train_reports_and_records(tiny_snapshots):
 def test_reproducible_and_global_rng_untouched(tiny_snapshots):
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    a = train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(), seed=5, device="cpu"
-    )
+    a = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(), seed=5,
+                    device="cpu")
     assert torch.equal(torch.random.get_rng_state(), before)
-    b = train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(), seed=5, device="cpu"
-    )
+    b = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(), seed=5,
+                    device="cpu")
     _assert_same(a, b)
-    c = train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(), seed=6, device="cpu"
-    )
+    c = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(), seed=6,
+                    device="cpu")
     assert not torch.equal(a.net.final.weight, c.net.final.weight)
 
 
 def test_resume_continues_identically(tiny_snapshots, tmp_path):
     """6 steps, checkpoint (file round trip), 6 more == 12 steps in one go, bit for bit."""
-    full = train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(12), seed=3, device="cpu"
-    )
-    half = train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(6), seed=3, device="cpu"
-    )
+    full = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(12),
+                       seed=3, device="cpu")
+    half = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(6),
+                       seed=3, device="cpu")
     path = save_checkpoint(half, tmp_path / "half.safetensors")
-    resumed = train_score(
-        tiny_snapshots, train_config=tiny_train(12), seed=3, device="cpu", resume=path
-    )
+    resumed = train_score(tiny_snapshots, train_config=tiny_train(12), seed=3, device="cpu",
+                          resume=path)
     assert resumed.step == 12
     _assert_same(full, resumed)
     assert resumed.history["val_step"] == full.history["val_step"]
@@ -80,9 +69,8 @@ def test_resume_continues_identically(tiny_snapshots, tmp_path):
 
 
 def test_resume_refuses_other_data(tiny_snapshots):
-    model = train_score(
-        tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(3), device="cpu"
-    )
+    model = train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(3),
+                        device="cpu")
     with pytest.raises(ValueError, match="snapshots differ"):
         train_score(tiny_snapshots + 1, train_config=tiny_train(6), device="cpu", resume=model)
 
@@ -95,13 +83,8 @@ def test_cancel_keeps_partial_model(tiny_snapshots):
         return len(calls) > 4
 
     with pytest.raises(Cancelled) as info:
-        train_score(
-            tiny_snapshots,
-            net_config=TINY_NET,
-            train_config=tiny_train(50),
-            device="cpu",
-            should_stop=stop,
-        )
+        train_score(tiny_snapshots, net_config=TINY_NET, train_config=tiny_train(50),
+                    device="cpu", should_stop=stop)
     partial = info.value.partial
     assert 0 < partial.step < 50 and partial.train_state is not None
 
@@ -111,10 +94,8 @@ def test_inputs_dataset_dataarray_and_errors(tiny_snapshots):
 
     cfg = OUConfig.preset("classroom", n=8)
     da = xr.DataArray(tiny_snapshots, dims=("snapshot_member", "snapshot_time", "y", "x"))
-    ds = xr.Dataset(
-        {"snapshot": da.transpose("y", "x", "snapshot_time", "snapshot_member")},
-        attrs={"config": cfg.to_json(), "system": "ou"},
-    )
+    ds = xr.Dataset({"snapshot": da.transpose("y", "x", "snapshot_time", "snapshot_member")},
+                    attrs={"config": cfg.to_json(), "system": "ou"})
     arr, found = as_snapshots(ds)
     assert arr.shape == (4, 10, 8, 8) and found == cfg
     torch.testing.assert_close(torch.as_tensor(arr), torch.as_tensor(tiny_snapshots))
@@ -129,9 +110,5 @@ def test_inputs_dataset_dataarray_and_errors(tiny_snapshots):
     with pytest.raises(ValueError, match="grid n=16"):
         as_snapshots(tiny_snapshots, OUConfig.preset("classroom"))
     with pytest.raises(ValueError, match="not divisible"):
-        train_score(
-            tiny_snapshots[..., :6, :6],
-            net_config=TINY_NET.replace(widths=(4, 8, 8)),
-            train_config=tiny_train(1),
-            device="cpu",
-        )
+        train_score(tiny_snapshots[..., :6, :6], net_config=TINY_NET.replace(widths=(4, 8, 8)),
+                    train_config=tiny_train(1), device="cpu")
