@@ -137,6 +137,7 @@ class SystemTab(pn.viewable.Viewer):
         self._responses_model: str | None = None
         self.input_errors: dict[str, str] = {}  # parameter → what is wrong with what was typed
         self._asked: tuple | None = None  # the long job the user was asked to confirm
+        self._sim_final = False  # the running job's simulation is shown: no more live frames
 
         # streams (figures are created in __panel__, once)
         self._snapshot = hv.streams.Pipe(data={})
@@ -361,6 +362,7 @@ class SystemTab(pn.viewable.Viewer):
             ctx.callback, ctx.should_stop = callback, should_stop
             body(ctx)
 
+        self._sim_final = False
         self._set_status(f"{name.capitalize()}: queued…")
         self.runner.submit(
             name,
@@ -373,7 +375,7 @@ class SystemTab(pn.viewable.Viewer):
 
     def _on_progress(self, p: Progress) -> None:
         snap = p.info.get("snapshot")
-        if snap is not None:
+        if snap is not None and not self._sim_final:  # not after the finished field is shown
             self._snapshot.send({"field": snap, "title": f"live field, member 0 ({p.stage})"})
             self._reveal("snapshot")
         if "train_loss" in p.info:
@@ -524,6 +526,7 @@ class SystemTab(pn.viewable.Viewer):
             self._update_table()
         self.sim, self.sim_key = ds, key
         self.shown["sim"] = made
+        self._sim_final = True
         field = ds["field"]
         self._snapshot.send(
             {"field": field.isel(member=0, time=-1).values, "title": "last frame, member 0"}
@@ -1056,8 +1059,9 @@ def verdict(system: str, table: pd.DataFrame, stats: dict[str, float], mismatch:
                 f"Meanwhile {shape}."
             )
         else:
+            both = "are both small" if max(gauss, learned) < 0.1 else "are alike"
             parts.append(
-                f"**Gaussian error {gauss:.2g} and learned score {learned:.2g} are alike:** "
+                f"**Gaussian error {gauss:.2g} and learned score {learned:.2g} {both}:** "
                 f"{shape}"
                 + (
                     ", so the Gaussian estimate C(t)C(0)⁻¹ is already (nearly) exact."
@@ -1078,8 +1082,8 @@ def verdict(system: str, table: pd.DataFrame, stats: dict[str, float], mismatch:
         )
     if "analytic" in errors and "perturbation" in errors:
         parts.append(
-            f"Direct perturbation itself is {errors['perturbation']:.2g} off the analytic "
-            "response: the noise floor of a finite ensemble."
+            f"Direct perturbation differs from the analytic response by "
+            f"{errors['perturbation']:.2g}."
         )
     return " ".join(parts)
 

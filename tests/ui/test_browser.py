@@ -131,7 +131,12 @@ def test_run_all_on_ou_fills_the_figure_and_error_table(server, browser, shots):
     assert handle.get_attribute("aria-valuenow").startswith("8"), handle.get_attribute(
         "aria-valuenow"
     )
-    time.sleep(1.5)  # the maps' round trip
+    # every map redrawn at lag 8 (t = 8: one frame per time unit); titles are drawn on canvas
+    page.wait_for_function(
+        """() => Bokeh.documents.flatMap(d => Array.from(d.all_models)).filter(
+             m => m.title && m.title.text && m.title.text.endsWith(', t = 8')).length === 5""",
+        timeout=60_000,
+    )
     page.get_by_text("Response maps").scroll_into_view_if_needed()
     page.screenshot(path=shots / "ou_maps.png")
     assert errors == []
@@ -388,7 +393,7 @@ def test_changed_seed_marks_results_out_of_date_until_recomputed(server, browser
     context.close()
 
 
-def test_a_scan_started_from_the_scans_tab_shows_progress_and_cancels(server, browser):
+def test_a_scan_started_from_the_scans_tab_shows_progress_and_cancels(server, browser, shots):
     from playwright.sync_api import expect
 
     context, page, errors = open_page(browser, server)
@@ -404,5 +409,6 @@ def test_a_scan_started_from_the_scans_tab_shows_progress_and_cancels(server, br
     wait_text(page, "its finished cells are kept", timeout=60_000)
     expect(run).to_be_enabled(timeout=30_000)
     expect(cancel).to_be_disabled()
+    page.screenshot(path=shots / "scans.png")
     assert errors == []
     context.close()
