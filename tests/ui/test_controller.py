@@ -384,6 +384,8 @@ def test_closing_the_browser_session_cancels_its_jobs(monkeypatch):
     # 512 members of 64×64 for 10⁵ time units: hours of work, so only a working cancel lets
     # wait() return
     tab.mirror.param.update(n=64, members=512, spinup=1e5, record=40.0)
+    tab.simulate = True  # hours: the estimate is shown and the job starts when asked again
+    assert not tab.runner.running and "Press Simulate again" in tab.status
     tab.simulate = True
     assert tab.runner.running
     page.close_session()  # what on_session_destroyed runs
