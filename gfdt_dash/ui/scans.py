@@ -327,7 +327,8 @@ class ScanForm(pn.viewable.Viewer):
         self.param.parameter.objects = names
         self.param.parameter2.objects = {_NONE: _NONE, **names}
         have = [m for m in system_methods(self.system) if m != "analytic"]
-        self.param.methods.objects = have
+        labels = {m: label for m, label, _ in METHODS}
+        self.param.methods.objects = {labels[m]: m for m in have}  # shown in words
         self.methods = [m for m in have if m != "learned_score"]
         first = _FIRST_PARAMETER.get(self.system, next(iter(names.values())))
         self.parameter2 = _NONE
