@@ -13,15 +13,19 @@ import gc
 
 import panel as pn
 
+from gfdt_dash.systems import SYSTEMS
 from gfdt_dash.threads import set_threads
 from gfdt_dash.ui import worker
 from gfdt_dash.ui.app import TITLE, create_app
 from gfdt_dash.ui.jobs import POOL_SIZE
+from gfdt_dash.ui.tab import reference_costs
 
 set_threads(1)
 
 if pn.state.served:
     if worker.start(POOL_SIZE):  # the server's first run of this script (later ones start none)
+        for system in SYSTEMS:  # the job estimates' reference timings, read once, now
+            reference_costs(system)
         # Everything imported so far lives as long as the server: exempt it from the full
         # collections Panel runs after sessions close, which then walk only the sessions'
         # objects (they still held the event loop ~10 s in all in the 20-session load test).

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +36,25 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
+
+
+def find_chromium() -> str | None:
+    """The chromium to drive: the system's (``chromium`` on the PATH), else Playwright's own
+    download if there is one, else ``None``."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            own = p.chromium.executable_path
+    except Exception:  # playwright missing or its driver unusable: no browser to offer
+        return None
+    return own if own and Path(own).is_file() else None
+
+
+CHROMIUM = shutil.which("chromium")  # None: Playwright's own browser (see find_chromium)
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -74,9 +93,9 @@ class LoopbackServer:
     The browser tests use it too.
     """
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
-        env = dict(os.environ, GFDT_DASH_STORE=str(store))
+        env = dict(os.environ, GFDT_DASH_STORE=str(store), **(env or {}))
         cmd = [
             sys.executable,
             "-m",

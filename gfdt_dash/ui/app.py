@@ -21,24 +21,16 @@ TITLE = "gfdt-dash — response theory via generative score modelling"
 _ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 ABOUT = """
-## How the responses are predicted
+## About
 
-Kick a stochastic field by a small **δ** at one pixel: how does the mean field respond downstream
-over time? The *generalized fluctuation–dissipation theorem* answers from unperturbed data alone,
-**R(t) = −⟨x(t) s(x(0))ᵀ⟩**, where **s = ∇ log p** is the score of the stationary density. Here the
-score is **learned** by denoising score matching (a small circular U-Net), and compared with
-
-- the **exact score** (Ornstein–Uhlenbeck and Allen–Cahn have closed forms),
-- the **Gaussian** (quasi-Gaussian) estimate **C(t) C(0)⁻¹**,
-- **direct perturbation** (paired runs with the same noise, the ground truth),
-- the **analytic** response (Ornstein–Uhlenbeck only).
-
-Score responses are shown **raw** and **normalized** (R(t)R(0)⁻¹); the raw one and the
-Stein-identity error expose amplitude errors of the learned score. Bands are one standard error.
+Each system tab says what to look for at its top, explains the four ways of predicting a response
+where the responses are shown (*How are the responses predicted?*) and, after a run, says what the
+results show.
 
 *Usage:* pick a preset (classroom runs in about a minute on two CPU cores, seconds with the shipped
 model), press **Run all**, or go step by step: Simulate → Train/Load model → Compute responses.
-Every job can be cancelled; results download as netCDF.
+Every job can be cancelled; results download as netCDF. The *Scans* tab runs and shows parameter
+scans: how each method's error changes with a parameter.
 
 Method: Giorgini, Deck, Bischoff, Souza, *Response Theory via Generative Score Modeling*,
 Phys. Rev. Lett. 133, 267302 (2024), arXiv:2402.01029. The presets are a reconstruction of that
@@ -73,7 +65,7 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
         system: (cls.title, partial(SystemTab, system, sync=sync, session_runners=runners))
         for system, cls in SYSTEMS.items()
     }
-    factories["scans"] = ("Scans", ScansView)
+    factories["scans"] = ("Scans", partial(ScansView, sync=sync, session_runners=runners))
     holders = {
         key: pn.Column(pn.indicators.LoadingSpinner(value=True, size=40), name=title)
         for key, (title, _) in factories.items()

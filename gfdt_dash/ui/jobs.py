@@ -164,6 +164,8 @@ class JobRunner(param.Parameterized):
         self._stop = threading.Event()
         self._future: Future | None = None
         self._closed = False
+        # a queued job's withdrawal: ends it at once, without waiting for a pool thread
+        self._withdraw: Callable[[], bool] | None = None
 
     # -- public ------------------------------------------------------------------------------
     def submit(
@@ -204,7 +206,20 @@ class JobRunner(param.Parameterized):
             elif on_error is not None:
                 on_error(value)
 
+        started = threading.Event()
+        ended = threading.Lock()  # held by whoever ends a queued job first: pool thread or cancel
+
+        def withdraw() -> bool:
+            if started.is_set() or not ended.acquire(blocking=False):
+                return False
+            _dequeue(token)
+            self._ui(lambda: finish("cancelled"))
+            return True
+
         def work() -> None:
+            if not ended.acquire(blocking=False):
+                return  # withdrawn while queued: already reported as cancelled
+            started.set()
             _dequeue(token)
             if stop.is_set():
                 self._ui(lambda: finish("cancelled"))
@@ -227,13 +242,17 @@ class JobRunner(param.Parameterized):
         if self.sync:
             work()
             return True
+        self._withdraw = withdraw
         _enqueue(token, lambda pos: self._ui(lambda: self._show_position(pos)))
         self._future = _POOL.submit(work)
         return True
 
     def cancel(self) -> None:
-        """Ask the running job to stop at its next check (a queued one never starts)."""
+        """Stop the running job (its worker is stopped if it does not stop by itself, see
+        :mod:`gfdt_dash.ui.worker`); a queued one is withdrawn at once and never starts."""
         self._stop.set()
+        if self._withdraw is not None:
+            self._withdraw()
 
     def close(self) -> None:
         """Cancel and refuse further jobs (the session is gone)."""

@@ -7,6 +7,13 @@ widgets can move while a job runs. Figures are ``DynamicMap``s over streams (``v
 results are sent to. The figures are rendered only when their first data arrives (a one-line
 placeholder until then): rendering empty HoloViews figures server-side made up most of the time a
 new session's page took to appear.
+
+The tab keeps results honest: the (config, seed) and model each shown result was made with are
+remembered, and any change marks the results *out of date* (``stale_reason``) until the next run;
+*Run all* uses a score model only if it was trained for the current physical parameters
+(``model_differences``, from the checkpoint's metadata) and trains one otherwise; a verdict
+(``verdict``) says in words what the error table and the field's histogram show; jobs estimated
+(``estimate_s``) to take over ``ASK_ABOVE_S`` start only when asked for twice.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,9 +42,16 @@ from gfdt_dash.ui import store, views, worker
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
 from gfdt_dash.ui.limits import Limits, member_steps
 from gfdt_dash.ui.pacing import schedule_on
-from gfdt_dash.ui.params import ConfigMirror, mirror_class, mirror_widgets
+from gfdt_dash.ui.params import (
+    ConfigMirror,
+    NumberField,
+    format_value,
+    label_of,
+    mirror_class,
+    mirror_widgets,
+)
 
-__all__ = ["SystemTab"]
+__all__ = ["SystemTab", "model_differences", "reference_costs", "verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +69,7 @@ class SystemTab(pn.viewable.Viewer):
     preset = param.Selector(default="classroom", objects=list(PRESETS), doc="parameter preset")
     device = param.Selector(default="cpu", objects=["cpu", "cuda", "mps"], doc="compute device")
     seed = param.Integer(default=0, bounds=(0, 2**31 - 1), doc="random seed of the simulation")
-    model_source = param.Selector(default=None, objects=[], allow_None=True, label="Model")
+    model_source = param.Selector(default=None, objects=[], allow_None=True, label="Model to load")
     model_name = param.String(default="", doc="name to save the model under (letters, digits)")
     train_steps = param.Integer(
         default=2000, bounds=(10, 1_000_000), doc="optimiser steps of score-model training"
@@ -113,6 +128,16 @@ class SystemTab(pn.viewable.Viewer):
         self.responses: xr.Dataset | None = None
         self.error_table = pd.DataFrame()
         self.diagnostics: dict[str, Any] = {}
+        self.methods = views.system_methods(system)
+        # (config, seed) the shown simulation and responses were made with (stale marking)
+        self.shown: dict[str, tuple[SystemConfig, int] | None] = {"sim": None, "responses": None}
+        self.model_config: SystemConfig | None = None  # what the model in use was trained on
+        self.sim_stats: dict[str, float] = {}
+        self.verdict = ""
+        self._responses_model: str | None = None
+        self.input_errors: dict[str, str] = {}  # parameter → what is wrong with what was typed
+        self._asked: tuple | None = None  # the long job the user was asked to confirm
+        self._sim_final = False  # the running job's simulation is shown: no more live frames
 
         # streams (figures are created in __panel__, once)
         self._snapshot = hv.streams.Pipe(data={})
@@ -144,17 +169,67 @@ class SystemTab(pn.viewable.Viewer):
         """The validated config snapshot for a job (``ValueError`` names the bad field)."""
         return self.mirror.to_config()
 
-    def job_summary(self) -> str:
-        """One line on the size of a job with the current parameters, or why it cannot run."""
+    def refusal(self) -> str:
+        """Why a job cannot start with the current inputs, in plain words ("" if it can)."""
+        if self.input_errors:
+            return "Fix the inputs marked in red first: " + "; ".join(self.input_errors.values())
         try:
             config = self.config()
+        except ValueError as exc:
+            return f"These parameters do not fit together: {exc}"
+        try:
             self.limits.check(config, train_steps=self.train_steps)
         except ValueError as exc:
-            return f"⚠ {exc}"
+            steps = member_steps(config)
+            if steps > self.limits.max_member_steps:
+                return (
+                    f"Too big for this server: these settings need {steps:,} time steps of all "
+                    f"ensemble members together, {steps / self.limits.max_member_steps:.1f} "
+                    f"times what this server allows per job "
+                    f"({self.limits.max_member_steps:,}). Use fewer members or a shorter record, "
+                    "or the classroom preset."
+                )
+            return f"Too big for this server: {exc}."
+        return ""
+
+    def estimate_s(self, job: str, config: SystemConfig) -> float | None:
+        """Rough seconds ``job`` takes on one otherwise idle core, from the shipped model's
+        recorded timings (simulation member-steps per second, seconds per training step);
+        ``None`` without a shipped model. A cached simulation counts as free."""
+        ref = reference_costs(self.system)
+        if ref is None:
+            return None
+        rate, per_train_step, shipped = ref
+        ensemble = config.members * round((config.spinup + config.record) / config.dt)
+        paired = member_steps(config) - ensemble
+        cached = RESULTS.get(_sim_key(config, self.seed, self.device)) is not None
+        simulate = 0.0 if cached else ensemble / rate
+        train = per_train_step * self.train_steps
+        responses = paired / rate
+        if job == "simulation":
+            return simulate
+        if job == "training":
+            return train
+        if job == "responses":
+            return responses
+        if job == "run all":
+            fits = self.model is not None and not model_differences(self.model, config)
+            fits = fits or (shipped is not None and not model_differences(shipped, config))
+            return simulate + (0.0 if fits else train) + responses
+        return None
+
+    def job_summary(self) -> str:
+        """One line on the size of a job with the current parameters, or why it cannot run."""
+        reason = self.refusal()
+        if reason:
+            return f"⚠ {reason}"
+        config = self.config()
+        estimate = self.estimate_s("run all", config)
+        about = f" · Run all ≈ {_duration(estimate)} of computing" if estimate is not None else ""
         return (
             f"Job size: {config.n}×{config.n} grid · {config.members} members · "
             f"{config.n_frames:,} frames · {member_steps(config):,} member-steps · "
-            f"{output_bytes(config) / 2**20:,.0f} MiB of data"
+            f"{output_bytes(config) / 2**20:,.0f} MiB of data{about}"
         )
 
     def refresh_models(self) -> None:
@@ -196,15 +271,22 @@ class SystemTab(pn.viewable.Viewer):
     def _do_run_all(self) -> None:
         def run_all(ctx: _Job) -> None:
             self._simulate_stage(ctx)
-            if ctx.model is None or int(ctx.model.n) != ctx.config.n:
+            if ctx.model is None or model_differences(ctx.model, ctx.config):
+                # The model in use does not fit these parameters: the shipped one if it was
+                # trained for them, else a new one; never a model made for other parameters.
                 shipped = self._model_paths.get(SHIPPED)
                 try:
                     if shipped is None:
-                        raise ValueError("no shipped model")
-                    ctx.model_path = shipped
-                    self._load_stage(ctx)
-                except ValueError as exc:  # missing, or made for another grid: train instead
+                        raise ValueError("there is no shipped model for this system")
+                    model = self._read_model(ctx, shipped)
+                    diff = model_differences(model, ctx.config)
+                    if diff:
+                        raise ValueError(f"the shipped model was trained for {diff}")
+                    self._use_model(ctx, model, shipped)
+                except ValueError as exc:
                     log.info("run all: training a model (%s)", exc)
+                    note = f"Training a score model for these parameters: {exc}."
+                    ctx.ui(lambda: setattr(self, "status", note))
                     self._train_stage(ctx)
             self._compute_stage(ctx)
 
@@ -225,7 +307,13 @@ class SystemTab(pn.viewable.Viewer):
             return
         try:
             path = store.model_path(self.system, self.model_name or f"{self.system}-model")
-            score.save_checkpoint(self.model, path)
+            with _SAVE_LOCK:  # every session of the server saves through this process
+                if path.exists():
+                    raise ValueError(
+                        f"save as: a model named {path.stem!r} already exists in the store "
+                        "(saved by this or another session); choose another name"
+                    )
+                score.save_checkpoint(self.model, path)
         except (OSError, ValueError) as exc:
             self._notify("error", f"Save model failed: {exc}")
             return
@@ -247,12 +335,23 @@ class SystemTab(pn.viewable.Viewer):
                 "at a time on this shared server. Wait for it or cancel it.",
             )
             return
-        try:
-            config = self.config()
-            self.limits.check(config, train_steps=self.train_steps)
-        except ValueError as exc:
-            self._notify("error", f"Invalid parameters: {exc}")
+        reason = self.refusal()
+        if reason:
+            self._notify("warning", reason)
             return
+        config = self.config()
+        estimate = self.estimate_s(name, config)
+        ask = (name, config.to_json(), self.seed, self.device, self.train_steps)
+        if estimate is not None and estimate > ASK_ABOVE_S and self._asked != ask:
+            self._asked = ask  # pressing the same button again with the same settings starts it
+            self._notify(
+                "warning",
+                f"{name.capitalize()} will take about {_duration(estimate)} on this server "
+                "(estimated from the shipped model's timings; longer while other jobs run). "
+                f"Press {_BUTTON_LABELS[name]} again to start it, or change the settings.",
+            )
+            return
+        self._asked = None
         model_path = self._model_paths.get(self.model_source) if self.model_source else None
         ctx = _Job(self, config, self.seed, self.device, model_path)
         ctx.preset, ctx.train_steps = self.preset, self.train_steps
@@ -263,6 +362,7 @@ class SystemTab(pn.viewable.Viewer):
             ctx.callback, ctx.should_stop = callback, should_stop
             body(ctx)
 
+        self._sim_final = False
         self._set_status(f"{name.capitalize()}: queued…")
         self.runner.submit(
             name,
@@ -275,7 +375,7 @@ class SystemTab(pn.viewable.Viewer):
 
     def _on_progress(self, p: Progress) -> None:
         snap = p.info.get("snapshot")
-        if snap is not None:
+        if snap is not None and not self._sim_final:  # not after the finished field is shown
             self._snapshot.send({"field": snap, "title": f"live field, member 0 ({p.stage})"})
             self._reveal("snapshot")
         if "train_loss" in p.info:
@@ -290,8 +390,27 @@ class SystemTab(pn.viewable.Viewer):
         self.status = f"{p.stage}: {100 * p.fraction:.0f}%{eta}"
 
     def _on_runner(self, event: param.parameterized.Event) -> None:
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        """Buttons that start jobs are off while a job runs or the inputs are refused."""
+        running, refused = self.runner.running, bool(self.refusal())
         for name, button in getattr(self, "_buttons", {}).items():
-            button.disabled = event.new if name != "cancel" else not event.new
+            if name == "cancel":
+                button.disabled = not running
+            elif name == "load_model":
+                button.disabled = running
+            else:
+                button.disabled = running or refused
+
+    def _on_input_error(self, name: str, message: str | None) -> None:
+        if message:
+            self.input_errors[name] = message
+        else:
+            self.input_errors.pop(name, None)
+        if hasattr(self, "_summary"):
+            self._summary.object = self.job_summary()
+        self._update_buttons()
 
     def _set_status(self, text: str, level: str | None = None) -> None:
         self.status = text
@@ -311,7 +430,7 @@ class SystemTab(pn.viewable.Viewer):
             ds = ctx.call(simulate, ctx.config, seed=ctx.seed, device=ctx.device)
             RESULTS.put(key, ds)
         ctx.sim = ds
-        ctx.ui(lambda: self._show_simulation(ds, key))
+        ctx.ui(lambda: self._show_simulation(ds, key, (ctx.config, ctx.seed)))
 
     def _train_stage(self, ctx: _Job) -> None:
         from gfdt_dash import score
@@ -334,18 +453,23 @@ class SystemTab(pn.viewable.Viewer):
         self._diagnose_stage(ctx)
 
     def _load_stage(self, ctx: _Job) -> None:
-        from gfdt_dash import score
-
         if ctx.model_path is None:
             raise ValueError("no model selected; train one or pick a saved/shipped model")
-        path = Path(ctx.model_path)
-        model = score.load_checkpoint(
+        self._use_model(ctx, self._read_model(ctx, Path(ctx.model_path)), Path(ctx.model_path))
+
+    def _read_model(self, ctx: _Job, path: Path) -> Any:
+        from gfdt_dash import score
+
+        return score.load_checkpoint(
             path, expect_system=self.system, expect_n=ctx.config.n, device=ctx.device
         )
+
+    def _use_model(self, ctx: _Job, model: Any, path: Path) -> None:
         stat = path.stat()
         key = f"file:{path}:{stat.st_mtime_ns}:{stat.st_size}"
         ctx.model, ctx.model_key = model, key
-        ctx.ui(lambda: self._show_model(model, key, f"loaded from {path.name}"))
+        origin = "shipped model" if path == self._model_paths.get(SHIPPED) else path.stem
+        ctx.ui(lambda: self._show_model(model, key, f"loaded: {origin}"))
         self._diagnose_stage(ctx)
 
     def _diagnose_stage(self, ctx: _Job) -> None:
@@ -386,15 +510,23 @@ class SystemTab(pn.viewable.Viewer):
             )
             RESULTS.put(key, cached)
         combined, table = cached
-        ctx.ui(lambda: self._show_responses(combined, table))
+        made = (ctx.config, ctx.seed, model_key, model_differences(model, ctx.config))
+        ctx.ui(lambda: self._show_responses(combined, table, made))
 
     # -- results into the views (event loop) -------------------------------------------------
-    def _show_simulation(self, ds: xr.Dataset, key: tuple) -> None:
+    def _show_simulation(
+        self, ds: xr.Dataset, key: tuple, made: tuple[SystemConfig, int] | None = None
+    ) -> None:
         if key != self.sim_key:
             self.responses = None
             self.error_table = pd.DataFrame()
+            self.shown["responses"] = None
+            self.verdict = ""
             self._responses.send({})
+            self._update_table()
         self.sim, self.sim_key = ds, key
+        self.shown["sim"] = made
+        self._sim_final = True
         field = ds["field"]
         self._snapshot.send(
             {"field": field.isel(member=0, time=-1).values, "title": "last frame, member 0"}
@@ -402,6 +534,7 @@ class SystemTab(pn.viewable.Viewer):
         values = field.values.reshape(-1)
         # an even subsample (a random one would cost the event loop a permutation of them all)
         values = values[:: -(-values.size // _HIST_SAMPLES)]
+        self.sim_stats = shape_statistics(values)
         self._hist.send({"values": values})
         self._reveal("snapshot", "hist")
         self.status = (
@@ -409,12 +542,17 @@ class SystemTab(pn.viewable.Viewer):
             f"of {ds.sizes['y']}×{ds.sizes['x']}."
         )
         self._update_downloads()
+        self._update_stale()
 
     def _show_model(self, model: Any, key: str, origin: str) -> None:
         self.model, self.model_key = model, key
         meta = dict(model.metadata)
+        try:
+            self.model_config = model.system_config
+        except (ValueError, TypeError):  # a checkpoint of user data without a system config
+            self.model_config = None
         self.model_info = {
-            "origin": origin,
+            "in use": origin,
             **{k: meta[k] for k in ("system", "n", "step", "sigma_min", "sigma_max") if k in meta},
         }
         saved = meta.get("diagnostics") or {}
@@ -435,6 +573,7 @@ class SystemTab(pn.viewable.Viewer):
             self._losses.send(frame[list(views.empty_loss_frame().columns)])
             self._reveal("losses")
         self.status = f"Score model ready ({origin})."
+        self._update_stale()
         self._update_model_pane()
 
     def _show_diagnostics(self, diag: dict[str, Any], model_key: str | None) -> None:
@@ -446,17 +585,25 @@ class SystemTab(pn.viewable.Viewer):
         }
         self._update_model_pane()
 
-    def _show_responses(self, combined: xr.Dataset, table: pd.DataFrame) -> None:
+    def _show_responses(
+        self, combined: xr.Dataset, table: pd.DataFrame, made: tuple | None = None
+    ) -> None:
         self.responses = combined
         self.error_table = table
+        mismatch = ""
+        if made is not None:
+            config, seed, model_key, mismatch = made
+            self.shown["responses"] = (config, seed)
+            self._responses_model = model_key
+        self.verdict = verdict(self.system, table, self.sim_stats, mismatch)
         self.param.lag_index.bounds = (0, combined.sizes["lag"] - 1)
         self.lag_index = min(self.lag_index, combined.sizes["lag"] - 1)
         self._responses.send({"responses": combined})
         self._reveal("curves", "maps")
         self.status = "Responses ready: " + ", ".join(map(str, combined["method"].values)) + "."
-        if hasattr(self, "_table"):
-            self._table.value = table
+        self._update_table()
         self._update_downloads()
+        self._update_stale()
 
     # -- downloads ---------------------------------------------------------------------------
     def netcdf_bytes(self, which: str) -> io.BytesIO:
@@ -486,10 +633,69 @@ class SystemTab(pn.viewable.Viewer):
                 if key in self._figures:
                     self._figures[key].reveal(self._schedule)
 
+    def _model_pane_text(self) -> str:
+        text = _markdown_table("Model in use", self.model_info)
+        if self.model is not None:
+            try:
+                diff = model_differences(self.model, self.config())
+            except ValueError:
+                diff = ""
+            if diff:
+                text += (
+                    f"\n\n⚠ **Trained for other parameters:** {diff}. Its learned score "
+                    "does not describe these parameters: Run all trains a matching one."
+                )
+        return text
+
     def _update_model_pane(self) -> None:
         if hasattr(self, "_model_pane"):
-            self._model_pane.object = _markdown_table("Model", self.model_info)
+            self._model_pane.object = self._model_pane_text()
             self._diag_pane.object = _markdown_table("Score diagnostics", self.diagnostics)
+
+    def _update_table(self) -> None:
+        if hasattr(self, "_table"):
+            self._table.object = views.error_table_html(self.error_table)
+            self._verdict.object = self.verdict
+            self._verdict.visible = bool(self.verdict)
+
+    def stale_reason(self) -> str:
+        """Why the shown results no longer match the settings ("" while they do): the changed
+        parameters and seed, or another score model in use."""
+        shown = self.shown["responses"] or self.shown["sim"]
+        if shown is None:
+            return ""
+        old, old_seed = shown
+        try:
+            config = self.config()
+        except ValueError:
+            return "the parameters are being edited (some are invalid)"
+        specs = self.config_cls.field_specs()
+        changes = [
+            f"{label_of(name, specs[name], short=True)} {format_value(getattr(old, name))} → "
+            f"{format_value(getattr(config, name))}"
+            for name in specs
+            if getattr(old, name) != getattr(config, name)
+        ]
+        if old_seed != self.seed:
+            changes.append(f"seed {old_seed} → {self.seed}")
+        if self.shown["responses"] is not None and self._responses_model != self.model_key:
+            changes.append("another score model is in use")
+        return ", ".join(changes)
+
+    def _update_stale(self, *_: Any) -> None:
+        if not hasattr(self, "_stale"):
+            return
+        reason = self.stale_reason()
+        self._stale.object = (
+            f"<div class='gfdt-stale' style='background:#fff3cd;border:1px solid #e0a800;"
+            f"padding:6px 10px;border-radius:4px'>⚠ <b>Out of date:</b> the results below were "
+            f"computed before these changes: {reason}. Press <b>Run all</b> to recompute.</div>"
+            if reason
+            else ""
+        )
+        self._stale.visible = bool(reason)
+        self._results.styles = {"opacity": "0.45"} if reason else {"opacity": "1"}
+        self._update_model_pane()
 
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
@@ -504,10 +710,23 @@ class SystemTab(pn.viewable.Viewer):
 
         def on_toggle(event: param.parameterized.Event) -> None:
             if not event.new and not card.objects:
-                card[:] = [mirror_widgets(self.mirror)]
+                card[:] = [mirror_widgets(self.mirror, self._on_input_error)]
 
         card.param.watch(on_toggle, "collapsed")
         return card
+
+    def _number(self, p: param.Integer) -> NumberField:
+        lo, hi = p.bounds
+        return NumberField(
+            self,
+            p.name,
+            p.label,
+            integer=True,
+            lo=lo,
+            hi=hi,
+            doc=p.doc,
+            on_error=self._on_input_error,
+        )
 
     def _build_layout(self) -> pn.viewable.Viewable:
         btn = pn.widgets.Button.from_param
@@ -531,7 +750,10 @@ class SystemTab(pn.viewable.Viewer):
         def on_progress(*_: Any) -> None:
             r = self.runner
             progress.value = int(1000 * r.fraction)
-            progress.bar_color = "success" if r.stage == "done" else "primary"
+            # a cancelled or failed job's bar stops where it was, greyed
+            progress.bar_color = {"done": "success", "cancelled": "secondary"}.get(
+                r.stage, "secondary" if r.stage == "error" else "primary"
+            )
             if r.running and r.queue_position:
                 queue.object = f"queued: position {r.queue_position} in the shared pool"
             elif r.running:
@@ -542,17 +764,26 @@ class SystemTab(pn.viewable.Viewer):
 
         self.runner.param.watch(on_progress, ["fraction", "stage", "queue_position", "running"])
 
-        summary = pn.pane.Markdown(self.job_summary(), styles={"font-size": "0.9em"})
+        summary = self._summary = pn.pane.Markdown(
+            self.job_summary(), styles={"font-size": "0.9em"}
+        )
 
         def on_edit(*_: Any) -> None:
             summary.object = self.job_summary()
+            self._update_buttons()
 
         self.mirror.param.watch(on_edit, list(self.config_cls.field_specs()))
         self.param.watch(on_edit, ["train_steps"])
 
-        self._model_pane = pn.pane.Markdown(_markdown_table("Model", self.model_info))
+        self._model_pane = pn.pane.Markdown(_markdown_table("Model in use", self.model_info))
         self._diag_pane = pn.pane.Markdown(_markdown_table("Score diagnostics", self.diagnostics))
-        self._table = views.results_table(self.error_table, height=200)
+        self._table = pn.pane.HTML(views.error_table_html(self.error_table))
+        self._verdict = pn.pane.Markdown(
+            self.verdict,
+            visible=bool(self.verdict),
+            styles={"background": "#eef6ee", "padding": "2px 12px", "border-radius": "4px"},
+        )
+        self._stale = pn.pane.HTML("", visible=False)
         self._dl_sim = pn.widgets.FileDownload(
             callback=lambda: self.netcdf_bytes("simulation"),
             filename=f"{self.system}_simulation.nc",
@@ -569,12 +800,12 @@ class SystemTab(pn.viewable.Viewer):
         controls = pn.Column(
             pn.widgets.RadioButtonGroup.from_param(self.param.preset),
             device,
-            pn.widgets.IntInput.from_param(self.param.seed),
+            self._number(self.param.seed),
             summary,
             self._buttons["run_all"],
             pn.Row(self._buttons["simulate"], self._buttons["compute"]),
             pn.Row(self._buttons["train"], self._buttons["cancel"]),
-            pn.widgets.IntInput.from_param(self.param.train_steps),
+            self._number(self.param.train_steps),
             _rule(),
             pn.widgets.Select.from_param(self.param.model_source),
             self._buttons["load_model"],
@@ -588,10 +819,11 @@ class SystemTab(pn.viewable.Viewer):
         params_stream = hv.streams.Params(self, ["normalized", "lag_index"])
 
         norm_stream = hv.streams.Params(self, ["normalized"])
+        methods = self.methods
 
         def curves_for(dx: int) -> hv.DynamicMap:
             def curves(data: dict, normalized: bool) -> hv.Overlay:
-                return views.response_curves(data, dx, normalized)
+                return views.response_curves(data, dx, normalized, methods)
 
             # not on the lag stream: moving the lag slider redraws the maps only
             return hv.DynamicMap(curves, streams=[self._responses, norm_stream])
@@ -625,23 +857,29 @@ class SystemTab(pn.viewable.Viewer):
                 lambda dx=dx: curves_for(dx), "" if dx else no_responses, width=0 if dx else 440
             )
         fig["maps"] = views.LazyFigure(
-            lambda: hv.Layout([map_for(m) for m, _, _ in views.METHODS]).cols(3),
+            lambda: hv.Layout([map_for(m) for m in methods]).cols(3).opts(shared_axes=False),
             "The maps appear with the responses.",
             width=900,
         )
 
         status = pn.pane.Markdown(self.param.status, margin=(0, 10))
-        main = pn.Column(
-            pn.Row(status, queue),
-            progress,
+        self._results = pn.Column(
             pn.FlexBox(fig["snapshot"].panel, fig["losses"].panel, fig["hist"].panel),
             pn.pane.Markdown("### Response at the kicked pixel and downstream"),
+            pn.Card(
+                pn.pane.Markdown(METHOD_TEXT),
+                title="How are the responses predicted?",
+                collapsed=True,
+            ),
             pn.Row(
                 pn.widgets.Checkbox.from_param(self.param.normalized, width=120),
-                pn.pane.HTML(views.method_legend_html()),
+                pn.pane.HTML(views.method_legend_html(methods)),
             ),
             pn.FlexBox(*(fig[key].panel for key in _CURVES)),
-            pn.pane.Markdown("### Response maps (dx right = downstream)"),
+            pn.pane.Markdown(
+                "### Response maps (dx right = downstream; colours: ± the largest "
+                "value at that lag)"
+            ),
             pn.widgets.IntSlider.from_param(self.param.lag_index),
             fig["maps"].panel,
             pn.Row(
@@ -651,6 +889,17 @@ class SystemTab(pn.viewable.Viewer):
             pn.Row(self._dl_sim, self._dl_resp),
             sizing_mode="stretch_width",
         )
+        main = pn.Column(
+            pn.pane.Markdown(STORIES[self.system], styles={"font-size": "0.95em"}),
+            pn.Row(status, queue),
+            progress,
+            self._stale,
+            self._verdict,
+            self._results,
+            sizing_mode="stretch_width",
+        )
+        self.mirror.param.watch(self._update_stale, list(self.config_cls.field_specs()))
+        self.param.watch(self._update_stale, ["seed"])
         layout = pn.Row(controls, main, sizing_mode="stretch_width")
         # State that arrived before the layout was built (e.g. results of a synchronous job).
         if self.sim is not None:
@@ -659,8 +908,223 @@ class SystemTab(pn.viewable.Viewer):
             self._reveal("losses")
         if self.responses is not None:
             self._reveal("curves", "maps")
+        self._update_stale()
+        self._update_buttons()
         return layout
 
+
+ASK_ABOVE_S = 60.0  # jobs estimated to take longer are started only when asked twice
+_BUTTON_LABELS = {
+    "run all": "Run all",
+    "simulation": "Simulate",
+    "training": "Train score model",
+    "responses": "Compute responses",
+    "loading model": "Load model",
+}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+_COSTS: dict[str, tuple[float, float, Any] | None] = {}
+_COSTS_LOCK = threading.Lock()
+
+
+def reference_costs(system: str) -> tuple[float, float, Any] | None:
+    """(simulation member-steps per second, seconds per training step, the shipped model) from
+    the shipped model's provenance, read once per server; ``None`` without one."""
+    with _COSTS_LOCK:
+        if system in _COSTS:
+            return _COSTS[system]
+    from gfdt_dash import score
+
+    costs = None
+    try:
+        model = score.load_checkpoint(score.shipped_model_path(system), device="cpu")
+        made = model.metadata.get("provenance") or {}
+        config = model.system_config
+        members = int(made.get("simulation_members", config.members))
+        ensemble = members * round((config.spinup + config.record) / config.dt)
+        costs = (
+            ensemble / float(made["simulate_s"]),
+            float(made["train_s"]) / model.train_config.n_steps,
+            model,
+        )
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+        log.info("no job estimates for %s: %s", system, exc)
+    with _COSTS_LOCK:
+        _COSTS[system] = costs
+    return costs
+
+
+_SAVE_LOCK = threading.Lock()  # check-then-save of model files, for every session of the server
+
+# Fields that set the stationary statistics a score model learns; the others (ensemble size,
+# record length, response settings) do not change which model fits the data.
+_SAMPLING_FIELDS = frozenset(
+    {
+        "members",
+        "frame_members",
+        "spinup",
+        "record",
+        "frame_every",
+        "snapshot_every",
+        "max_lag",
+        "delta",
+        "n_experiments",
+        "restart_every",
+    }
+)
+
+
+def model_differences(model: Any, config: SystemConfig) -> str:
+    """How the data ``model`` was trained on differ from ``config`` ("" if it fits): the grid,
+    or each physical parameter with the model's value and the current one. A model without a
+    recorded system config (user data) is taken to fit any config of its grid."""
+    if model is None:
+        return "no model"
+    if int(model.n) != config.n:
+        return f"a {model.n}×{model.n} grid (now {config.n}×{config.n})"
+    try:
+        trained = model.system_config
+    except (ValueError, TypeError):
+        trained = None
+    if trained is None:
+        return ""
+    if type(trained) is not type(config):
+        return f"another system ({trained.system})"
+    specs = type(config).field_specs()
+    return ", ".join(
+        f"{label_of(name, specs[name], short=True)} = {format_value(getattr(trained, name))} "
+        f"(now {format_value(getattr(config, name))})"
+        for name in specs
+        if name not in _SAMPLING_FIELDS and getattr(trained, name) != getattr(config, name)
+    )
+
+
+def shape_statistics(values: np.ndarray) -> dict[str, float]:
+    """Skewness, excess kurtosis and Sarle's bimodality coefficient
+    ``b = (skew² + 1) / (kurtosis)`` of pixel values (``b > 5/9`` suggests two modes; a Gaussian
+    has ``b = 1/3``)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 4 or x.std() == 0:
+        return {}
+    z = (x - x.mean()) / x.std()
+    skew, kurt = float(np.mean(z**3)), float(np.mean(z**4))
+    return {"skewness": skew, "excess_kurtosis": kurt - 3.0, "bimodality": (skew**2 + 1) / kurt}
+
+
+def verdict(system: str, table: pd.DataFrame, stats: dict[str, float], mismatch: str = "") -> str:
+    """A few sentences on what the results show, computed from the error table and the shape of
+    the field's distribution (``shape_statistics``)."""
+    if table is None or table.empty or "error" not in table:
+        return ""
+    errors = {str(m): float(e) for m, e in zip(table["method"], table["error"], strict=False)}
+    labels = {m: label for m, label, _ in views.METHODS}
+    reference = next((m for m, e in errors.items() if e == 0), "perturbation")
+    gauss, learned, exact = (errors.get(m) for m in ("gaussian", "learned_score", "exact_score"))
+    bimodal = stats.get("bimodality", 0.0) > 5 / 9
+    kurt = stats.get("excess_kurtosis", 0.0)
+    shape = (
+        "the field is bimodal (two humps in the histogram)"
+        if bimodal
+        else f"the field is close to Gaussian (histogram: excess kurtosis {kurt:+.2f})"
+        if abs(kurt) < 0.3
+        else f"the field is not Gaussian (histogram: excess kurtosis {kurt:+.2f})"
+    )
+    parts = []
+    if mismatch and mismatch != "no model" and learned is not None:
+        parts.append(
+            f"⚠ The learned score comes from a model trained for {mismatch}: its curve is not "
+            "a fair test of these parameters."
+        )
+    ref = labels.get(reference, reference)
+    if gauss is not None and learned is not None and np.isfinite(learned):
+        if gauss > 2 * learned and gauss > 0.1:
+            parts.append(
+                f"**Gaussian error {gauss:.2g} vs learned score {learned:.2g}:** {shape}, so the "
+                "Gaussian approximation, which sees only the covariance, fails; the learned "
+                f"score follows {ref}."
+            )
+        elif learned > 2 * gauss and learned > 0.1:
+            parts.append(
+                f"**Learned score error {learned:.2g} vs Gaussian {gauss:.2g}:** the score model "
+                "is the weak link here (see its Stein error); more training or data would help. "
+                f"Meanwhile {shape}."
+            )
+        else:
+            both = "are both small" if max(gauss, learned) < 0.1 else "are alike"
+            parts.append(
+                f"**Gaussian error {gauss:.2g} and learned score {learned:.2g} {both}:** "
+                f"{shape}"
+                + (
+                    ", so the Gaussian estimate C(t)C(0)⁻¹ is already (nearly) exact."
+                    if not bimodal and abs(kurt) < 0.3
+                    else "."
+                )
+            )
+    elif gauss is not None:
+        parts.append(f"**Gaussian error {gauss:.2g}** against {ref}: {shape}.")
+    if exact is not None and learned is not None and np.isfinite(learned):
+        parts.append(
+            f"The exact score gives {exact:.2g}"
+            + (
+                ": the learned score is about as good."
+                if learned <= 1.5 * exact + 0.02
+                else f": the gap to {learned:.2g} is the cost of learning the score."
+            )
+        )
+    if "analytic" in errors and "perturbation" in errors:
+        parts.append(
+            f"Direct perturbation differs from the analytic response by "
+            f"{errors['perturbation']:.2g}."
+        )
+    return " ".join(parts)
+
+
+STORIES = {
+    "ou": (
+        "**What to look for.** A linear field: its stationary density is Gaussian, so every "
+        "method should match the analytic response (black), and the Gaussian estimate is exact "
+        "— a benchmark for the learned score. The flow U carries the kick downstream (the peak "
+        "arrives later in the panels further right and moves right in the maps) while "
+        "diffusion κ spreads it."
+    ),
+    "allen_cahn": (
+        "**What to look for.** The double well (λ) pushes each pixel towards one of two values: "
+        "the histogram has two humps where a Gaussian has one. The Gaussian estimate "
+        "C(t)C(0)⁻¹ therefore misses the response, while the GFDT with the exact or the learned "
+        "score follows direct perturbation (orange dots, the truth). Change λ and compare."
+    ),
+    "navier_stokes": (
+        "**What to look for.** Turbulent vorticity driven by a forcing whose phases drift "
+        "(dynamics hidden from the field). No closed-form score exists: only the learned score "
+        "and the Gaussian estimate can be compared with direct perturbation (orange dots, the "
+        "truth), as the mean flow U₀ carries the response downstream."
+    ),
+}
+
+METHOD_TEXT = """
+Kick a stochastic field by a small **δ** at one pixel: how does the mean field respond downstream
+over time? The *generalized fluctuation–dissipation theorem* answers from unperturbed data alone,
+**R(t) = −⟨x(t) s(x(0))ᵀ⟩**, where **s = ∇ log p** is the score of the stationary density. Here the
+score is **learned** by denoising score matching (a small circular U-Net), and compared with
+
+- the **exact score** (Ornstein–Uhlenbeck and Allen–Cahn have closed forms),
+- the **Gaussian** (quasi-Gaussian) estimate **C(t) C(0)⁻¹**,
+- **direct perturbation** (paired runs with the same noise, the ground truth),
+- the **analytic** response (Ornstein–Uhlenbeck only).
+
+Score responses are shown **raw** and **normalized** (R(t)R(0)⁻¹); the raw one and the
+Stein-identity error expose amplitude errors of the learned score. Bands are one standard error;
+lags are in the model's time units.
+"""
 
 # The downstream response panels (the kicked pixel, then 1, 2, … cells downstream).
 _CURVES = tuple(f"curves{dx}" for dx in range(views.N_DOWNSTREAM))

@@ -26,6 +26,7 @@ from gfdt_dash.ui.pacing import PACER
 __all__ = [
     "METHODS",
     "LazyFigure",
+    "error_table_html",
     "histogram_overlay",
     "loss_overlay",
     "method_legend_html",
@@ -33,6 +34,7 @@ __all__ = [
     "response_map",
     "results_table",
     "snapshot_image",
+    "system_methods",
 ]
 
 # Method slots: (name in the result's ``method`` coordinate, legend label, colour), in drawing
@@ -42,6 +44,27 @@ METHODS: tuple[tuple[str, str, str], ...] = tuple(
     for m in ("analytic", "perturbation", "learned_score", "exact_score", "gaussian")
 )
 N_DOWNSTREAM = 4  # panels: the kicked pixel and 1..3 cells downstream
+LAG_LABEL = "lag t (model time units)"
+# The truth (direct perturbation) is drawn last, on top, as markers (as in the report figures).
+_TRUTH = "perturbation"
+
+
+def system_methods(system: str) -> tuple[str, ...]:
+    """The methods a system has, in drawing order (the truth last): the analytic response exists
+    for Ornstein–Uhlenbeck only, the exact score for Ornstein–Uhlenbeck and Allen–Cahn."""
+    have = {
+        "ou": {"analytic", "perturbation", "learned_score", "exact_score", "gaussian"},
+        "allen_cahn": {"perturbation", "learned_score", "exact_score", "gaussian"},
+    }.get(system, {"perturbation", "learned_score", "gaussian"})
+    order = [m for m, _, _ in METHODS if m != _TRUTH] + [_TRUTH]
+    return tuple(m for m in order if m in have)
+
+
+def _slots(methods: tuple[str, ...] | None) -> list[tuple[str, str, str]]:
+    style = {m: (m, label, color) for m, label, color in METHODS}
+    return [style[m] for m in (methods or system_methods("ou"))]
+
+
 _LOSS_COLUMNS = ("step", "train_loss", "val_loss")
 
 
@@ -66,15 +89,21 @@ def _variable(ds: xr.Dataset, method: str, normalized: bool) -> tuple[xr.DataArr
     return resp, err.fillna(0.0)
 
 
-def response_curves(data: dict | None, dx: int, normalized: bool = True) -> hv.Overlay:
-    """Response vs lag at ``dx`` cells downstream of the kick, one curve + band per method.
+def response_curves(
+    data: dict | None,
+    dx: int,
+    normalized: bool = True,
+    methods: tuple[str, ...] | None = None,
+) -> hv.Overlay:
+    """Response vs lag at ``dx`` cells downstream of the kick, one curve + band per method of
+    ``methods`` (default: all); direct perturbation, the truth, as markers on top.
 
-    ``data["responses"]`` is the combined result (dims method, lag, dy, dx).
+    ``data["responses"]`` is the combined result (dims method, lag, dy, dx). Each panel has its
+    own axis ranges (``shared_axes=False``) recomputed for every new result (``framewise``).
     """
     ds = (data or {}).get("responses")
-    lag_label = "lag"
     layers = []
-    for method, label, color in METHODS:
+    for method, label, color in _slots(methods):
         lag = resp = err = np.empty(0)
         if ds is not None and method in methods_of(ds) and dx in ds["dx"].values:
             r, e = _variable(ds, method, normalized)
@@ -84,71 +113,106 @@ def response_curves(data: dict | None, dx: int, normalized: bool = True) -> hv.O
                 lag = ds["lag"].values[keep]
                 resp = r.values[keep]
                 err = e.sel(dy=0, dx=dx).values[keep]
-            lag_label = ds["lag"].attrs.get("long_name", "lag")
         table = pd.DataFrame({"lag": lag, "response": resp, "stderr": err})
+        common = dict(framewise=True, shared_axes=False)
         layers.append(
             hv.Spread(table, "lag", ["response", "stderr"], label=label).opts(
-                color=color, alpha=0.2, line_alpha=0, framewise=True
+                color=color, alpha=0.2, line_alpha=0, **common
             )
         )
-        layers.append(
-            hv.Curve(table, "lag", ["response", "stderr"], label=label).opts(
-                color=color, line_width=2, tools=["hover"], framewise=True
+        if method == _TRUTH:
+            layers.append(
+                hv.Scatter(table, "lag", ["response", "stderr"], label=label).opts(
+                    color=color, size=7, line_color="black", tools=["hover"], **common
+                )
             )
-        )
+        else:
+            layers.append(
+                hv.Curve(table, "lag", ["response", "stderr"], label=label).opts(
+                    color=color, line_width=2, tools=["hover"], **common
+                )
+            )
     title = "kicked pixel" if dx == 0 else f"{dx} cell{'s' if dx > 1 else ''} downstream"
     kind = "normalized R(t)R(0)⁻¹" if normalized else "raw R(t)"
     return hv.Overlay(layers).opts(
         title=f"{title} — {kind}",
-        xlabel=lag_label,
-        ylabel="response",
+        xlabel=LAG_LABEL,
+        ylabel="response per unit kick",
         show_legend=False,  # see method_legend_html
         width=440,
         height=260,
         framewise=True,
+        shared_axes=False,
     )
 
 
-def method_legend_html() -> str:
-    """The colour key of the response figures, as HTML with a line sample per method.
+def method_legend_html(methods: tuple[str, ...] | None = None) -> str:
+    """The colour key of the response figures, as HTML with a sample per method of ``methods``
+    (default: all): a line, or a marker for direct perturbation (the truth).
 
     Not bokeh's legend: bokeh draws no sample for a glyph without data and, in the served app,
     lost the samples once results streamed in; the key must always show the colours.
     """
+
+    def sample(method: str, color: str) -> str:
+        if method == _TRUTH:
+            return (
+                f"<span style='display:inline-block;width:10px;height:10px;border-radius:50%;"
+                f"background:{color};border:1px solid black;vertical-align:middle;"
+                f"margin:0 15px 0 3px'></span>"
+            )
+        return (
+            f"<span style='display:inline-block;width:28px;height:0;border-top:3px solid "
+            f"{color};vertical-align:middle;margin-right:6px'></span>"
+        )
+
     items = "".join(
-        f"<span style='margin-right:18px;white-space:nowrap'>"
-        f"<span style='display:inline-block;width:28px;height:0;border-top:3px solid {color};"
-        f"vertical-align:middle;margin-right:6px'></span>{label}</span>"
-        for _, label, color in METHODS
+        f"<span style='margin-right:18px;white-space:nowrap'>{sample(m, color)}{label}"
+        f"{' (the truth)' if m == _TRUTH else ''}</span>"
+        for m, label, color in _slots(methods)
     )
     return f"<div class='gfdt-legend' style='font-size:14px'>{items} (bands: ±1 stderr)</div>"
 
 
+def map_scale(ds: xr.Dataset, lag_index: int, normalized: bool) -> float:
+    """The colour range ±scale of the response maps at one lag: the largest magnitude of any
+    method's map at that lag, so the maps share one scale per lag (and a late lag, whose
+    response has decayed and spread, is not drawn blank on the scale of lag 0)."""
+    i = int(min(max(lag_index, 0), ds.sizes["lag"] - 1))
+    peak = 0.0
+    for method in methods_of(ds):
+        values = _variable(ds, method, normalized)[0].isel(lag=i).values
+        if np.isfinite(values).any():
+            peak = max(peak, float(np.nanmax(np.abs(values))))
+    return peak if peak > 0 else 1.0
+
+
 def response_map(data: dict | None, method: str, lag_index: int, normalized: bool) -> hv.Image:
-    """The response field around the kicked pixel at one lag (dx right = downstream)."""
+    """The response field around the kicked pixel at one lag (dx right = downstream), on the
+    colour scale of that lag (:func:`map_scale`)."""
     ds = (data or {}).get("responses")
     label = dict((m, lab) for m, lab, _ in METHODS)[method]
+    common = dict(width=250, height=230, framewise=True, shared_axes=False)
     if ds is None or method not in methods_of(ds):
         img = hv.Image(np.zeros((2, 2)), ["dx", "dy"], bounds=(-0.5, -0.5, 0.5, 0.5))
-        return img.opts(title=f"{label}: no result", width=250, height=230, framewise=True)
+        return img.opts(title=f"{label}: waiting for results", **common)
     r, _ = _variable(ds, method, normalized)
     i = int(min(max(lag_index, 0), ds.sizes["lag"] - 1))
     field = r.isel(lag=i).transpose("dy", "dx")
     lag_value = float(ds["lag"].values[i])
+    scale = map_scale(ds, i, normalized)
     img = hv.Image(
         (field["dx"].values, field["dy"].values, field.values),
         ["dx", "dy"],
         "response",
     )
     return img.opts(
-        title=f"{label}, lag {lag_value:.3g}",
+        title=f"{label}, t = {lag_value:.3g}",
         cmap="RdBu_r",
-        symmetric=True,
+        clim=(-scale, scale),
         colorbar=True,
         tools=["hover"],
-        width=250,
-        height=230,
-        framewise=True,
+        **common,
     )
 
 
@@ -168,6 +232,7 @@ def snapshot_image(data: dict | None) -> hv.Image:
         width=340,
         height=300,
         framewise=True,
+        shared_axes=False,
     )
 
 
@@ -189,6 +254,7 @@ def loss_overlay(data: pd.DataFrame) -> hv.Overlay:
         width=380,
         height=300,
         framewise=True,
+        shared_axes=False,
         legend_position="top_right",
     )
 
@@ -219,6 +285,7 @@ def histogram_overlay(data: dict | None) -> hv.Overlay:
         width=380,
         height=300,
         framewise=True,
+        shared_axes=False,
         legend_position="top_right",
     )
 
@@ -243,7 +310,10 @@ class LazyFigure:
 
     def show(self) -> None:
         if self.pane is None:
-            self.pane = pn.pane.HoloViews(self._make(), sizing_mode="fixed")
+            # Not linked: Panel links the axis ranges of all its HoloViews panes by dimension
+            # name by default, across figures and tabs (every "response" axis would share one
+            # range). Each figure keeps its own ranges, recomputed for each new data.
+            self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
             self.panel[:] = [self.pane]
 
     def reveal(self, schedule: Callable[[Callable[[], None]], None]) -> None:
@@ -252,6 +322,63 @@ class LazyFigure:
         (:mod:`gfdt_dash.ui.pacing`)."""
         if self.pane is None:
             PACER.submit(schedule, self.show)  # shows once if revealed twice
+
+
+# The error table's columns in words (``gfdt_dash.response.error_table``'s names).
+_TABLE_HEADERS = {
+    "error": "relative error of the response",
+    "error_raw": "relative error of the raw response (score methods)",
+    "stein_error": "Stein-identity error ‖⟨x sᵀ⟩ + I‖/‖I‖",
+}
+
+
+def error_table_html(frame: pd.DataFrame) -> str:
+    """The error table as a plain HTML table: every row shown, headers in words that wrap.
+
+    ``frame`` has a ``method`` column and any of ``error``, ``error_raw``, ``stein_error``; the
+    reference (error 0: the analytic response, else direct perturbation) is named in the caption.
+    A plain table, not a grid widget: a handful of rows need no scrolling, and the page's HTML is
+    replaced as a whole with each result.
+    """
+    if frame is None or frame.empty or "method" not in frame:
+        return "<p style='color:#666'>No errors yet: they appear with the responses.</p>"
+    labels = {m: label for m, label, _ in METHODS}
+    columns = [c for c in _TABLE_HEADERS if c in frame]
+    reference = next(
+        (str(m) for m, e in zip(frame["method"], frame.get("error", []), strict=False) if e == 0),
+        None,
+    )
+    cell = "padding:4px 10px;border-bottom:1px solid #ddd;text-align:right"
+    head = "".join(
+        f"<th style='{cell};white-space:normal;max-width:180px'>{_TABLE_HEADERS[c]}</th>"
+        for c in columns
+    )
+    rows = []
+    for _, row in frame.iterrows():
+        method = str(row["method"])
+        name = labels.get(method, method)
+        if method == reference:
+            name += " (reference)"
+        values = "".join(
+            f"<td style='{cell}'>{'—' if not np.isfinite(row[c]) else f'{row[c]:.3g}'}</td>"
+            for c in columns
+        )
+        rows.append(
+            f"<tr data-method='{method}'><td style='{cell};text-align:left'>{name}</td>"
+            f"{values}</tr>"
+        )
+    caption = (
+        f"Relative L2 error against {labels.get(reference, reference)}, over all lags at the "
+        "kicked pixel and 3 cells downstream."
+        if reference
+        else ""
+    )
+    return (
+        "<table class='gfdt-errors' style='border-collapse:collapse;font-size:14px'>"
+        f"<caption style='caption-side:bottom;color:#555;font-size:12px'>{caption}</caption>"
+        f"<thead><tr><th style='{cell};text-align:left'>method</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def results_table(frame: pd.DataFrame, height: int) -> pn.widgets.Tabulator:

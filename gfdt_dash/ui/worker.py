@@ -9,12 +9,17 @@ with :func:`call`:
 - a worker is a spawned single-process executor with one torch thread, started at a lower CPU
   priority (``GFDT_DASH_JOB_NICE``, default 10) so that page loads and clicks win over jobs;
 - progress reports come back through a queue and are passed to the job's ``callback``;
-  cancelling sets a shared flag that the worker's ``should_stop`` reads;
+  cancelling sets a shared flag that the worker's ``should_stop`` reads; a job that has not
+  stopped ``CANCEL_GRACE_S`` later (a stage between two checks of the flag, or a worker still
+  starting) is ended by killing its worker, which is replaced, so a cancel takes effect within
+  about a second whatever the job is doing;
 - results and exceptions come back through the executor's pipe. These are objects the server's
   own child computed from the server's own inputs (never a file, upload or network payload, which
   never go through pickle);
 - a worker that dies (killed for lack of memory, say) fails only its own job, with a message that
-  says so, and is replaced by a fresh one; other jobs carry on.
+  says so, and is replaced by a fresh one; other jobs carry on. The server never writes to a
+  worker's progress queue and never waits for its feeder thread, so a worker killed while holding
+  the queue's lock (mid-report) cannot hang the server's shutdown.
 
 ``GFDT_DASH_JOB_PROCESSES=0`` runs the computations in the pool's threads instead (one process;
 what the tests' synchronous runners always do). Workers stop with the server (Linux: the kernel
@@ -33,6 +38,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -53,6 +59,11 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often a waiting job thread checks for cancellation
 _DRAIN_S = 5.0  # at most this long for a finished job's last progress reports to arrive
+CANCEL_GRACE_S = 1.0  # a cancelled job still running this long after the request is killed
+
+
+class _Killed(Exception):
+    """The worker was killed to end a cancelled job (raised as ``Cancelled`` by :func:`call`)."""
 
 
 class WorkerDied(RuntimeError):
@@ -122,6 +133,10 @@ class _Worker:
     def __init__(self) -> None:
         ctx = mp.get_context("spawn")
         self.progress = ctx.Queue()
+        # Only workers write to it: nothing of the server waits for its feeder thread at exit
+        # (a worker killed mid-report leaves the queue's write lock taken for good).
+        self.progress.cancel_join_thread()
+        self._closed = threading.Event()
         self.cancelled = ctx.Value("q", 0, lock=False)
         self.executor = ProcessPoolExecutor(
             max_workers=1,
@@ -138,12 +153,12 @@ class _Worker:
         self._reader.start()
 
     def _dispatch(self) -> None:
-        while True:
+        while not self._closed.is_set():
             try:
-                item = self.progress.get()
+                item = self.progress.get(timeout=0.5)
+            except queue.Empty:
+                continue
             except Exception:  # the queue is closed (shutdown) or a message is unreadable
-                return
-            if item is None:
                 return
             job_id, p = item
             with self._lock:
@@ -173,13 +188,20 @@ class _Worker:
             self._drained.clear()
         try:
             future = self.executor.submit(_run, job_id, fn, args, kwargs)
+            asked: float | None = None  # when the cancel was passed on to the worker
             while True:
                 try:
                     future.result(timeout=_POLL_S)
                     break
                 except FutureTimeout:
-                    if should_stop is not None and should_stop():
+                    if should_stop is None or not should_stop():
+                        continue
+                    if asked is None:
                         self.cancelled.value = job_id
+                        asked = time.monotonic()
+                    elif time.monotonic() - asked > CANCEL_GRACE_S:
+                        self.kill()
+                        raise _Killed() from None
                 except BrokenProcessPool:
                     raise  # no end marker will come
                 except BaseException:
@@ -190,9 +212,15 @@ class _Worker:
             with self._lock:
                 self.callback = None
 
+    def kill(self) -> None:
+        """End the worker process now (a cancelled job that does not stop by itself)."""
+        # ProcessPoolExecutor has no public way to stop a running call (3.14 adds one).
+        for proc in list(getattr(self.executor, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                proc.kill()
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.progress.put(None)
+        self._closed.set()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -226,6 +254,14 @@ def _take() -> _Worker:
         return worker
 
 
+def _replace() -> None:
+    """Start a fresh idle worker in place of a killed one (it warms up in the background)."""
+    worker = _Worker()
+    with _all_lock:
+        _all.append(worker)
+    _idle.put(worker)
+
+
 def _retire(worker: _Worker) -> None:
     with _all_lock:
         if worker in _all:
@@ -249,9 +285,15 @@ def call(
     """
     if not (enabled() if processes is None else processes):
         return fn(*args, callback=callback, should_stop=should_stop, **kwargs)
+    from gfdt_dash.progress import Cancelled
+
     worker = _take()
     try:
         result = worker.run(next(_ids), fn, args, kwargs, callback, should_stop)
+    except _Killed:
+        _retire(worker)
+        _replace()
+        raise Cancelled("cancelled (its worker process was stopped)") from None
     except BrokenProcessPool as exc:
         _retire(worker)
         raise WorkerDied(

@@ -245,7 +245,7 @@ def test_train_save_and_reload_a_model_then_use_it_for_responses():
     tab.train = True
     assert tab.runner.stage == "done", tab.status
     assert tab.model is not None
-    assert tab.model_info["origin"] == "trained in this session"
+    assert tab.model_info["in use"] == "trained in this session"
     assert len(tab._losses.data) > 0  # the streamed loss curve
     tab.model_name = "tiny ou"
     tab.save_model = True
@@ -254,11 +254,31 @@ def test_train_save_and_reload_a_model_then_use_it_for_responses():
     tab.model = None
     tab.load_model = True
     assert tab.runner.stage == "done", tab.status
-    assert tab.model_info["origin"] == "loaded from tiny_ou.safetensors"
+    assert tab.model_info["in use"] == "loaded: tiny_ou"
     tab.compute = True
     table = tab.error_table.set_index("method")
     assert np.isfinite(table.loc["learned_score", "error"])
     assert np.isfinite(table.loc["learned_score", "stein_error"])
+
+
+def test_saving_under_a_name_another_session_used_is_refused(store_dir):
+    first = tiny_tab(train_steps=10)
+    first.simulate = True
+    first.train = True
+    first.model_name = "shared name"
+    first.save_model = True
+    path = store.model_path("ou", "shared name")
+    before = path.read_bytes()
+    other = tiny_tab(train_steps=10, seed=3)  # another session, another model
+    other.simulate = True
+    other.train = True
+    other.model_name = "shared name"
+    other.save_model = True
+    assert "already exists" in other.status and "'shared_name'" in other.status
+    assert path.read_bytes() == before  # the first session's model is untouched
+    other.model_name = "mine"
+    other.save_model = True
+    assert other.model_source == "saved: mine" and store.model_path("ou", "mine").is_file()
 
 
 def test_training_and_loading_show_real_score_diagnostics_cached_per_model(monkeypatch):
@@ -307,12 +327,16 @@ def test_loading_without_a_simulation_keeps_the_checkpoint_diagnostics():
 @pytest.mark.parametrize(
     ("updates", "env", "message"),
     [
-        ({"n": 32}, {"GFDT_DASH_MAX_N": "16"}, r"^Invalid parameters: n: 32 .*allowed: 4 … 16$"),
-        ({"members": 64}, {"GFDT_DASH_MAX_MEMBERS": "32"}, r"members: 64 .*allowed: 1 … 32$"),
+        (
+            {"n": 32},
+            {"GFDT_DASH_MAX_N": "16"},
+            r"^Too big for this server: n: 32 .*allowed: 4 … 16\.$",
+        ),
+        ({"members": 64}, {"GFDT_DASH_MAX_MEMBERS": "32"}, r"members: 64 .*allowed: 1 … 32\.$"),
         (
             {"members": 512, "record": 5000.0},
             {},
-            r"members × steps: this job needs 20,541,440 .*allowed: at most 20,000,000",
+            r"need 20,541,440 time steps .*allows per job \(20,000,000\)\. Use fewer members",
         ),
     ],
 )
@@ -360,6 +384,8 @@ def test_closing_the_browser_session_cancels_its_jobs(monkeypatch):
     # 512 members of 64×64 for 10⁵ time units: hours of work, so only a working cancel lets
     # wait() return
     tab.mirror.param.update(n=64, members=512, spinup=1e5, record=40.0)
+    tab.simulate = True  # hours: the estimate is shown and the job starts when asked again
+    assert not tab.runner.running and "Press Simulate again" in tab.status
     tab.simulate = True
     assert tab.runner.running
     page.close_session()  # what on_session_destroyed runs
@@ -428,20 +454,29 @@ def test_results_from_before_the_layout_is_built_are_shown():
     assert len(layout.select(pn.pane.HoloViews)) == 7
 
 
-def test_parameter_widgets_are_built_when_their_card_opens_and_edit_the_config():
+def _card_widgets(tab, layout):
     import panel as pn
+
+    (card,) = [c for c in layout.select(pn.Card) if c.title == "Parameters"]
+    return card, {w.label: w for w in card.select(pn.widgets.Widget)}
+
+
+def test_parameter_widgets_are_built_when_their_card_opens_and_edit_the_config():
+    from gfdt_dash.ui.params import label_of
 
     tab = tiny_tab()
     layout = tab.__panel__()
-    (card,) = [c for c in layout.select(pn.Card) if c.title == "Parameters"]
+    card, _ = _card_widgets(tab, layout)
     assert card.collapsed and not card.objects
     card.collapsed = False
-    widgets = {w.name: w for w in card.select(pn.widgets.Widget)}
-    for name in tab.config_cls.field_specs():
-        assert any(label.split(" (")[0] == name for label in widgets), name
+    _, widgets = _card_widgets(tab, layout)
+    specs = tab.config_cls.field_specs()
+    for name in specs:
+        assert label_of(name, specs[name]) in widgets, name
+    assert widgets["λ — double-well strength (0: OU)"].value == "0"
+    assert widgets["κ — diffusivity [length²/time]"].value == "0.0025"
     assert "Job size: 16×16 grid" in _job_size(layout)
-    (n_box,) = [w for label, w in widgets.items() if label == "n"]
-    n_box.value = 32
+    widgets[label_of("n", specs["n"])].value = "32"
     assert tab.config().n == 32 and tab.preset == "custom"
     assert "Job size: 32×32 grid" in _job_size(layout)
     card.collapsed = True
@@ -449,11 +484,60 @@ def test_parameter_widgets_are_built_when_their_card_opens_and_edit_the_config()
     assert len(card.objects) == 1  # opened again: the same widgets, not a second set
 
 
-def _job_size(layout) -> str:
+@pytest.mark.parametrize(
+    ("label", "typed", "message"),
+    [
+        ("ensemble members (members)", "3.7", "3.7 is not a whole number; allowed: 1 … 4096"),
+        ("recorded duration (record) [time]", "1e309", "1e309 is not a finite number"),
+        ("direct-perturbation experiments (n_experiments)", "5.5", "5.5 is not a whole number"),
+        ("n — grid points per side (even)", "1000", "1000 is out of range; allowed: 4 … 256"),
+        ("Δt — time step [time]", "0", "0 is out of range; allowed: more than 0 … 1"),
+        ("Seed", "x", "'x' is not a number"),
+    ],
+)
+def test_typed_numbers_are_never_misread_and_errors_show_inline_until_fixed(label, typed, message):
+    import panel as pn
+
+    tab = tiny_tab()
+    layout = tab.__panel__()
+    card, _ = _card_widgets(tab, layout)
+    card.collapsed = False
+    widgets = {w.label: w for w in layout.select(pn.widgets.TextInput)}
+    before = tab.config()
+    box = widgets[label]
+    good = box.value
+    box.value = typed
+    assert tab.config() == before and tab.seed == 0  # nothing was set
+    errors = [p for p in layout.select(pn.pane.HTML) if "gfdt-input-error" in p.css_classes]
+    shown = [p.object for p in errors if p.visible]
+    assert len(shown) == 1 and shown[0].startswith(f"⚠ {label}: {message}"), shown
+    assert tab._buttons["run_all"].disabled  # Run all is off, and says why
+    assert f"Fix the inputs marked in red first: {label}" in _job_size(layout, prefix="⚠")
+    tab.run_all = True
+    assert tab.runner.job == ""
+    box.value = good  # fixed: the message goes, Run all is back
+    assert not any(p.visible for p in errors)
+    assert not tab._buttons["run_all"].disabled
+    assert "Job size" in _job_size(layout)
+
+
+def test_a_preset_this_server_refuses_disables_run_all_with_the_reason_in_words(monkeypatch):
+    monkeypatch.setenv("GFDT_DASH_MAX_MEMBER_STEPS", "100000")
+    tab = SystemTab("ou", sync=True)
+    layout = tab.__panel__()
+    assert tab._buttons["run_all"].disabled
+    text = _job_size(layout, prefix="⚠")
+    assert "Too big for this server" in text and "Use fewer members" in text, text
+    assert "×" not in text.split("server:")[1].split("(")[0]  # words, not a formula
+    tab.mirror.param.update(record=40.0, spinup=10.0)
+    assert not tab._buttons["run_all"].disabled
+
+
+def _job_size(layout, prefix: str = "Job size") -> str:
     import panel as pn
 
     return next(
-        p.object for p in layout.select(pn.pane.Markdown) if str(p.object).startswith("Job size")
+        p.object for p in layout.select(pn.pane.Markdown) if str(p.object).startswith(prefix)
     )
 
 
@@ -492,3 +576,121 @@ def test_queued_jobs_see_their_position_move_up_as_jobs_start():
     finally:
         for event in [*releases, hold]:
             event.set()
+
+
+def test_cancelling_a_queued_job_ends_it_without_waiting_for_the_pool():
+    from gfdt_dash.ui.jobs import POOL_SIZE
+
+    release = threading.Event()
+    busy = [JobRunner(lambda fn: fn()) for _ in range(POOL_SIZE)]
+    queued, behind = JobRunner(lambda fn: fn()), JobRunner(lambda fn: fn())
+    ran = []
+    cancelled = []
+    try:
+        for runner in busy:
+            assert runner.submit("busy", lambda cb, stop: release.wait(60))
+        deadline = time.monotonic() + 60  # a hang guard, not a timing check
+        while any(r.stage == "queued" for r in busy) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert queued.submit(
+            "queued", lambda cb, stop: ran.append(1), on_cancel=lambda: cancelled.append(1)
+        )
+        assert behind.submit("behind", lambda cb, stop: "ran")
+        assert behind.queue_position == 2
+        queued.cancel()
+        # ended while every pool thread is still busy
+        assert not queued.running and queued.stage == "cancelled" and cancelled == [1]
+        assert behind.queue_position == 1  # moved up
+        assert queued.submit("again", lambda cb, stop: "second")  # the tab is usable at once
+        release.set()
+        queued.wait(timeout=60)
+        behind.wait(timeout=60)
+        assert ran == [] and queued.stage == "done" and behind.stage == "done"
+    finally:
+        release.set()
+
+
+def test_changed_parameters_mark_the_results_out_of_date_until_recomputed():
+    tab = tiny_tab()
+    layout = tab.__panel__()
+    tab.simulate = True
+    tab.compute = True
+    assert tab.stale_reason() == "" and not tab._stale.visible
+    assert tab._results.styles["opacity"] == "1"
+    tab.mirror.kappa = 0.005
+    tab.seed = 4
+    assert tab._stale.visible
+    assert "κ 0.0025 → 0.005" in tab._stale.object and "seed 0 → 4" in tab._stale.object
+    assert tab._results.styles["opacity"] != "1"
+    tab.simulate = True  # a new simulation: the old responses are gone, the mark stays off
+    assert not tab._stale.visible and tab.responses is None
+    tab.compute = True
+    assert not tab._stale.visible and tab.responses is not None
+    tab.preset = "classroom"  # a preset is a change too
+    assert "record 40 → 400" in tab._stale.object
+    assert layout is tab.__panel__()
+
+
+def test_run_all_never_pairs_a_model_with_data_of_other_parameters():
+    from gfdt_dash import score
+
+    shipped = score.load_checkpoint(score.shipped_model_path("allen_cahn"), device="cpu")
+    config = tab_module.get_config("allen_cahn", "classroom")
+    assert tab_module.model_differences(shipped, config) == ""
+    assert tab_module.model_differences(shipped, config.replace(record=40.0)) == ""  # sampling
+    assert tab_module.model_differences(shipped, config.replace(lam=500.0)) == (
+        "λ = 1000 (now 500)"
+    )
+    tab = tiny_tab(train_steps=10)
+    tab.run_all = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.model_info["in use"] == "loaded: shipped model"  # trained for these physics
+    tab.mirror.kappa = 0.005
+    assert "Trained for other parameters" in tab._model_pane_text()
+    tab.run_all = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.model_info["in use"] == "trained in this session"
+    assert tab_module.model_differences(tab.model, tab.config()) == ""
+    assert "Trained for other parameters" not in tab._model_pane_text()
+    assert "⚠" not in tab.verdict
+
+
+def test_a_verdict_explains_the_results_from_the_numbers():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "method": ["perturbation", "learned_score", "exact_score", "gaussian"],
+            "error": [0.0, 0.03, 0.02, 0.45],
+        }
+    )
+    bimodal = tab_module.shape_statistics(np.r_[np.full(500, -1.0), np.full(500, 1.0)])
+    text = tab_module.verdict("allen_cahn", table, bimodal)
+    assert "Gaussian error 0.45 vs learned score 0.03" in text and "bimodal" in text
+    gaussian = tab_module.shape_statistics(np.random.default_rng(0).normal(size=100_000))
+    same = table.assign(error=[0.0, 0.05, 0.04, 0.05])
+    assert "close to Gaussian" in tab_module.verdict("ou", same, gaussian)
+    warned = tab_module.verdict("allen_cahn", table, bimodal, "λ = 1000 (now 500)")
+    assert warned.startswith("⚠ The learned score comes from a model trained for λ = 1000")
+
+
+def test_a_job_over_a_minute_shows_its_estimate_and_starts_only_when_asked_again(monkeypatch):
+    from gfdt_dash.ui.app import create_app
+
+    page = create_app()  # threaded runners: the long job can be cancelled once started
+    tab = page.views["ou"]
+    tab.mirror.kappa = 0.003  # the shipped model does not fit: Run all would train one
+    estimate = tab.estimate_s("run all", tab.config())
+    assert estimate > tab_module.ASK_ABOVE_S
+    assert "Run all ≈ " in tab.job_summary()
+    tab.run_all = True
+    assert not tab.runner.running and tab.runner.job == ""  # asked, not started
+    assert re.search(r"Run all will take about \d+ (s|min) .*Press Run all again", tab.status)
+    tab.seed = 7  # other settings: asked again
+    tab.run_all = True
+    assert not tab.runner.running
+    tab.run_all = True  # the same settings again: it starts
+    assert tab.runner.running
+    page.close_session()  # cancels it
+    tab.runner.wait(timeout=120)  # a hang guard: training would run minutes
+    assert tab.model is None

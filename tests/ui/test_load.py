@@ -11,7 +11,10 @@ import pytest
 
 pytest.importorskip("playwright.async_api")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from load_test import markdown, run_load_test
+from load_test import find_chromium, markdown, run_load_test
+
+if find_chromium() is None:
+    pytest.skip("no chromium browser found (shutil.which('chromium'))", allow_module_level=True)
 
 pytestmark = pytest.mark.ui
 

@@ -96,3 +96,54 @@ def test_summary_refuses_an_unscanned_parameter(scan_dir):
     ds = open_dataset(scan_dir / "scan.nc")
     with pytest.raises(ValueError, match="^parameter: 'lam' was not scanned"):
         scan_summary(ds, "lam")
+
+
+def _tiny_form(view, name="ou-kappa-ui", count=2):
+    form = view.form
+    form.system = "ou"
+    form.param.update(start=0.002, stop=0.004, count=count, seeds="0", scan_name=name)
+    form.methods = ["gaussian"]  # direct perturbation is added: the reference
+    return form
+
+
+def test_a_scan_started_from_the_tab_lands_in_the_store_and_is_shown():
+    view = ScansView(sync=True)
+    form = _tiny_form(view)
+    cells = []
+    view.runner.param.watch(lambda e: cells.append(e.new), "fraction")
+    form.run_scan = True
+    assert view.runner.stage == "done", form.status
+    assert form.status.startswith("Scan **ou-kappa-ui** finished: 2 cells"), form.status
+    assert view.scan == "ou-kappa-ui" and view.parameter == "kappa"
+    assert set(view.summary["method"]) == {"gaussian", "perturbation"}
+    assert sorted(view.summary["value"].unique()) == [0.002, 0.004]
+    assert cells and cells[-1] == 1.0  # progress per finished cell
+    form.run_scan = True  # the same name again: refused, the first scan is kept
+    assert "already exists" in form.status
+    assert len(view.dataset["cell"]) == 2
+
+
+def test_a_scan_beyond_the_session_limits_is_refused_as_a_whole(monkeypatch):
+    monkeypatch.setenv("GFDT_DASH_MAX_MEMBER_STEPS", "400000")  # one classroom OU cell fits
+    view = ScansView(sync=True)
+    form = _tiny_form(view, count=5)
+    form.run_scan = True
+    assert view.runner.job == ""
+    assert "Too big for this server: the 5 cells need" in form.status, form.status
+    assert not store.scan_path("ou-kappa-ui").parent.exists()
+
+
+def test_cancelling_a_scan_stops_it_and_keeps_its_finished_cells():
+    view = ScansView(sync=True)
+    form = _tiny_form(view, name="ou-cancel", count=4)
+
+    def cancel_after_the_first_cell(event):
+        if event.new > 0:
+            form.cancel = True
+
+    view.runner.param.watch(cancel_after_the_first_cell, "fraction")
+    form.run_scan = True
+    assert view.runner.stage == "cancelled", form.status
+    assert "cancelled" in form.status
+    ds = view.dataset
+    assert ds is not None and 1 <= ds.sizes["cell"] < 4

@@ -148,3 +148,54 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _ignore_cancel(*, callback=None, should_stop=None):
+    import time
+
+    time.sleep(600)  # a stage that never checks should_stop
+
+
+def test_cancel_ends_a_job_that_never_checks_and_the_worker_is_replaced():
+    outcome = []
+
+    def run():
+        try:
+            worker.call(_ignore_cancel, should_stop=lambda: True, processes=True)
+        except BaseException as exc:  # recorded for the main thread's assertions
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)  # a hang guard: the job itself would run ten minutes
+    assert not thread.is_alive(), "cancel did not end a job that never checks should_stop"
+    assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
+    ds = worker.call(simulate, CFG, seed=3, device="cpu", processes=True)  # a fresh worker
+    assert ds.sizes["member"] == CFG.frame_members
+
+
+def test_the_server_exits_after_a_worker_died_holding_the_progress_queue_lock(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import os\n"
+        "from gfdt_dash.ui import worker\n"
+        "def die_mid_report(*, callback=None, should_stop=None):\n"
+        "    worker._progress_queue._wlock.acquire()  # as if killed while writing a report\n"
+        "    os._exit(9)\n"
+        "if __name__ == '__main__':\n"
+        "    worker.start(1)\n"
+        "    try:\n"
+        "        worker.call(die_mid_report, processes=True)\n"
+        "    except worker.WorkerDied:\n"
+        "        print('died', flush=True)\n"
+        "    worker.shutdown()\n"
+    )
+    # A hang guard, not a timing check: before, the exit joined a feeder thread blocked forever.
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "died"
