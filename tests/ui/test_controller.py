@@ -334,9 +334,9 @@ def test_loading_without_a_simulation_keeps_the_checkpoint_diagnostics():
         ),
         ({"members": 64}, {"GFDT_DASH_MAX_MEMBERS": "32"}, r"members: 64 .*allowed: 1 … 32\.$"),
         (
-            {"members": 512, "record": 5000.0},
+            {"members": 512, "record": 7000.0},  # spin-up, record and the perturbation runs
             {},
-            r"need 20,541,440 time steps .*allows per job \(20,000,000\)\. Use fewer members",
+            r"need 28,917,760 time steps .*allows per job \(25,000,000\)\. Use fewer members",
         ),
     ],
 )
