@@ -51,6 +51,8 @@ SHIPPED_STEPS = {"ou": 6000, "allen_cahn": 10000, "navier_stokes": 6000}
 # 0.146 on the same 32 members, and 0.0625 (1.17×) on 128 members (10240 training snapshots):
 # the non-Gaussian correction at σ_min needs the data. The model is still of the classroom
 # system (``members`` only sets how much is simulated); see tests/score/test_acceptance.py.
+# Remade on data of the default ``lm`` integrator (whose stationary law is the closed-form one):
+# on fresh data (seed 11) 0.051 learned vs 0.055 exact-score error; held-out score error 0.22.
 SHIPPED_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "allen_cahn": {
         "system": {"members": 128},
