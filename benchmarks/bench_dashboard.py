@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                             run = page.get_by_role("button", name="Run all").first
                             run.wait_for(timeout=60_000)
                         results[system].append(run_once(page, seed=100 + i))
-                        print(system, results[system][-1], flush=True)
+                        print(system, results[system][-1], file=sys.stderr, flush=True)  # progress
                         context.close()
                 browser.close()
         finally:
