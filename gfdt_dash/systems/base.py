@@ -17,7 +17,7 @@ from gfdt_dash.devices import resolve_device, resolve_dtype
 from gfdt_dash.systems.config import SystemConfig
 from gfdt_dash.systems.grid import Grid
 
-__all__ = ["PairedRun", "SimulationDiverged", "State", "System", "cat_batches", "rk4_increment"]
+__all__ = ["PairedRun", "SimulationDiverged", "State", "System", "cat_batches", "rk4_step"]
 
 State = dict[str, torch.Tensor]
 
@@ -69,19 +69,23 @@ class SimulationDiverged(FloatingPointError):
         return (type(self), (self.time, self.dt, self.ratio, self.checked_time))
 
 
-def rk4_increment(
+def rk4_step(
     tendency: Callable[[torch.Tensor, int], torch.Tensor], y: torch.Tensor, dt: float
 ) -> torch.Tensor:
-    """Classical RK4 increment ``y(t+dt) − y(t)`` of ``dy/dt = tendency(y, stage)``.
+    """One classical RK4 step ``y(t) → y(t + dt)`` of ``dy/dt = tendency(y, stage)``.
 
     ``stage`` is 0 at ``t``, 1 and 2 at ``t + dt/2``, 3 at ``t + dt``; systems with time-dependent
-    forcing use it to pick the forcing of that stage.
+    forcing use it to pick the forcing of that stage. The increment is accumulated in place: one
+    running sum and one stage input per stage instead of four stored slopes.
     """
-    k1 = tendency(y, 0)
-    k2 = tendency(y + 0.5 * dt * k1, 1)
-    k3 = tendency(y + 0.5 * dt * k2, 2)
-    k4 = tendency(y + dt * k3, 3)
-    return (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    k = tendency(y, 0)
+    out = torch.add(y, k, alpha=dt / 6)
+    k = tendency(torch.add(y, k, alpha=dt / 2), 1)
+    out.add_(k, alpha=dt / 3)
+    k = tendency(torch.add(y, k, alpha=dt / 2), 2)
+    out.add_(k, alpha=dt / 3)
+    k = tendency(torch.add(y, k, alpha=dt), 3)
+    return out.add_(k, alpha=dt / 6)
 
 
 def cat_batches(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -5,10 +5,10 @@
     Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)},  dφ_k = √(2D) dW_k,
 
 pseudo-spectral on the rfft2 coefficients of ζ (``(batch, n, n//2+1)``), classical RK4
-(:func:`rk4_step`) with the phases advanced at the half-steps. The uniform background flow
+(``base.rk4_step``) with the phases advanced at the half-steps. The uniform background flow
 ``U₀∂ₓζ`` is linear and treated exactly as such. Following the original study, dealiasing is off
-by default (``dealias=False``). Every step starts and ends with :meth:`~NavierStokesSystem.
-hermitian_projection`, so the state is always exactly the rfft2 of a real field (all linear rates
+by default (``dealias=False``). Every step starts and ends with ``Grid.hermitian``, so the state
+is always exactly the rfft2 of a real field (all linear rates
 are negative, so round-off there would decay anyway; the projection makes it exact).
 
 **Advection forms** (``NavierStokesConfig.advection``). In exact arithmetic, with ∇·u = 0, all
@@ -62,33 +62,13 @@ three-dimensional turbulence", J. Comput. Phys. 50, 209–214 (1983).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
-from gfdt_dash.systems.base import State, System
+from gfdt_dash.systems.base import State, System, rk4_step
 from gfdt_dash.systems.config import NavierStokesConfig
 
-__all__ = ["NavierStokesSystem", "rk4_step"]
-
-
-def rk4_step(
-    tendency: Callable[[torch.Tensor, int], torch.Tensor], y: torch.Tensor, dt: float
-) -> torch.Tensor:
-    """One classical RK4 step ``y(t) → y(t + dt)`` of ``dy/dt = tendency(y, stage)``.
-
-    The scheme of :func:`~gfdt_dash.systems.base.rk4_increment` (same stages and weights, so the
-    same stability polynomial), accumulated in place: one running sum and one stage input per
-    stage instead of four stored slopes.
-    """
-    k = tendency(y, 0)
-    out = torch.add(y, k, alpha=dt / 6)
-    k = tendency(torch.add(y, k, alpha=dt / 2), 1)
-    out.add_(k, alpha=dt / 3)
-    k = tendency(torch.add(y, k, alpha=dt / 2), 2)
-    out.add_(k, alpha=dt / 3)
-    k = tendency(torch.add(y, k, alpha=dt), 3)
-    return out.add_(k, alpha=dt / 6)
+__all__ = ["NavierStokesSystem"]
 
 
 class NavierStokesSystem(System):
@@ -100,7 +80,7 @@ class NavierStokesSystem(System):
 
     The equation supplies ``linear_hat`` (the multiplier of the linear part, ``(n, n//2+1)``) and
     the explicit terms (:meth:`advection_hat`, :meth:`forcing_values`), which
-    :meth:`tendency_hat` combines; :meth:`step` advances them with :func:`rk4_step`.
+    :meth:`tendency_hat` combines; :meth:`step` advances them with ``base.rk4_step``.
     """
 
     config: NavierStokesConfig
@@ -119,10 +99,6 @@ class NavierStokesSystem(System):
         self.inv_lap = torch.where(g.is_mean, 0.0, -1.0 / torch.where(g.is_mean, 1.0, k2))
         self.mask = g.dealias.to(g.cdtype) if c.dealias else None
         self._init_transforms(c.advection)
-        # Hermitian symmetry of an rfft2 array: column 0 and (n even) column n/2 hold both k and
-        # −k; row r of those columns mirrors row (−r) mod n.
-        self._mirror_rows = (-torch.arange(n, device=self.device)) % n
-        self._self_columns = [0, half - 1]
         # Forcing: only the M forced modes of the full fft2 layout carry phases. For each rfft2
         # coefficient that is forced, the positions of k and of −k in that list of M.
         fky, fkx = g.full_wavenumbers()
@@ -221,18 +197,6 @@ class NavierStokesSystem(System):
         mirror[..., 0, 0] = column[..., -1]
         return torch.add(q_hat[..., :half], mirror.conj_physical_())
 
-    def hermitian_projection(self, field_hat: torch.Tensor) -> torch.Tensor:
-        """``field_hat`` with its k_x = 0 and Nyquist columns made exactly Hermitian.
-
-        Those columns hold k and −k both; the projection ½(ẑ(k) + conj ẑ(−k)) gives the rfft2
-        of the real field ``irfft2(field_hat)`` and leaves every other coefficient unchanged.
-        """
-        out = field_hat.clone()
-        for col in self._self_columns:
-            column = field_hat[..., col]
-            torch.add(column, column[..., self._mirror_rows].conj(), out=out[..., col]).mul_(0.5)
-        return out
-
     # -- forcing -------------------------------------------------------------------------------
     def forcing_values(self, phase: torch.Tensor) -> torch.Tensor:
         """``S_φ − c_S⟨S_φ⟩`` at the forced rfft2 positions ``_target``, ``(…, n_target)``.
@@ -308,8 +272,8 @@ class NavierStokesSystem(System):
             return self.tendency_hat(z, forcing[stage])
 
         # The step sees only the real field irfft2(ẑ) and returns an exact rfft2 of a real field.
-        zeta_hat = self.hermitian_projection(state["field_hat"])
-        zeta_hat = self.hermitian_projection(rk4_step(tendency, zeta_hat, self.dt))
+        zeta_hat = self.grid.hermitian(state["field_hat"])
+        zeta_hat = self.grid.hermitian(rk4_step(tendency, zeta_hat, self.dt))
         return {"field_hat": zeta_hat, "phase": torch.remainder(phases[:, 2], 2 * math.pi)}
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:
@@ -317,7 +281,7 @@ class NavierStokesSystem(System):
         g = self.grid
         x = torch.as_tensor(g.coords, device=self.device, dtype=self.dtype)
         zeta0 = torch.sin(3 * x)[:, None] * torch.sin(3 * x)[None, :]
-        zeta_hat = self.hermitian_projection(g.to_spectral(zeta0.expand(batch, g.n, g.n)))
+        zeta_hat = self.grid.hermitian(g.to_spectral(zeta0.expand(batch, g.n, g.n)))
         if self.mask is not None:
             zeta_hat = self.mask * zeta_hat
         phase = (
@@ -332,6 +296,6 @@ class NavierStokesSystem(System):
     def kick(self, state: State, delta: float, pixel: tuple[int, int] = (0, 0)) -> State:
         """Pixel kick; with dealiasing on, projected on the resolved modes."""
         kicked = super().kick(state, delta, pixel)
-        field_hat = self.hermitian_projection(kicked["field_hat"])
+        field_hat = self.grid.hermitian(kicked["field_hat"])
         kicked["field_hat"] = field_hat if self.mask is None else self.mask * field_hat
         return kicked

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gfdt_dash.systems.base import State, rk4_increment
+from gfdt_dash.systems.base import State, rk4_step
 from gfdt_dash.systems.config import INTEGRATORS
 
 __all__ = ["RK4", "STEPPERS", "LeimkuhlerMatthews", "Stepper", "make_stepper", "rk4_amplification"]
@@ -94,7 +94,7 @@ class RK4(Stepper):
         if eq.is_linear:  # RK4 of a linear drift is multiplication by its stability polynomial
             theta_hat = self.factor * theta_hat
         else:
-            theta_hat = theta_hat + rk4_increment(eq.drift_hat, theta_hat, self.dt)
+            theta_hat = rk4_step(eq.drift_hat, theta_hat, self.dt)
         return {"field_hat": eq.grid.hermitian_(theta_hat + eq.noise_hat(noise))}
 
     def linear_factor(self) -> torch.Tensor:

@@ -93,7 +93,7 @@ def test_a_non_hermitian_part_is_removed_not_evolved():
     bad[:, 32 - 3, 0] += -1.0 + 2.0j  # with the line above: i·(2, 2) antisymmetric, 1 symmetric
     assert _hermitian_defect(system, bad) > 1.0
     noise = system.draw_noise(2, gen)
-    clean = system.hermitian_projection(bad)
+    clean = system.grid.hermitian(bad)
     assert _hermitian_defect(system, clean) == 0.0
     to_grid = system.grid.to_physical
     assert torch.allclose(to_grid(clean), to_grid(bad), atol=1e-12)
