@@ -89,7 +89,7 @@ def main() -> None:
 
     rows = []
     t0 = time.perf_counter()
-    res = gfdt_response(x, score, lag, device=args.device, method="exact_score")
+    res = gfdt_response(x, score, lag, device=args.device, estimator="exact_score")
     t_gfdt = time.perf_counter() - t0
     rss_gfdt = peak_rss_gib()
     t0 = time.perf_counter()

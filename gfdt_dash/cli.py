@@ -52,6 +52,19 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _method_list(text: str) -> tuple[str, ...]:
+    """``argparse`` type: comma-separated method names (:mod:`gfdt_dash.response.methods`)."""
+    from gfdt_dash.response.methods import check_methods
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one method name")
+    try:
+        return check_methods(names)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("methods: ")) from None
+
+
 def _limits(args: argparse.Namespace):
     """The cost ceilings of this invocation: defaults, environment, then the options."""
     from gfdt_dash.cost import CLI_LIMITS, CostLimits
@@ -178,6 +191,7 @@ def _cmd_response(args: argparse.Namespace) -> int:
     from gfdt_dash.data import check_destination, open_dataset, read_config, write_netcdf
     from gfdt_dash.pipeline import compute_responses
     from gfdt_dash.response import error_table
+    from gfdt_dash.response.methods import ESTIMATORS, reference_method
 
     inputs = [("--data", args.data), ("--model", args.model)]
     check_destination(args.out, inputs=inputs, name="--out")
@@ -187,7 +201,7 @@ def _cmd_response(args: argparse.Namespace) -> int:
     if not {"x", "y"} <= set(data["field"].dims):
         raise ValueError(f"--data: {args.data}: 'field' must have dims (member, time, y, x)")
     config = read_config(data, f"--data {args.data}")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    methods = args.methods
     score = None
     if args.model:
         from gfdt_dash.score import load_checkpoint
@@ -200,8 +214,10 @@ def _cmd_response(args: argparse.Namespace) -> int:
             name="--model",
         )
         score = model.score_fn(device=args.device)
-    elif methods and "learned_score" in methods:
-        raise ValueError("--methods learned_score: needs --model CKPT")
+    else:
+        for name in methods or ():
+            if ESTIMATORS[name].needs_score_model:
+                raise ValueError(f"--methods {name}: needs --model CKPT")
     try:
         combined = compute_responses(
             config,
@@ -224,8 +240,8 @@ def _cmd_response(args: argparse.Namespace) -> int:
             if msg.startswith(arg):
                 raise ValueError(flag + msg.removeprefix(arg)) from exc
         raise
-    names = [str(m) for m in combined["method"].values]
-    if {"analytic", "perturbation"} & set(names):
+    names = [str(m) for m in combined["estimator"].values]
+    if reference_method(names) is not None:
         print(error_table(combined).to_string(float_format=lambda v: f"{v:.4g}"))
     path = write_netcdf(combined, args.out, name="--out")
     print(f"wrote {path} (methods {', '.join(names)}; lags {combined.sizes['lag']})")
@@ -404,6 +420,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from gfdt_dash.response.methods import ESTIMATORS
     from gfdt_dash.systems import SYSTEMS
 
     parser = argparse.ArgumentParser(
@@ -464,10 +481,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--methods",
-        help="comma-separated subset of learned_score, exact_score, "
-        "gaussian, perturbation, analytic (default: all the data allow)",
+        type=_method_list,
+        metavar="M1,M2,...",
+        help=f"comma-separated subset of {', '.join(ESTIMATORS)} (default: all the data allow)",
     )
-    p.add_argument("--model", help="score checkpoint for learned_score")
+    scored = ", ".join(n for n, m in ESTIMATORS.items() if m.needs_score_model)
+    p.add_argument("--model", help=f"score checkpoint for {scored}")
     p.add_argument("--max-lag", type=int, help="largest lag in frames (default: config.max_lag)")
     p.add_argument("--out", required=True, help="output netCDF path (methods combined)")
     _add_common(p)

@@ -249,8 +249,32 @@ def write_netcdf(
     return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=_ENGINE), name=name)
 
 
+# Files written before the methods' dimension of combined responses was named ``estimator``
+# (``method`` is an argument of ``Dataset.sel``) call it ``method``: the pipeline's cache, scan
+# cells and ``scan.nc``, ``gfdt-dash response`` outputs, single results (attr ``method``).
+_LEGACY_ATTRS = {"methods": "estimators", "method_attrs": "estimator_attrs"}
+
+
+def _current_layout(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the names of an older result layout replaced by today's (see above)."""
+    if "method" in ds.dims and "estimator" not in ds.dims:
+        ds = ds.rename({"method": "estimator"})
+    attrs = dict(ds.attrs)
+    for old, new in _LEGACY_ATTRS.items():
+        if old in attrs and new not in attrs:
+            attrs[new] = attrs.pop(old)
+    if "response" in ds and "method" in attrs and "estimator" not in attrs:
+        attrs["estimator"] = attrs.pop("method")
+    ds.attrs = attrs
+    return ds
+
+
 def open_dataset(path: str | os.PathLike, *, name: str = "path") -> xr.Dataset:
-    """Load a netCDF file fully into memory (the file is closed on return)."""
+    """Load a netCDF file fully into memory (the file is closed on return).
+
+    Every reader of the package's own files goes through here, so results written in an older
+    layout (a ``method`` dimension, now ``estimator``) are returned in today's.
+    """
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{name}: {str(path)!r} is a directory, not a netCDF file")
@@ -260,11 +284,12 @@ def open_dataset(path: str | os.PathLike, *, name: str = "path") -> xr.Dataset:
         raise FileNotFoundError(f"{name}: no such file {str(path)!r}")
     try:
         with xr.open_dataset(path, engine=_ENGINE) as ds:
-            return ds.load()
+            loaded = ds.load()
     except PermissionError as exc:
         raise ValueError(f"{name}: {str(path)!r} is not readable (permission denied)") from exc
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"{name}: {str(path)!r} is not a readable netCDF file ({exc})") from exc
+    return _current_layout(loaded)
 
 
 def read_config(ds: xr.Dataset, source: str = "data") -> Any:

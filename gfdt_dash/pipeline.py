@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -25,8 +24,15 @@ from gfdt_dash.cost import CostLimits, JobCost, job_cost
 from gfdt_dash.data import atomic_write_bytes, open_dataset, write_netcdf
 from gfdt_dash.devices import resolve_device
 from gfdt_dash.progress import Progress, ProgressCallback, StopCheck
-from gfdt_dash.seeds import check_seed, derived_seed
-from gfdt_dash.systems import OUConfig, SystemConfig, simulate
+from gfdt_dash.response.methods import (
+    ESTIMATORS,
+    applicable_methods,
+    check_methods,
+    missing_requirement,
+    system_has,
+)
+from gfdt_dash.seeds import check_seed
+from gfdt_dash.systems import SystemConfig, simulate
 
 __all__ = [
     "PipelineResult",
@@ -44,15 +50,7 @@ ModelChoice = Any  # "shipped" | "train" | a checkpoint path | a ScoreModel | No
 
 def default_methods(config: SystemConfig | None, with_model: bool = True) -> tuple[str, ...]:
     """Every method that applies: ``config`` None means user data without a system config."""
-    methods = ["learned_score"] if with_model else []
-    if config is not None and config.system in ("ou", "allen_cahn"):
-        methods.append("exact_score")
-    methods.append("gaussian")
-    if config is not None:
-        methods.append("perturbation")
-    if isinstance(config, OUConfig):
-        methods.append("analytic")
-    return tuple(methods)
+    return applicable_methods(config, with_model)
 
 
 def _staged(callback: ProgressCallback | None, stage: str) -> ProgressCallback | None:
@@ -112,34 +110,30 @@ def compute_responses(
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> xr.Dataset:
-    """Every requested response from ``simulation``, combined along ``method``.
+    """Every requested response from ``simulation``, combined along ``estimator``.
 
     The one dispatcher from method names to estimators (the CLI, the dashboard and the pipeline
-    all use it). ``config`` may be ``None`` for data that did not come from our simulators: then
-    only ``gaussian`` and ``learned_score`` apply. ``score`` is the learned score callable.
+    all use it), through :data:`gfdt_dash.response.methods.ESTIMATORS`. ``config`` may be
+    ``None`` for data that did not come from our simulators: then only ``gaussian`` and
+    ``learned_score`` apply. ``score`` is the learned score callable. A method that is unknown,
+    or whose requirements the arguments do not meet, is refused (``ValueError`` naming
+    ``methods``) before anything runs.
     ``max_lag`` is in frames (default ``config.max_lag`` at the frame interval). The direct
     perturbation runs its own ensemble with the config's protocol and ``seed + 1`` (mod 2**63;
     independent of the simulation's noise). With ``limits`` the cost of that experiment is
     checked before anything runs (:mod:`gfdt_dash.cost`).
     """
-    from gfdt_dash.response import (
-        METHODS,
-        analytic_response,
-        combine,
-        exact_score,
-        gaussian_response,
-        gfdt_response,
-        perturbation_response,
-    )
+    from gfdt_dash.response import combine
 
-    methods = tuple(default_methods(config, score is not None) if methods is None else methods)
+    if methods is None:
+        methods = default_methods(config, score is not None)
+    elif isinstance(methods, str):
+        raise ValueError(f"methods: must be a sequence of method names, got the text {methods!r}")
+    methods = check_methods(methods)
     for method in methods:
-        if method not in METHODS:
-            raise ValueError(f"methods: unknown method {method!r}; allowed: {', '.join(METHODS)}")
-        if method == "learned_score" and score is None:
-            raise ValueError("methods: 'learned_score' needs a score model")
-        if config is None and method in ("exact_score", "perturbation", "analytic"):
-            raise ValueError(f"methods: {method} needs the system config; the data have none")
+        why = missing_requirement(method, config, score is not None)
+        if why is not None:
+            raise ValueError(f"methods: {method!r} {why}")
     if max_lag is None:
         if config is None:
             raise ValueError("max_lag: required when the data carry no system config")
@@ -147,25 +141,19 @@ def compute_responses(
     seed = check_seed(seed)
     if limits is not None and "perturbation" in methods:
         limits.check(job_cost(config, simulate=False, perturbation=True), "perturbation experiment")
-    common = dict(device=device, seed=seed, should_stop=should_stop)
-    results = []
-    for method in methods:
-        cb = _staged(callback, method)
-        if method in ("learned_score", "exact_score"):
-            fn = score if method == "learned_score" else exact_score(config, device=device)
-            results.append(
-                gfdt_response(simulation, fn, max_lag, method=method, callback=cb, **common)
-            )
-        elif method == "gaussian":
-            results.append(gaussian_response(simulation, max_lag, callback=cb, **common))
-        elif method == "perturbation":
-            results.append(
-                perturbation_response(
-                    config, **{**common, "seed": derived_seed(seed, 1)}, callback=cb
-                )
-            )
-        else:
-            results.append(analytic_response(config, config.frame_every * np.arange(max_lag + 1)))
+    results = [
+        ESTIMATORS[method].estimate(
+            config,
+            simulation,
+            score=score,
+            max_lag=max_lag,
+            seed=seed,
+            device=device,
+            callback=_staged(callback, method),
+            should_stop=should_stop,
+        )
+        for method in methods
+    ]
     return combine(results)
 
 
@@ -248,9 +236,9 @@ def run_pipeline(
     from gfdt_dash.score import diagnose, load_checkpoint, save_checkpoint
 
     seed = check_seed(seed)
-    methods = tuple(default_methods(config) if methods is None else methods)
+    methods = check_methods(default_methods(config) if methods is None else methods)
     if model is None:
-        methods = tuple(m for m in methods if m != "learned_score")
+        methods = tuple(m for m in methods if not ESTIMATORS[m].needs_score_model)
     if limits is not None:
         cost = pipeline_cost(config, model=model, methods=methods, train_config=train_config)
         limits.check(cost, f"{config.system} run")
@@ -321,7 +309,7 @@ def run_pipeline(
         t0 = time.perf_counter()
         from gfdt_dash.response import exact_score
 
-        exact = exact_score(config, device=dev) if config.system != "navier_stokes" else None
+        exact = exact_score(config, device=dev) if system_has(config, "exact_score") else None
         diagnostics = _stage(
             cached("diagnostics.json"),
             lambda: diagnose(

@@ -20,18 +20,9 @@ import numpy as np
 from gfdt_dash import __version__
 from gfdt_dash.data import atomic_write_bytes
 from gfdt_dash.pipeline import PipelineResult
+from gfdt_dash.response.methods import ESTIMATORS, reference_method
 
-__all__ = ["STYLE", "response_figure", "write_report"]
-
-# Colour and label per method, shared by these figures and the dashboard. Colours follow the
-# original study's figure: Gaussian blue, exact score red, learned green, perturbation orange.
-STYLE = {
-    "analytic": ("#000000", "analytic"),
-    "perturbation": ("#ff7f0e", "direct perturbation"),
-    "learned_score": ("#2ca02c", "GFDT, learned score"),
-    "exact_score": ("#d62728", "GFDT, exact score"),
-    "gaussian": ("#1f77b4", "Gaussian C(t)C(0)⁻¹"),
-}
+__all__ = ["response_figure", "write_report"]
 
 
 def response_figure(result: PipelineResult, n_down: int = 4, normalized: bool = True) -> bytes:
@@ -50,18 +41,17 @@ def response_figure(result: PipelineResult, n_down: int = 4, normalized: bool = 
     fig.colorbar(im, ax=axes[0], shrink=0.8)
     lag = resp["lag"].values
     for i, ax in enumerate(axes[1:]):
-        for method in resp["method"].values:
-            m = str(method)
-            color, label = STYLE.get(m, ("gray", m))
-            sel = resp.sel({"method": m, "dy": 0, "dx": i})  # dict: `method` is a sel() argument
+        for name in resp["estimator"].values:
+            spec = ESTIMATORS[str(name)]  # colour and label shared with the dashboard
+            sel = resp.sel(estimator=spec.name, dy=0, dx=i)
             var = "response" if normalized or "response_raw" not in resp else "response_raw"
             y = sel[var].values
             if np.isnan(y).all():
                 continue
             err = sel[f"{var}_stderr"].values if f"{var}_stderr" in sel else np.zeros_like(y)
-            style = dict(ls="none", marker="o", ms=3) if m == "perturbation" else dict(lw=1.6)
-            ax.plot(lag, y, color=color, label=label, **style)
-            ax.fill_between(lag, y - 2 * err, y + 2 * err, color=color, alpha=0.2, lw=0)
+            style = dict(ls="none", marker="o", ms=3) if spec.markers else dict(lw=1.6)
+            ax.plot(lag, y, color=spec.color, label=spec.label, **style)
+            ax.fill_between(lag, y - 2 * err, y + 2 * err, color=spec.color, alpha=0.2, lw=0)
         ax.axhline(0, color="0.7", lw=0.8)
         ax.set_title(f"kick → {i} cell{'s' if i != 1 else ''} downstream")
         ax.set_xlabel("lag (time units)")
@@ -92,7 +82,7 @@ def write_report(
         system = r.config.system
         atomic_write_bytes(out / f"{system}.png", response_figure(r))
         atomic_write_bytes(out / f"{system}_errors.csv", r.errors.to_csv().encode())
-        ref = "analytic" if "analytic" in r.errors.index else "perturbation"
+        ref = reference_method(r.errors.index)
         parts += [
             f"## {r.config.title}",
             "",

@@ -15,9 +15,11 @@ A scan spec (TOML, or the same dict in Python)::
     n_steps = 1500
 
 Each finished cell is written atomically to ``<out>/cells/<cell-id>.nc`` (its error table and
-response curves at the kicked pixel and 3 cells downstream); ``<out>/scan.nc`` collects all
-finished cells and is rewritten atomically after each one. A cell whose file exists is skipped,
-so a scan that crashed or was stopped resumes where it left off, losing nothing finished.
+response curves at the kicked pixel and 3 cells downstream, along an ``estimator`` dimension);
+``<out>/scan.nc`` collects all finished cells and is rewritten atomically after each one. A cell
+whose file exists is skipped, so a scan that crashed or was stopped resumes where it left off,
+losing nothing finished. Cells and scans written with the older ``method`` dimension are read
+in today's layout (:func:`gfdt_dash.data.open_dataset`).
 
 The whole spec is validated before any cluster starts: the type of every table and value,
 unknown keys in every section, every cell's config and training config, the seeds
@@ -98,7 +100,7 @@ class ScanSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanSpec:
         """A validated spec; ``ValueError`` names the first bad field (``section.key``)."""
-        from gfdt_dash.response import METHODS
+        from gfdt_dash.response.methods import check_methods
         from gfdt_dash.score import TrainConfig
 
         if not isinstance(d, dict):
@@ -146,11 +148,7 @@ class ScanSpec:
         if methods is not None:
             if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
                 raise ValueError(f"methods: must be a list of method names, got {methods!r:.60}")
-            for m in methods:
-                if m not in METHODS:
-                    raise ValueError(
-                        f"methods: unknown method {m!r}; allowed: {', '.join(METHODS)}"
-                    )
+            check_methods(methods)
         fixed = _table(d, "fixed")
         for name in ("seed", "seeds"):
             if name in fixed:
@@ -264,13 +262,13 @@ def run_cell(spec: ScanSpec, cell: dict[str, Any], device: str = "cpu") -> xr.Da
         diagnose_model=False,
     )
     curves = result.responses["response"].sel(dy=0, dx=list(range(N_DOWN))).drop_vars("dy")
-    methods = curves["method"].values
+    methods = curves["estimator"].values
     errors = result.errors.reindex(methods)
     stein = errors.get("stein_error", np.nan)
     ds = xr.Dataset(
         {
-            "error": ("method", errors["error"].to_numpy(dtype=float)),
-            "stein_error": ("method", np.broadcast_to(stein, len(methods)).astype(float)),
+            "error": ("estimator", errors["error"].to_numpy(dtype=float)),
+            "stein_error": ("estimator", np.broadcast_to(stein, len(methods)).astype(float)),
             "curve": curves,
         }
     )
@@ -310,7 +308,7 @@ def results_table(ds: xr.Dataset):
 
     names = [*json.loads(ds.attrs.get("parameters", "[]")), "seed"]
     names = [n for n in names if n in ds.coords]
-    table = ds["error"].transpose("cell", "method").to_pandas()
+    table = ds["error"].transpose("cell", "estimator").to_pandas()
     if len(names) > 1:
         table.index = pd.MultiIndex.from_arrays([ds[n].values for n in names], names=names)
     else:

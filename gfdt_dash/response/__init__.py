@@ -8,14 +8,17 @@ Quick start::
     cfg = OUConfig.preset("classroom")
     ds = simulate(cfg, seed=1)
     res = combine([
-        gfdt_response(ds, exact_score(cfg), 20, method="exact_score"),
+        gfdt_response(ds, exact_score(cfg), 20, estimator="exact_score"),
         gaussian_response(ds, 20),
         analytic_response(cfg, ds.time.values[:21] - ds.time.values[0]),
     ])
     error_table(res)
+    res.sel(estimator="gaussian")     # one method's result
 
 Every result shares one layout (dims ``lag, dy, dx``; ``response`` and ``response_stderr``), see
-:mod:`gfdt_dash.response.result`.
+:mod:`gfdt_dash.response.result`; :func:`combine` stacks them along ``estimator``. The methods,
+their requirements, labels and colours are one table, :data:`ESTIMATORS`
+(:mod:`gfdt_dash.response.methods`).
 """
 
 from gfdt_dash.response.bands import N_BOOT, bootstrap_stderr
@@ -25,28 +28,30 @@ from gfdt_dash.response.correlation import (
     block_layout,
     correlation_sums,
 )
-from gfdt_dash.response.gfdt import ScoreFn, exact_score, gaussian_response, gfdt_response
+from gfdt_dash.response.gfdt import TensorScore, exact_score, gaussian_response, gfdt_response
+from gfdt_dash.response.methods import ESTIMATORS, MethodSpec, applicable_methods, reference_method
 from gfdt_dash.response.metrics import combine, error_table
 from gfdt_dash.response.perturbation import analytic_response, perturbation_response
 from gfdt_dash.response.result import (
-    METHODS,
     NULL_RTOL,
     from_offsets,
     normalize,
     null_modes,
     response_dataset,
-    stein_error,
+    stein_error_from_r0,
     to_offsets,
 )
 
 __all__ = [
-    "METHODS",
+    "ESTIMATORS",
     "NULL_RTOL",
     "N_BOOT",
     "BlockLayout",
     "CorrelationSums",
-    "ScoreFn",
+    "MethodSpec",
+    "TensorScore",
     "analytic_response",
+    "applicable_methods",
     "block_layout",
     "bootstrap_stderr",
     "combine",
@@ -59,7 +64,8 @@ __all__ = [
     "normalize",
     "null_modes",
     "perturbation_response",
+    "reference_method",
     "response_dataset",
-    "stein_error",
+    "stein_error_from_r0",
     "to_offsets",
 ]

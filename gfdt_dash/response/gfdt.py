@@ -16,6 +16,7 @@ points (:mod:`gfdt_dash.response.correlation`), and ``R(t) R(0)⁻¹`` is a per-
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -33,18 +34,19 @@ from gfdt_dash.response.result import (
     normalize,
     null_modes,
     response_dataset,
-    stein_error,
+    stein_error_from_r0,
 )
 
-__all__ = ["ScoreFn", "exact_score", "gaussian_response", "gfdt_response"]
+__all__ = ["TensorScore", "exact_score", "gaussian_response", "gfdt_response"]
 
-ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+# A score on a batch of fields: a tensor (B, n, n) → the score ∇ log p, same shape, device, dtype.
+TensorScore = Callable[[torch.Tensor], torch.Tensor]
 DEFAULT_N_BLOCKS = 64
 
 
 def exact_score(
     config: Any, device: str | torch.device = "auto", dtype: str = "float32"
-) -> ScoreFn:
+) -> TensorScore:
     """The closed-form score of an OU or Allen–Cahn config, as a callable on ``(B, n, n)``.
 
     ``s(θ) = (2/N²)[λ(θ − θ³) + Σ⁻¹(κΔ − γP₀)θ]`` (see :mod:`gfdt_dash.systems.fields`), in
@@ -102,13 +104,15 @@ def _compute_dtype(arr: np.ndarray, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _check_common(batch_size: int, n_blocks: int | None, method: str | None = None) -> None:
+def _check_common(batch_size: int, n_blocks: int | None, estimator: str | None = None) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
     if n_blocks is not None and (not isinstance(n_blocks, int) or n_blocks < 2):
         raise ValueError(f"n_blocks: must be an integer >= 2, got {n_blocks!r}")
-    if method is not None and method not in ("learned_score", "exact_score"):
-        raise ValueError(f"method: {method!r} not allowed; allowed: learned_score, exact_score")
+    if estimator is not None and estimator not in ("learned_score", "exact_score"):
+        raise ValueError(
+            f"estimator: {estimator!r} not allowed; allowed: learned_score, exact_score"
+        )
 
 
 def _score_source(
@@ -164,7 +168,7 @@ def _estimate_attrs(excluded, null_rtol, pixel, dt, members, length, layout, n_b
 
 def gfdt_response(
     fields: Any,
-    score: ScoreFn | Any,
+    score: TensorScore | Any,
     max_lag: int,
     *,
     frame_dt: float | None = None,
@@ -175,9 +179,10 @@ def gfdt_response(
     seed: int = 0,
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
-    method: str = "learned_score",
+    estimator: str = "learned_score",
     null_rtol: float = NULL_RTOL,
     n_boot: int = N_BOOT,
+    method: str | None = None,
 ) -> xr.Dataset:
     """GFDT response ``R(t) = −⟨x(t) s(x(0))ᵀ⟩`` of homogeneous fields, raw and normalised.
 
@@ -204,8 +209,10 @@ def gfdt_response(
         fewer members (:func:`~gfdt_dash.response.correlation.block_layout`).
     seed
         Seeds the bootstrap's own ``torch.Generator``.
-    method
+    estimator
         ``"learned_score"`` or ``"exact_score"``: the label of the result.
+    method
+        Deprecated name of ``estimator``.
     null_rtol
         Modes with ``|R̂(k,0)| ≤ null_rtol · max|R̂(k,0)|`` are excluded from ``R(t)R(0)⁻¹``.
 
@@ -219,7 +226,14 @@ def gfdt_response(
     The mean of ``x`` is not subtracted: ``⟨s⟩ = 0`` for a true score, and the formula is used as
     written.
     """
-    _check_common(batch_size, n_blocks, method)
+    if method is not None:
+        warnings.warn(
+            "gfdt_response(method=...) is deprecated; use estimator=...",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        estimator = method
+    _check_common(batch_size, n_blocks, estimator)
     arr, dt, n_lags, attrs = _prepare(fields, frame_dt, max_lag, pixel)
     dev = resolve_device(device)
     dtype = _compute_dtype(arr, dev)
@@ -238,14 +252,14 @@ def gfdt_response(
     band_rep = Reporter("gfdt bootstrap", n_boot, callback, should_stop)
     err = bootstrap_stderr(sums, transforms, generator=gen, n_boot=n_boot, reporter=band_rep)
     attrs.update(
-        stein_error=stein_error(raw[0]),
+        stein_error=stein_error_from_r0(raw[0]),
         **_estimate_attrs(excluded, null_rtol, pixel, dt, members, length, layout, n_boot, seed),
     )
     return response_dataset(
         normalize(raw, excluded).numpy(),
         err["normalized"].numpy(),
         dt * np.arange(n_lags),
-        method,
+        estimator,
         attrs,
         raw=raw.numpy(),
         raw_stderr=err["raw"].numpy(),

@@ -1,4 +1,4 @@
-"""Comparing methods: concatenation along ``method`` and the error table (SPEC §1).
+"""Comparing methods: concatenation along ``estimator`` and the error table.
 
     err(m) = ‖R_m − R_ref‖₂ / ‖R_ref‖₂
 
@@ -13,50 +13,54 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gfdt_dash.response.result import METHODS
+from gfdt_dash.response.methods import ESTIMATORS, reference_method
 
 __all__ = ["combine", "error_table"]
 
-_PER_METHOD_ATTRS = ("stein_error", "n_excluded_modes")
+_PER_ESTIMATOR_ATTRS = ("stein_error", "n_excluded_modes")
 
 
 def combine(results: list[xr.Dataset]) -> xr.Dataset:
-    """Concatenate results of different methods along a new ``method`` dimension.
+    """Concatenate results of different methods along a new ``estimator`` dimension.
+
+    (Not ``method``: that is an argument of ``Dataset.sel``, so ``sel(method="gaussian")``
+    returned every method; ``res.sel(estimator="gaussian")`` is the Gaussian result alone.)
 
     Lags are matched on their values (rounded to 1e-9) and only the common ones are kept.
     Variables missing from a method (``response_raw`` of non-score methods) are NaN there.
-    Per-method scalars (``stein_error``, ``n_excluded_modes``) become ``(method,)`` variables
-    (NaN where absent); every input's attrs are kept as JSON in ``attrs["method_attrs"]``.
+    Per-method scalars (``stein_error``, ``n_excluded_modes``) become ``(estimator,)`` variables
+    (NaN where absent); every input's attrs are kept as JSON in ``attrs["estimator_attrs"]``.
     """
     if not results:
         raise ValueError("results: need at least one result to combine")
-    methods = [r.attrs.get("method") for r in results]
-    for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"results: unknown method {m!r}; allowed: {', '.join(METHODS)}")
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"results: duplicate methods {methods}")
+    names = [r.attrs.get("estimator") for r in results]
+    for m in names:
+        if m not in ESTIMATORS:
+            raise ValueError(f"results: unknown estimator {m!r}; allowed: {', '.join(ESTIMATORS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"results: duplicate estimators {names}")
     sizes = {r.sizes["dx"] for r in results}
     if len(sizes) != 1:
         raise ValueError(f"results: grids of different sizes {sorted(sizes)}")
-    names = sorted({v for r in results for v in r.data_vars})
+    variables = sorted({v for r in results for v in r.data_vars})
     prepared = []
     for r in results:
         r = r.assign_coords(lag=np.round(r["lag"].values, 9))
-        for v in names:
+        for v in variables:
             if v not in r:
                 r[v] = xr.full_like(r["response"], np.nan)
-        for a in _PER_METHOD_ATTRS:
+        for a in _PER_ESTIMATOR_ATTRS:
             r[a] = float(r.attrs.get(a, np.nan))
         prepared.append(r.drop_attrs(deep=False))
     aligned = xr.align(*prepared, join="inner")
     if aligned[0].sizes["lag"] == 0:
         raise ValueError("results: the methods have no lag in common")
-    out = xr.concat(aligned, dim=xr.DataArray(methods, dims="method", name="method"))
+    out = xr.concat(aligned, dim=xr.DataArray(names, dims="estimator", name="estimator"))
     out.attrs = {
-        "methods": methods,
-        "method_attrs": json.dumps({m: r.attrs for m, r in zip(methods, results, strict=True)},
-                                   default=str),
+        "estimators": names,
+        "estimator_attrs": json.dumps(
+            {m: r.attrs for m, r in zip(names, results, strict=True)}, default=str
+        ),
         "gfdt_dash_version": results[0].attrs.get("gfdt_dash_version", ""),
     }
     return out
@@ -70,18 +74,28 @@ def error_table(
 ) -> pd.DataFrame:
     """Relative L2 errors of every method against ``reference``.
 
-    ``reference`` defaults to ``"analytic"`` if present, else ``"perturbation"``. Norms run over
+    ``reference`` defaults to the truth among the results
+    (:func:`gfdt_dash.response.methods.reference_method`: ``"analytic"`` if present, else
+    ``"perturbation"``). Norms run over
     lags ``≤ max_lag`` (default all) and pixels ``dy = 0``, ``dx = 0 … n_down−1``. Columns:
     ``error`` (of ``response``, the normalised one for score methods), ``error_raw`` (of
     ``response_raw``, score methods only), ``stein_error``; one row per method, indexed by
-    method (the reference's own row has error 0).
+    ``estimator`` (the reference's own row has error 0).
     """
     ds = combine(results) if isinstance(results, list) else results
-    if "method" not in ds.dims:
-        raise ValueError("results: expected a combined dataset with a 'method' dimension")
-    methods = [str(m) for m in ds["method"].values]
+    if "estimator" not in ds.dims:
+        hint = (
+            " (this one has the 'method' dimension of files written before it was renamed: "
+            "read them with gfdt_dash.data.open_dataset)"
+            if "method" in ds.dims
+            else ""
+        )
+        raise ValueError(
+            f"results: expected a combined dataset with an 'estimator' dimension{hint}"
+        )
+    methods = [str(m) for m in ds["estimator"].values]
     if reference is None:
-        reference = next((m for m in ("analytic", "perturbation") if m in methods), None)
+        reference = reference_method(methods)
         if reference is None:
             raise ValueError("reference: no analytic or perturbation result to compare against")
     if reference not in methods:
@@ -91,17 +105,17 @@ def error_table(
     sel = ds.sel(dy=0, dx=slice(0, n_down - 1))
     if max_lag is not None:
         sel = sel.sel(lag=slice(None, max_lag))
-    ref = sel["response"].sel({"method": reference})
+    ref = sel["response"].sel(estimator=reference)
     ref_norm = float(np.sqrt((ref**2).sum()))
     rows = []
     for m in methods:
-        row = {"method": m}
+        row = {"estimator": m}
         for col, var in (("error", "response"), ("error_raw", "response_raw")):
             if var not in sel:
                 row[col] = np.nan
                 continue
-            diff = sel[var].sel({"method": m}) - ref
+            diff = sel[var].sel(estimator=m) - ref
             row[col] = float(np.sqrt((diff**2).sum(skipna=False))) / ref_norm
-        row["stein_error"] = float(sel["stein_error"].sel({"method": m}))
+        row["stein_error"] = float(sel["stein_error"].sel(estimator=m))
         rows.append(row)
-    return pd.DataFrame(rows).set_index("method")
+    return pd.DataFrame(rows).set_index("estimator")

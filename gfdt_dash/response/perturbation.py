@@ -65,7 +65,7 @@ def perturbation_response(
     that :func:`gfdt_dash.systems.simulate` made from the same config. A run that turns
     non-finite raises :class:`gfdt_dash.systems.SimulationDiverged` with its diagnosis.
 
-    Returns the common layout (:mod:`gfdt_dash.response.result`), method ``"perturbation"``, lags
+    Returns the common layout (:mod:`gfdt_dash.response.result`), estimator ``"perturbation"``, lags
     ``0, frame_every, …, max_lag``.
     """
     from gfdt_dash.systems import PairedRun, advance, make_system

@@ -7,7 +7,8 @@ Every method returns an ``xarray.Dataset`` with dims ``(lag, dy, dx)``:
   downstream (the advection direction x);
 - ``response`` and ``response_stderr`` (the error band, one standard error); score methods add
   ``response_raw`` and ``response_raw_stderr``;
-- attrs ``method`` and provenance. Results of different methods concatenate along ``method``
+- attrs ``estimator`` (the method's name in :data:`gfdt_dash.response.methods.ESTIMATORS`) and
+  provenance. Results of different methods concatenate along ``estimator``
   (:func:`gfdt_dash.response.combine`).
 """
 
@@ -18,19 +19,17 @@ import torch
 import xarray as xr
 
 from gfdt_dash import __version__
+from gfdt_dash.response.methods import ESTIMATORS
 
 __all__ = [
-    "METHODS",
     "NULL_RTOL",
     "from_offsets",
     "normalize",
     "null_modes",
     "response_dataset",
-    "stein_error",
+    "stein_error_from_r0",
     "to_offsets",
 ]
-
-METHODS = ("learned_score", "exact_score", "gaussian", "perturbation", "analytic")
 
 # A mode k whose |R̂(k, 0)| is at most NULL_RTOL · max_k |R̂(k, 0)| is excluded from R(t)R(0)⁻¹
 # (its normalised response is set to 0, the pseudo-inverse convention). 1e-6 sits above float32
@@ -69,7 +68,7 @@ def normalize(r: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(ratio).real
 
 
-def stein_error(r0: torch.Tensor) -> float:
+def stein_error_from_r0(r0: torch.Tensor) -> float:
     """``‖⟨x sᵀ⟩ + I‖_F / ‖I‖_F`` from the lag-0 response ``r0 = −⟨x sᵀ⟩`` ``(y, x)``.
 
     ``⟨x sᵀ⟩ + I`` is circulant with eigenvalues ``1 − R̂(k, 0)``, so its Frobenius norm squared
@@ -83,14 +82,16 @@ def response_dataset(
     response: np.ndarray,
     stderr: np.ndarray,
     lags: np.ndarray,
-    method: str,
+    estimator: str,
     attrs: dict,
     raw: np.ndarray | None = None,
     raw_stderr: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Assemble the common layout from ``(lag, y, x)`` arrays in FFT-order offsets."""
-    if method not in METHODS:
-        raise ValueError(f"method: {method!r} not allowed; allowed: {', '.join(METHODS)}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(
+            f"estimator: {estimator!r} not allowed; allowed: {', '.join(ESTIMATORS)}"
+        )
     n = response.shape[-1]
     offsets = np.arange(-(n // 2), n // 2)
     dims = ("lag", "dy", "dx")
@@ -113,6 +114,6 @@ def response_dataset(
             "dy": ("dy", offsets, {"long_name": "y offset from the kicked pixel (cells)"}),
             "dx": ("dx", offsets, {"long_name": "x offset from the kicked pixel, >0 downstream"}),
         },
-        attrs={"method": method, "gfdt_dash_version": __version__, **attrs},
+        attrs={"estimator": estimator, "gfdt_dash_version": __version__, **attrs},
     )
     return ds

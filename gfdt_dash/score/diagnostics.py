@@ -37,7 +37,7 @@ __all__ = [
 
 def stein_error(fields: torch.Tensor, scores: torch.Tensor) -> float:
     """``‖⟨x sᵀ⟩ + I‖_F/‖I‖_F`` of homogeneous fields ``(B, n, n)`` and their scores."""
-    from gfdt_dash.response import stein_error as stein_from_r0
+    from gfdt_dash.response import stein_error_from_r0 as stein_from_r0
 
     n = fields.shape[-1]
     x_hat = torch.fft.fft2(fields.double())

@@ -10,7 +10,7 @@ Cancelling closes the embedded cluster, which ends the running cells at once (on
 scheduler the scan stops when its running cell finishes: ``run_scan`` has no stop hook).
 
 A scan (``gfdt_dash.scan.run_scan``) written to ``<store>/scans/<name>/scan.nc`` holds ``error``
-(cell, method), ``stein_error`` (cell, method) and one coordinate per scanned parameter on the
+(cell, estimator), ``stein_error`` (cell, estimator) and one coordinate per scanned parameter on the
 ``cell`` dim. For the chosen parameter the view shows, per method, the mean over all cells with
 that value (the seeds, and the values of any other scanned parameter) with a min–max band or a
 ±1 standard-error band — e.g. how the Gaussian estimate degrades as Allen–Cahn's λ grows.
@@ -35,6 +35,7 @@ import xarray as xr
 
 from gfdt_dash.data import open_dataset
 from gfdt_dash.progress import Cancelled, Progress
+from gfdt_dash.response.methods import ESTIMATORS
 from gfdt_dash.systems import SYSTEMS, get_config
 from gfdt_dash.ui import store
 from gfdt_dash.ui.jobs import JobRunner
@@ -42,7 +43,7 @@ from gfdt_dash.ui.limits import Limits, member_steps
 from gfdt_dash.ui.pacing import schedule_on
 from gfdt_dash.ui.params import NumberField, label_of, parse_number
 from gfdt_dash.ui.views import (
-    METHODS,
+    DRAW_ORDER,
     LazyFigure,
     method_legend_html,
     results_table,
@@ -52,7 +53,7 @@ from gfdt_dash.ui.views import (
 __all__ = ["ScanForm", "ScansView", "scan_plot", "scan_spec_dict", "scan_summary"]
 
 log = logging.getLogger(__name__)
-_SUMMARY_COLUMNS = ("value", "method", "mean", "lo", "hi", "stderr", "n")
+_SUMMARY_COLUMNS = ("value", "estimator", "mean", "lo", "hi", "stderr", "n")
 
 
 def scan_parameters(ds: xr.Dataset) -> list[str]:
@@ -73,8 +74,8 @@ def scan_summary(ds: xr.Dataset, parameter: str, variable: str = "error") -> pd.
         raise ValueError(f"variable: {variable!r}; allowed: error, stein_error")
     rows = []
     values = ds[parameter].values
-    for method in (str(m) for m in ds["method"].values):
-        data = ds[variable].sel({"method": method}).values  # sel(method=...) is sel's own arg
+    for method in (str(m) for m in ds["estimator"].values):
+        data = ds[variable].sel(estimator=method).values
         for value in np.unique(values):
             x = data[values == value]
             x = x[np.isfinite(x)]
@@ -103,8 +104,9 @@ def scan_plot(data: dict | None, band: str = "min–max") -> hv.Overlay:
     if frame is None:
         frame = pd.DataFrame(columns=list(_SUMMARY_COLUMNS))
     layers = []
-    for method, label, color in METHODS:
-        sub = frame[frame["method"] == method].sort_values("value")
+    for method in DRAW_ORDER:
+        label, color = ESTIMATORS[method].label, ESTIMATORS[method].color
+        sub = frame[frame["estimator"] == method].sort_values("value")
         if band == "min–max":
             lo, hi = sub["lo"].to_numpy(float), sub["hi"].to_numpy(float)
         else:
@@ -327,8 +329,7 @@ class ScanForm(pn.viewable.Viewer):
         self.param.parameter.objects = names
         self.param.parameter2.objects = {_NONE: _NONE, **names}
         have = [m for m in system_methods(self.system) if m != "analytic"]
-        labels = {m: label for m, label, _ in METHODS}
-        self.param.methods.objects = {labels[m]: m for m in have}  # shown in words
+        self.param.methods.objects = {ESTIMATORS[m].label: m for m in have}  # shown in words
         self.methods = [m for m in have if m != "learned_score"]
         first = _FIRST_PARAMETER.get(self.system, next(iter(names.values())))
         self.parameter2 = _NONE
@@ -617,7 +618,7 @@ class ScansView(pn.viewable.Viewer):
         )
         if self._figure is not None:
             self._figure.reveal(self._schedule)
-        methods = ", ".join(str(m) for m in ds["method"].values)
+        methods = ", ".join(str(m) for m in ds["estimator"].values)
         self.status = (
             f"Scan **{self.scan}**: {ds.attrs.get('system', '?')}, {ds.sizes['cell']} cells, "
             f"methods {methods}."

@@ -37,6 +37,7 @@ import xarray as xr
 from gfdt_dash.data import write_netcdf
 from gfdt_dash.devices import available_devices
 from gfdt_dash.progress import Progress
+from gfdt_dash.response.methods import ESTIMATORS, reference_method
 from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, output_bytes, simulate
 from gfdt_dash.ui import store, views, worker
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
@@ -600,7 +601,7 @@ class SystemTab(pn.viewable.Viewer):
         self.lag_index = min(self.lag_index, combined.sizes["lag"] - 1)
         self._responses.send({"responses": combined})
         self._reveal("curves", "maps")
-        self.status = "Responses ready: " + ", ".join(map(str, combined["method"].values)) + "."
+        self.status = "Responses ready: " + ", ".join(map(str, combined["estimator"].values)) + "."
         self._update_table()
         self._update_downloads()
         self._update_stale()
@@ -1025,9 +1026,9 @@ def verdict(system: str, table: pd.DataFrame, stats: dict[str, float], mismatch:
     the field's distribution (``shape_statistics``)."""
     if table is None or table.empty or "error" not in table:
         return ""
-    errors = {str(m): float(e) for m, e in zip(table["method"], table["error"], strict=False)}
-    labels = {m: label for m, label, _ in views.METHODS}
-    reference = next((m for m, e in errors.items() if e == 0), "perturbation")
+    errors = {str(m): float(e) for m, e in zip(table["estimator"], table["error"], strict=False)}
+    labels = {m: spec.label for m, spec in ESTIMATORS.items()}
+    reference = reference_method(errors) or "perturbation"
     gauss, learned, exact = (errors.get(m) for m in ("gaussian", "learned_score", "exact_score"))
     bimodal = stats.get("bimodality", 0.0) > 5 / 9
     kurt = stats.get("excess_kurtosis", 0.0)

@@ -20,11 +20,11 @@ import pandas as pd
 import panel as pn
 import xarray as xr
 
-from gfdt_dash.report import STYLE
+from gfdt_dash.response.methods import ESTIMATORS, applicable_methods, reference_method
 from gfdt_dash.ui.pacing import PACER
 
 __all__ = [
-    "METHODS",
+    "DRAW_ORDER",
     "LazyFigure",
     "error_table_html",
     "histogram_overlay",
@@ -37,32 +37,28 @@ __all__ = [
     "system_methods",
 ]
 
-# Method slots: (name in the result's ``method`` coordinate, legend label, colour), in drawing
-# order; colours and labels are the report's, so figures and dashboard agree.
-METHODS: tuple[tuple[str, str, str], ...] = tuple(
-    (m, STYLE[m][1], STYLE[m][0])
-    for m in ("analytic", "perturbation", "learned_score", "exact_score", "gaussian")
+# Method slots in drawing order (names of the result's ``estimator`` coordinate; labels and
+# colours from the methods' table, as in the report's figures): a closed-form reference
+# underneath, the estimates over it, and the markers of direct perturbation (the truth) on top.
+DRAW_ORDER: tuple[str, ...] = tuple(
+    [m for m, s in ESTIMATORS.items() if not s.markers and s.reference_rank is not None]
+    + [m for m, s in ESTIMATORS.items() if not s.markers and s.reference_rank is None]
+    + [m for m, s in ESTIMATORS.items() if s.markers]
 )
 N_DOWNSTREAM = 4  # panels: the kicked pixel and 1..3 cells downstream
 LAG_LABEL = "lag t (model time units)"
-# The truth (direct perturbation) is drawn last, on top, as markers (as in the report figures).
-_TRUTH = "perturbation"
 
 
 def system_methods(system: str) -> tuple[str, ...]:
-    """The methods a system has, in drawing order (the truth last): the analytic response exists
-    for Ornstein–Uhlenbeck only, the exact score for Ornstein–Uhlenbeck and Allen–Cahn."""
-    have = {
-        "ou": {"analytic", "perturbation", "learned_score", "exact_score", "gaussian"},
-        "allen_cahn": {"perturbation", "learned_score", "exact_score", "gaussian"},
-    }.get(system, {"perturbation", "learned_score", "gaussian"})
-    order = [m for m, _, _ in METHODS if m != _TRUTH] + [_TRUTH]
-    return tuple(m for m in order if m in have)
+    """The methods a system has (:func:`gfdt_dash.response.applicable_methods`), in drawing
+    order (the truth last)."""
+    have = applicable_methods(system)
+    return tuple(m for m in DRAW_ORDER if m in have)
 
 
 def _slots(methods: tuple[str, ...] | None) -> list[tuple[str, str, str]]:
-    style = {m: (m, label, color) for m, label, color in METHODS}
-    return [style[m] for m in (methods or system_methods("ou"))]
+    """(name, label, colour) of ``methods`` (default: all), in their order."""
+    return [(m, ESTIMATORS[m].label, ESTIMATORS[m].color) for m in (methods or DRAW_ORDER)]
 
 
 _LOSS_COLUMNS = ("step", "train_loss", "val_loss")
@@ -73,13 +69,12 @@ def empty_loss_frame() -> pd.DataFrame:
 
 
 def methods_of(ds: xr.Dataset) -> list[str]:
-    return [str(m) for m in ds["method"].values]
+    return [str(m) for m in ds["estimator"].values]
 
 
 def _variable(ds: xr.Dataset, method: str, normalized: bool) -> tuple[xr.DataArray, xr.DataArray]:
     """(response, stderr) of one method; raw values for score methods when not normalized."""
-    # Positional selection: the combined dataset's ``method`` index does not support .sel here.
-    sub = ds.isel(method=methods_of(ds).index(method))
+    sub = ds.sel(estimator=method)
     name = "response"
     if not normalized and "response_raw" in ds and bool(np.isfinite(sub["response_raw"]).any()):
         name = "response_raw"
@@ -98,7 +93,7 @@ def response_curves(
     """Response vs lag at ``dx`` cells downstream of the kick, one curve + band per method of
     ``methods`` (default: all); direct perturbation, the truth, as markers on top.
 
-    ``data["responses"]`` is the combined result (dims method, lag, dy, dx). Each panel has its
+    ``data["responses"]`` is the combined result (dims estimator, lag, dy, dx). Each panel has its
     own axis ranges (``shared_axes=False``) recomputed for every new result (``framewise``).
     """
     ds = (data or {}).get("responses")
@@ -120,7 +115,7 @@ def response_curves(
                 color=color, alpha=0.2, line_alpha=0, **common
             )
         )
-        if method == _TRUTH:
+        if ESTIMATORS[method].markers:
             layers.append(
                 hv.Scatter(table, "lag", ["response", "stderr"], label=label).opts(
                     color=color, size=7, line_color="black", tools=["hover"], **common
@@ -155,7 +150,7 @@ def method_legend_html(methods: tuple[str, ...] | None = None) -> str:
     """
 
     def sample(method: str, color: str) -> str:
-        if method == _TRUTH:
+        if ESTIMATORS[method].markers:
             return (
                 f"<span style='display:inline-block;width:10px;height:10px;border-radius:50%;"
                 f"background:{color};border:1px solid black;vertical-align:middle;"
@@ -168,7 +163,7 @@ def method_legend_html(methods: tuple[str, ...] | None = None) -> str:
 
     items = "".join(
         f"<span style='margin-right:18px;white-space:nowrap'>{sample(m, color)}{label}"
-        f"{' (the truth)' if m == _TRUTH else ''}</span>"
+        f"{' (the truth)' if ESTIMATORS[m].markers else ''}</span>"
         for m, label, color in _slots(methods)
     )
     return f"<div class='gfdt-legend' style='font-size:14px'>{items} (bands: ±1 stderr)</div>"
@@ -191,7 +186,7 @@ def response_map(data: dict | None, method: str, lag_index: int, normalized: boo
     """The response field around the kicked pixel at one lag (dx right = downstream), on the
     colour scale of that lag (:func:`map_scale`)."""
     ds = (data or {}).get("responses")
-    label = dict((m, lab) for m, lab, _ in METHODS)[method]
+    label = ESTIMATORS[method].label
     common = dict(width=250, height=230, framewise=True, shared_axes=False)
     if ds is None or method not in methods_of(ds):
         img = hv.Image(np.zeros((2, 2)), ["dx", "dy"], bounds=(-0.5, -0.5, 0.5, 0.5))
@@ -335,19 +330,16 @@ _TABLE_HEADERS = {
 def error_table_html(frame: pd.DataFrame) -> str:
     """The error table as a plain HTML table: every row shown, headers in words that wrap.
 
-    ``frame`` has a ``method`` column and any of ``error``, ``error_raw``, ``stein_error``; the
-    reference (error 0: the analytic response, else direct perturbation) is named in the caption.
+    ``frame`` has an ``estimator`` column and any of ``error``, ``error_raw``, ``stein_error``; the
+    reference (the analytic response, else direct perturbation) is named in the caption.
     A plain table, not a grid widget: a handful of rows need no scrolling, and the page's HTML is
     replaced as a whole with each result.
     """
-    if frame is None or frame.empty or "method" not in frame:
+    if frame is None or frame.empty or "estimator" not in frame:
         return "<p style='color:#666'>No errors yet: they appear with the responses.</p>"
-    labels = {m: label for m, label, _ in METHODS}
+    labels = {m: spec.label for m, spec in ESTIMATORS.items()}
     columns = [c for c in _TABLE_HEADERS if c in frame]
-    reference = next(
-        (str(m) for m, e in zip(frame["method"], frame.get("error", []), strict=False) if e == 0),
-        None,
-    )
+    reference = reference_method(str(m) for m in frame["estimator"])
     cell = "padding:4px 10px;border-bottom:1px solid #ddd;text-align:right"
     head = "".join(
         f"<th style='{cell};white-space:normal;max-width:180px'>{_TABLE_HEADERS[c]}</th>"
@@ -355,7 +347,7 @@ def error_table_html(frame: pd.DataFrame) -> str:
     )
     rows = []
     for _, row in frame.iterrows():
-        method = str(row["method"])
+        method = str(row["estimator"])
         name = labels.get(method, method)
         if method == reference:
             name += " (reference)"
@@ -364,7 +356,7 @@ def error_table_html(frame: pd.DataFrame) -> str:
             for c in columns
         )
         rows.append(
-            f"<tr data-method='{method}'><td style='{cell};text-align:left'>{name}</td>"
+            f"<tr data-estimator='{method}'><td style='{cell};text-align:left'>{name}</td>"
             f"{values}</tr>"
         )
     caption = (

@@ -294,7 +294,7 @@ TABLES_JS = """
   walk(document);
   const up = e => e.parentElement || (e.getRootNode() && e.getRootNode().host) || null;
   return found.map(t => ({
-  methods: Array.from(t.querySelectorAll('tbody tr')).map(r => r.dataset.method),
+  methods: Array.from(t.querySelectorAll('tbody tr')).map(r => r.dataset.estimator),
   numbers: Array.from(t.querySelectorAll('tbody td')).map(c => c.textContent),
   headers: Array.from(t.querySelectorAll('th')).map(h => h.textContent),
   truncated: Array.from(t.querySelectorAll('th, td')).filter(

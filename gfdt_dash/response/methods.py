@@ -1,0 +1,211 @@
+"""The response methods, one table: name → :class:`MethodSpec`.
+
+Every place that names, runs, checks, colours, labels or ranks the response methods reads
+:data:`ESTIMATORS`: the dispatch in :func:`gfdt_dash.pipeline.compute_responses`, the CLI's
+``--methods``, scan specs, the report's figures, the dashboard's curves, legends and tables, and
+the choice of the reference in :func:`gfdt_dash.response.error_table`. A combined result
+(:func:`gfdt_dash.response.combine`) has one entry per method along its ``estimator``
+dimension, labelled by these names.
+
+========================  =============================================  =========================
+name                      estimate                                       needs
+========================  =============================================  =========================
+``learned_score``         GFDT ``−⟨x(t) ŝ(x(0))ᵀ⟩``, learned score       a score model
+``exact_score``           GFDT with the system's closed-form score       a system with one
+``gaussian``              ``C(t) C(0)⁻¹``                                the time series only
+``perturbation``          paired runs with shared noise (the truth)      the system config
+``analytic``              ``exp(tA)`` per Fourier mode                   a system with one (OU)
+========================  =============================================  =========================
+
+The table itself imports nothing numerical (each estimator imports its implementation when
+called), so :mod:`gfdt_dash.response.result` can validate names against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "ESTIMATORS",
+    "MethodSpec",
+    "applicable_methods",
+    "check_methods",
+    "missing_requirement",
+    "reference_method",
+    "system_has",
+]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One response method.
+
+    ``estimate(config, fields, *, score, max_lag, seed, device, callback, should_stop)`` returns
+    the method's result in the common layout (:mod:`gfdt_dash.response.result`): ``config`` is
+    the system config (``None`` for data without one), ``fields`` the ``(member, time, y, x)``
+    data, ``score`` the learned score callable (``None`` without a model), ``max_lag`` in frames.
+
+    Requirements: ``needs_score_model`` (a learned score), ``needs_config`` (the system config),
+    ``needs_exact_score`` / ``needs_analytic_response`` (a system that has a closed-form score /
+    response, :func:`system_has`).
+
+    ``reference_rank``: methods that can serve as the truth the errors are measured against; of
+    those present, the lowest rank is the reference (:func:`reference_method`). ``markers``: drawn
+    as markers on top of the curves (direct perturbation), not as a line.
+    """
+
+    name: str
+    label: str
+    color: str
+    estimate: Callable[..., Any]
+    needs_score_model: bool = False
+    needs_config: bool = False
+    needs_exact_score: bool = False
+    needs_analytic_response: bool = False
+    reference_rank: int | None = None
+    markers: bool = False
+
+
+def system_has(system: Any, capability: str) -> bool:
+    """Whether ``system`` (a system config or a system's name) has ``capability``:
+    ``"exact_score"`` (a closed-form stationary score: OU and Allen–Cahn) or
+    ``"analytic_response"`` (a closed-form response: OU)."""
+    name = system if isinstance(system, str) else system.system
+    if capability == "exact_score":
+        return name in ("ou", "allen_cahn")
+    if capability == "analytic_response":
+        return name == "ou"
+    raise ValueError(f"capability: {capability!r}; allowed: exact_score, analytic_response")
+
+
+# -- the estimators, one uniform signature ----------------------------------------------------
+def _learned_score(config, fields, *, score, max_lag, **common) -> Any:
+    from gfdt_dash.response import gfdt_response
+
+    return gfdt_response(fields, score, max_lag, estimator="learned_score", **common)
+
+
+def _exact_score(config, fields, *, score, max_lag, **common) -> Any:
+    from gfdt_dash.response import exact_score, gfdt_response
+
+    exact = exact_score(config, device=common["device"])
+    return gfdt_response(fields, exact, max_lag, estimator="exact_score", **common)
+
+
+def _gaussian(config, fields, *, score, max_lag, **common) -> Any:
+    from gfdt_dash.response import gaussian_response
+
+    return gaussian_response(fields, max_lag, **common)
+
+
+def _perturbation(config, fields, *, score, max_lag, seed, **common) -> Any:
+    """Its own ensemble with the config's protocol, seeded ``seed + 1`` (mod 2**63): independent
+    of the noise of the simulation the other methods use."""
+    from gfdt_dash.response import perturbation_response
+    from gfdt_dash.seeds import derived_seed
+
+    return perturbation_response(config, seed=derived_seed(seed, 1), **common)
+
+
+def _analytic(config, fields, *, score, max_lag, **common) -> Any:
+    import numpy as np
+
+    from gfdt_dash.response import analytic_response
+
+    return analytic_response(config, config.frame_every * np.arange(max_lag + 1))
+
+
+# Colours follow the original study's figure: Gaussian blue, exact score red, learned green,
+# perturbation orange; the analytic response is black. The order is that of tables and defaults.
+ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            MethodSpec(
+                name="learned_score",
+                label="GFDT, learned score",
+                color="#2ca02c",
+                estimate=_learned_score,
+                needs_score_model=True,
+            ),
+            MethodSpec(
+                name="exact_score",
+                label="GFDT, exact score",
+                color="#d62728",
+                estimate=_exact_score,
+                needs_config=True,
+                needs_exact_score=True,
+            ),
+            MethodSpec(
+                name="gaussian",
+                label="Gaussian C(t)C(0)⁻¹",
+                color="#1f77b4",
+                estimate=_gaussian,
+            ),
+            MethodSpec(
+                name="perturbation",
+                label="direct perturbation",
+                color="#ff7f0e",
+                estimate=_perturbation,
+                needs_config=True,
+                reference_rank=1,
+                markers=True,
+            ),
+            MethodSpec(
+                name="analytic",
+                label="analytic",
+                color="#000000",
+                estimate=_analytic,
+                needs_config=True,
+                needs_analytic_response=True,
+                reference_rank=0,
+            ),
+        )
+    }
+)
+
+
+def check_methods(names: Iterable[Any], field: str = "methods") -> tuple[str, ...]:
+    """``names`` as a tuple, each a known method, none repeated; ``ValueError`` naming ``field``
+    and the allowed names otherwise."""
+    out = tuple(names)
+    for name in out:
+        if not isinstance(name, str) or name not in ESTIMATORS:
+            raise ValueError(f"{field}: unknown method {name!r}; allowed: {', '.join(ESTIMATORS)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{field}: repeated methods in {list(out)}")
+    return out
+
+
+def missing_requirement(name: str, system: Any, with_model: bool) -> str | None:
+    """Why method ``name`` cannot run on data of ``system`` (a config, a system's name, or
+    ``None`` for data without a config) with or without a score model; ``None`` if it can."""
+    spec = ESTIMATORS[name]
+    if spec.needs_score_model and not with_model:
+        return "needs a score model"
+    if system is None and spec.needs_config:
+        return "needs the system config; the data have none"
+    for need, capability, what in (
+        (spec.needs_exact_score, "exact_score", "an exact score"),
+        (spec.needs_analytic_response, "analytic_response", "an analytic response"),
+    ):
+        if need and not system_has(system, capability):
+            label = system if isinstance(system, str) else system.system
+            return f"needs {what}, which the system {label!r} does not have"
+    return None
+
+
+def applicable_methods(system: Any, with_model: bool = True) -> tuple[str, ...]:
+    """Every method that can run on data of ``system`` (a config, a system's name, or ``None``
+    for data without a config), in the table's order."""
+    return tuple(m for m in ESTIMATORS if missing_requirement(m, system, with_model) is None)
+
+
+def reference_method(names: Iterable[str]) -> str | None:
+    """The truth among ``names`` that errors are measured against: the analytic response where
+    present, else direct perturbation; ``None`` if there is neither."""
+    ranked = [n for n in names if n in ESTIMATORS and ESTIMATORS[n].reference_rank is not None]
+    return min(ranked, key=lambda n: ESTIMATORS[n].reference_rank, default=None)
