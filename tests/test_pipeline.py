@@ -58,4 +58,4 @@ def test_report_has_figures_tables_and_timings(tmp_path):
     assert "Wall time on cpu" in text
     png = (tmp_path / "ou.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "ou_errors.csv").read_text().startswith("method,error")
+    assert (tmp_path / "ou_errors.csv").read_text().startswith("estimator,error")

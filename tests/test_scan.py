@@ -13,8 +13,8 @@ def test_scan_runs_on_two_workers_and_resumes(tmp_path, tiny_scan_spec):
     assert sorted(seen) == [(1, 2), (2, 2)]
     assert ds.sizes["cell"] == 2
     assert sorted(ds["U"].values.tolist()) == [0.05, 0.1]
-    assert ds["curve"].dims == ("cell", "method", "lag", "dx")
-    assert float(ds["error"].sel(method="gaussian").max()) < 0.2
+    assert ds["curve"].dims == ("cell", "estimator", "lag", "dx")
+    assert float(ds["error"].sel(estimator="gaussian").max()) < 0.2
     on_disk = open_dataset(tmp_path / "scan.nc")
     assert on_disk.sizes["cell"] == 2
     # A finished cell survives anything that happens later: remove one, rerun, only it is redone.

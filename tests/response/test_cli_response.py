@@ -20,9 +20,10 @@ def test_response_command(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "exact_score" in printed and "stein_error" in printed
     res = open_dataset(out)
-    assert res["method"].values.tolist() == ["exact_score", "gaussian", "perturbation", "analytic"]
+    names = res["estimator"].values.tolist()
+    assert names == ["exact_score", "gaussian", "perturbation", "analytic"]
     assert res.sizes["lag"] == cfg.n_lags
-    lag0 = res["response"].sel({"method": "analytic", "lag": 0.0, "dy": 0, "dx": 0})
+    lag0 = res["response"].sel(estimator="analytic", lag=0.0, dy=0, dx=0)
     np.testing.assert_allclose(lag0, 1.0)
 
 
@@ -40,7 +41,7 @@ def test_response_command_errors_name_the_method(tmp_path, capsys):
     assert main(args) == 2  # no config: the lag must be given
     assert "--max-lag" in capsys.readouterr().err
     assert main([*args, "--max-lag", "3", "--quiet"]) == 0
-    assert open_dataset(tmp_path / "r.nc")["method"].values.tolist() == ["gaussian"]
+    assert open_dataset(tmp_path / "r.nc")["estimator"].values.tolist() == ["gaussian"]
 
 
 def test_response_command_learned_score(tmp_path, capsys):
@@ -64,7 +65,7 @@ def test_response_command_learned_score(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "learned_score" in table
     res = open_dataset(out)
-    assert res["method"].values.tolist() == ["learned_score", "analytic"]
+    assert res["estimator"].values.tolist() == ["learned_score", "analytic"]
     assert np.isfinite(res["stein_error"].values[0])
     assert main([*args, "--methods", "learned_score"]) == 2
     assert "--model" in capsys.readouterr().err

@@ -55,7 +55,7 @@ def fields():
 
 @pytest.fixture(scope="module")
 def exact(fields):
-    return gfdt_response(fields, gaussian_score(), MAX_LAG, device="cpu", method="exact_score")
+    return gfdt_response(fields, gaussian_score(), MAX_LAG, device="cpu", estimator="exact_score")
 
 
 def exact_response():
@@ -73,7 +73,7 @@ def z_scores(ds, var):
 def test_layout(exact):
     assert exact.sizes == {"lag": MAX_LAG + 1, "dy": N, "dx": N}
     assert exact["dx"].values.tolist() == list(range(-N // 2, N // 2))
-    assert exact.attrs["method"] == "exact_score"
+    assert exact.attrs["estimator"] == "exact_score"
     assert exact.attrs["n_blocks"] == 64  # 8 members × 8 time ranges
     assert exact.attrs["n_excluded_modes"] == 0
     # lag 0 of the normalised response is the identity to round-off
@@ -100,7 +100,7 @@ def test_scaled_score_shows_in_raw_and_stein_not_in_normalized(fields, exact):
     np.testing.assert_allclose(doubled["response"], exact["response"], atol=1e-12)
     # ⟨x sᵀ⟩ + I ≈ −2I + I: the Stein error is ≈ 1
     assert abs(doubled.attrs["stein_error"] - 1) < 0.2
-    table = error_table([doubled.assign_attrs(method="learned_score"), exact], "exact_score")
+    table = error_table([doubled.assign_attrs(estimator="learned_score"), exact], "exact_score")
     assert table.loc["learned_score", "error_raw"] > 0.9
     assert table.loc["learned_score", "error"] < 1e-10
 
@@ -112,12 +112,12 @@ def test_gaussian_equals_gfdt_with_gaussian_score(fields):
     gfdt = gfdt_response(x, gaussian_score(), MAX_LAG, device="cpu")
     np.testing.assert_allclose(gauss["response"], gfdt["response"], atol=1e-12)
     assert abs(gauss.attrs["mean"]) < 1e-12
-    assert gauss.attrs["method"] == "gaussian" and "response_raw" not in gauss
+    assert gauss.attrs["estimator"] == "gaussian" and "response_raw" not in gauss
 
 
 def test_precomputed_scores_equal_callable(fields, exact):
     s = gaussian_score()(torch.as_tensor(fields)).numpy()
-    pre = gfdt_response(fields, s, MAX_LAG, device="cpu", method="exact_score")
+    pre = gfdt_response(fields, s, MAX_LAG, device="cpu", estimator="exact_score")
     np.testing.assert_allclose(pre["response_raw"], exact["response_raw"], atol=1e-12)
 
 
@@ -165,7 +165,7 @@ def test_netcdf_round_trip(tmp_path, exact, fields):
     path = write_netcdf(both, tmp_path / "r.nc")
     back = open_dataset(path)
     np.testing.assert_allclose(back["response"], both["response"])
-    assert back["method"].values.tolist() == ["exact_score", "gaussian"]
+    assert back["estimator"].values.tolist() == ["exact_score", "gaussian"]
 
 
 @pytest.mark.parametrize(
@@ -180,7 +180,7 @@ def test_netcdf_round_trip(tmp_path, exact, fields):
         (dict(frame_dt=0.0), "frame_dt"),
         (dict(n_blocks=1), "n_blocks"),
         (dict(batch_size=0), "batch_size"),
-        (dict(method="gaussian"), "method"),
+        (dict(estimator="gaussian"), "estimator"),
         (dict(score=np.zeros((2, 4, 4, 4))), "score"),
         (dict(score=lambda x: x[:, :2]), "score"),
         (dict(score=lambda x: x * np.nan), "score"),

@@ -83,7 +83,7 @@ def test_ou_direct_equals_analytic(ou_config, direct):
 
 def test_direct_attrs_and_layout(direct):
     a = direct.attrs
-    assert a["method"] == "perturbation"
+    assert a["estimator"] == "perturbation"
     assert (a["n_experiments"], a["n_experiments_requested"], a["n_restarts"]) == (12, 10, 3)
     assert json.loads(a["config"])["n"] == 8
     np.testing.assert_allclose(direct["lag"], np.arange(7.0))
@@ -123,7 +123,8 @@ def test_analytic_travels_downstream():
 def test_combine_and_error_table(ou_config, direct):
     exact = analytic_response(ou_config, np.arange(5.0))  # fewer lags: the common ones are kept
     both = combine([direct, exact])
-    assert both.sizes["lag"] == 5 and both["method"].values.tolist() == ["perturbation", "analytic"]
+    assert both.sizes["lag"] == 5
+    assert both["estimator"].values.tolist() == ["perturbation", "analytic"]
     assert np.isnan(both["stein_error"]).all()
     table = error_table(both)
     assert table.loc["analytic", "error"] == 0.0

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def z_downstream(ds, method, reference):
     cells = ds.sel(dy=0, dx=slice(0, 3)).isel(lag=slice(1, None))
-    m, r = cells.sel({"method": method}), cells.sel({"method": reference})
+    m, r = cells.sel(estimator=method), cells.sel(estimator=reference)
     band = np.sqrt(m["response_stderr"] ** 2 + r["response_stderr"] ** 2)
     return ((m["response"] - r["response"]) / band).values
 
@@ -34,7 +34,7 @@ def z_downstream(ds, method, reference):
 def _ou_responses(cfg):
     data = simulate(cfg, seed=11, device="cpu")
     max_lag = cfg.n_lags - 1
-    gfdt = gfdt_response(data, exact_score(cfg, "cpu"), max_lag, method="exact_score",
+    gfdt = gfdt_response(data, exact_score(cfg, "cpu"), max_lag, estimator="exact_score",
                          device="cpu")
     return gfdt, [gfdt, gaussian_response(data, max_lag, device="cpu"),
                   analytic_response(cfg, gfdt["lag"].values)]
@@ -76,7 +76,7 @@ def test_ou_gfdt_and_gaussian_agree_with_the_lm_closed_form_and_analytic():
     oracle = lm_correlation_response(cfg, gfdt["lag"].values)
     want = oracle.sel(dy=0, dx=slice(0, 3)).isel(lag=slice(1, None))["response"].values
     for method in ("exact_score", "gaussian"):
-        got = both.sel({"method": method}).sel(dy=0, dx=slice(0, 3)).isel(lag=slice(1, None))
+        got = both.sel(estimator=method).sel(dy=0, dx=slice(0, 3)).isel(lag=slice(1, None))
         z = ((got["response"] - want) / got["response_stderr"]).values  # the oracle is exact
         assert np.abs(z).max() < 4, method
         assert np.sqrt((z**2).mean()) < 2, method
@@ -122,7 +122,7 @@ def test_allen_cahn_exact_score_beats_gaussian():
     data = simulate(cfg, seed=1, device="cpu")
     max_lag = cfg.n_lags - 1
     both = combine([
-        gfdt_response(data, exact_score(cfg, "cpu"), max_lag, method="exact_score",
+        gfdt_response(data, exact_score(cfg, "cpu"), max_lag, estimator="exact_score",
                       device="cpu"),
         gaussian_response(data, max_lag, device="cpu"),
         perturbation_response(cfg, seed=2, device="cpu"),

@@ -72,7 +72,7 @@ def allen_cahn_table():
     results = [
         learned,
         gfdt_response(
-            ds, exact_score(cfg, device="cpu"), max_lag, device="cpu", method="exact_score"
+            ds, exact_score(cfg, device="cpu"), max_lag, device="cpu", estimator="exact_score"
         ),
         gaussian_response(ds, max_lag, device="cpu"),
         perturbation_response(cfg, seed=FRESH_SEED + 1, device="cpu"),

@@ -48,10 +48,10 @@ def test_simulate_then_compute_fills_results_table_and_status():
     assert tab.status.startswith("Simulation finished")
     tab.compute = True
     assert tab.runner.stage == "done", tab.status
-    methods = [str(m) for m in tab.responses["method"].values]
+    methods = [str(m) for m in tab.responses["estimator"].values]
     assert {"gaussian", "exact_score", "perturbation", "analytic"} <= set(methods)
     assert tab.responses.sizes["lag"] == tab.config().n_lags
-    table = tab.error_table.set_index("method")
+    table = tab.error_table.set_index("estimator")
     assert table.loc["analytic", "error"] == 0.0  # the reference
     # Loose physics check: 40 frames are plenty for the Gaussian estimate of a linear system.
     assert table.loc["gaussian", "error"] < 0.5
@@ -256,7 +256,7 @@ def test_train_save_and_reload_a_model_then_use_it_for_responses():
     assert tab.runner.stage == "done", tab.status
     assert tab.model_info["in use"] == "loaded: tiny_ou"
     tab.compute = True
-    table = tab.error_table.set_index("method")
+    table = tab.error_table.set_index("estimator")
     assert np.isfinite(table.loc["learned_score", "error"])
     assert np.isfinite(table.loc["learned_score", "stein_error"])
 
@@ -660,7 +660,7 @@ def test_a_verdict_explains_the_results_from_the_numbers():
 
     table = pd.DataFrame(
         {
-            "method": ["perturbation", "learned_score", "exact_score", "gaussian"],
+            "estimator": ["perturbation", "learned_score", "exact_score", "gaussian"],
             "error": [0.0, 0.03, 0.02, 0.45],
         }
     )

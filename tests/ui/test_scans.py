@@ -7,6 +7,7 @@ import pytest
 from gfdt_dash.scan import ScanSpec, run_scan
 from gfdt_dash.ui import store
 from gfdt_dash.ui.scans import ScansView, scan_plot, scan_summary
+from gfdt_dash.ui.views import DRAW_ORDER
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +32,23 @@ def test_the_view_lists_store_scans_and_summarises_error_against_the_parameter(s
     assert view.scan == "ou-U"
     assert view.parameter == "U"
     frame = view.summary
-    assert set(frame["method"]) == {"gaussian", "analytic"}
+    assert set(frame["estimator"]) == {"gaussian", "analytic"}
     assert sorted(frame["value"].unique()) == [0.05, 0.1]
     assert (frame["n"] == 2).all()  # two seeds per value
     ds = view.dataset
-    gauss = frame[(frame["method"] == "gaussian") & (frame["value"] == 0.1)].iloc[0]
-    cells = ds["error"].sel({"method": "gaussian"}).values[ds["U"].values == 0.1]
+    gauss = frame[(frame["estimator"] == "gaussian") & (frame["value"] == 0.1)].iloc[0]
+    cells = ds["error"].sel(estimator="gaussian").values[ds["U"].values == 0.1]
     assert gauss["mean"] == pytest.approx(cells.mean())
     assert gauss["lo"] == pytest.approx(cells.min()) and gauss["hi"] == pytest.approx(cells.max())
     assert gauss["mean"] < 0.2  # the Gaussian estimate is exact for a linear system
-    analytic = frame[frame["method"] == "analytic"]
+    analytic = frame[frame["estimator"] == "analytic"]
     assert (analytic["mean"] == 0.0).all()  # the reference
     # the plotted data is the summary; the band follows the choice
     overlay = scan_plot({"summary": frame, "parameter": "U"}, "±1 stderr")
-    area = overlay.get(len(overlay) - 3)  # the Gaussian slot's band (last method slot)
+    area = overlay.get(3 * DRAW_ORDER.index("gaussian"))  # the Gaussian slot's band
     np.testing.assert_allclose(
         area.dimension_values("hi"),
-        frame[frame["method"] == "gaussian"].sort_values("value").eval("mean + stderr"),
+        frame[frame["estimator"] == "gaussian"].sort_values("value").eval("mean + stderr"),
     )
     view.variable = "stein_error"  # NaN for the non-score methods: no rows, no crash
     assert view.summary.empty
@@ -115,7 +116,7 @@ def test_a_scan_started_from_the_tab_lands_in_the_store_and_is_shown():
     assert view.runner.stage == "done", form.status
     assert form.status.startswith("Scan **ou-kappa-ui** finished: 2 cells"), form.status
     assert view.scan == "ou-kappa-ui" and view.parameter == "kappa"
-    assert set(view.summary["method"]) == {"gaussian", "perturbation"}
+    assert set(view.summary["estimator"]) == {"gaussian", "perturbation"}
     assert sorted(view.summary["value"].unique()) == [0.002, 0.004]
     assert cells and cells[-1] == 1.0  # progress per finished cell
     form.run_scan = True  # the same name again: refused, the first scan is kept

@@ -100,7 +100,7 @@ def test_responses_job_in_a_worker_matches_in_process():
         worker.responses_job, cfg, sim, model, seed=0, device="cpu", processes=True
     )
     ref, ref_table = worker.responses_job(cfg, sim, model, seed=0, device="cpu")
-    assert set(got["method"].values) == set(ref["method"].values)
+    assert set(got["estimator"].values) == set(ref["estimator"].values)
     np.testing.assert_allclose(
         got["response"].values, ref["response"].values, rtol=1e-5, atol=1e-7, equal_nan=True
     )
