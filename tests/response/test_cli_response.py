@@ -1,6 +1,7 @@
 """``gfdt-dash response``: reads simulation netCDF, prints the error table, writes the result."""
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from gfdt_dash.cli import main
@@ -37,7 +38,12 @@ def test_response_command_errors_name_the_method(tmp_path, capsys):
     )
     args = ["response", "--data", str(bare), "--out", str(tmp_path / "r.nc"), "--device", "cpu"]
     assert main([*args, "--methods", "gaussian,exact_score", "--max-lag", "3"]) == 2
-    assert "--methods exact_score" in capsys.readouterr().err
+    assert "--methods 'exact_score' needs the system config" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # refused by the parser, naming the allowed ones
+        main([*args, "--methods", "gaussian,nope", "--max-lag", "3"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--methods: unknown method 'nope'; allowed: learned_score, exact_score," in err
     assert main(args) == 2  # no config: the lag must be given
     assert "--max-lag" in capsys.readouterr().err
     assert main([*args, "--max-lag", "3", "--quiet"]) == 0
