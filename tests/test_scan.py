@@ -1,9 +1,10 @@
 """Parameter scans on a real two-worker Dask LocalCluster, resumable cell by cell."""
 
 import pytest
+import xarray as xr
 
-from gfdt_dash.data import open_dataset
-from gfdt_dash.scan import ScanSpec, cell_id, run_scan
+from gfdt_dash.data import open_dataset, write_netcdf
+from gfdt_dash.scan import ScanSpec, cell_id, collect, run_scan
 
 
 def test_scan_runs_on_two_workers_and_resumes(tmp_path, tiny_scan_spec):
@@ -26,6 +27,14 @@ def test_scan_runs_on_two_workers_and_resumes(tmp_path, tiny_scan_spec):
     run_scan(spec, tmp_path, n_workers=1, on_cell=lambda d, t, c: seen.append(c))
     assert seen == [spec.cells()[0]]
     assert kept.stat().st_mtime_ns == stamp
+    # Cells written before the methods' dimension was named `estimator` collect with new ones.
+    current = open_dataset(tmp_path / "scan.nc")
+    old = xr.load_dataset(kept, engine="h5netcdf").rename({"estimator": "method"})
+    write_netcdf(old, kept)
+    assert "method" in xr.load_dataset(kept, engine="h5netcdf").dims
+    mixed = collect(spec, tmp_path / "cells")
+    assert mixed["curve"].dims == ("cell", "estimator", "lag", "dx")
+    xr.testing.assert_identical(mixed["error"], current["error"])
 
 
 @pytest.mark.parametrize(

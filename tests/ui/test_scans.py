@@ -2,8 +2,11 @@
 
 import holoviews.plotting.bokeh  # noqa: F401  (options need a plotting backend, as in the app)
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 
+from gfdt_dash.data import write_netcdf
 from gfdt_dash.scan import ScanSpec, run_scan
 from gfdt_dash.ui import store
 from gfdt_dash.ui.scans import ScansView, scan_plot, scan_summary
@@ -52,6 +55,17 @@ def test_the_view_lists_store_scans_and_summarises_error_against_the_parameter(s
     )
     view.variable = "stein_error"  # NaN for the non-score methods: no rows, no crash
     assert view.summary.empty
+
+
+def test_a_scan_written_with_the_older_method_dimension_is_shown(scan_dir):
+    path = _install(scan_dir, "old-layout")
+    new = xr.load_dataset(path, engine="h5netcdf")
+    write_netcdf(new.rename({"estimator": "method"}), path)
+    view = ScansView()
+    view.scan = "old-layout"
+    assert set(view.summary["estimator"]) == {"gaussian", "analytic"}
+    pd.testing.assert_frame_equal(view.summary, scan_summary(new, "U"))
+    assert "methods gaussian, analytic" in view.status
 
 
 def test_an_empty_store_explains_how_to_make_a_scan():
