@@ -216,7 +216,7 @@ def test_run_all_on_navier_stokes_classroom(server, browser, shots):
     context.close()
 
 
-METHODS = {
+EXPECTED_METHODS = {  # per system: the rows of its error table
     "ou": ("analytic", "perturbation", "learned_score", "exact_score", "gaussian"),
     "allen_cahn": ("perturbation", "learned_score", "exact_score", "gaussian"),
     "navier_stokes": ("perturbation", "learned_score", "gaussian"),
@@ -353,7 +353,7 @@ def test_three_systems_in_one_session_keep_their_own_axis_ranges(server, browser
             page.locator(".bk-tab", has_text=title).click()
         placeholders = run_all_in_shown_tab(page)
         wait_figures_drawn(page, placeholders)
-        assert_error_table(page, METHODS[system])
+        assert_error_table(page, EXPECTED_METHODS[system])
         plots = assert_ranges_fit(page)
         assert plots > drawn, (system, plots, drawn)  # this system's figures were checked too
         drawn = plots
@@ -369,7 +369,7 @@ def test_allen_cahn_error_table_in_a_fresh_session(server, browser):
     page.locator(".bk-tab", has_text=TABS["allen_cahn"]).click()
     placeholders = run_all_in_shown_tab(page)
     wait_figures_drawn(page, placeholders)
-    assert_error_table(page, METHODS["allen_cahn"])
+    assert_error_table(page, EXPECTED_METHODS["allen_cahn"])
     assert errors == []
     context.close()
 
