@@ -29,6 +29,7 @@ from gfdt_dash.devices import resolve_device
 from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
 from gfdt_dash.response.bands import N_BOOT, bootstrap_stderr
 from gfdt_dash.response.correlation import block_layout, correlation_sums
+from gfdt_dash.response.methods import ESTIMATORS
 from gfdt_dash.response.result import (
     NULL_RTOL,
     normalize,
@@ -109,10 +110,10 @@ def _check_common(batch_size: int, n_blocks: int | None, estimator: str | None =
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
     if n_blocks is not None and (not isinstance(n_blocks, int) or n_blocks < 2):
         raise ValueError(f"n_blocks: must be an integer >= 2, got {n_blocks!r}")
-    if estimator is not None and estimator not in ("learned_score", "exact_score"):
-        raise ValueError(
-            f"estimator: {estimator!r} not allowed; allowed: learned_score, exact_score"
-        )
+    if estimator is not None:
+        allowed = [m for m, spec in ESTIMATORS.items() if spec.score_based]
+        if estimator not in allowed:
+            raise ValueError(f"estimator: {estimator!r} not allowed; allowed: {', '.join(allowed)}")
 
 
 def _score_source(

@@ -52,6 +52,9 @@ class MethodSpec:
     ``needs_exact_score`` / ``needs_analytic_response`` (a system that has a closed-form score /
     response, :func:`system_has`).
 
+    ``score_based``: a GFDT estimate with a score (:func:`gfdt_dash.response.gfdt_response`),
+    which also reports the raw response and the Stein-identity error.
+
     ``reference_rank``: methods that can serve as the truth the errors are measured against; of
     those present, the lowest rank is the reference (:func:`reference_method`). ``markers``: drawn
     as markers on top of the curves (direct perturbation), not as a line.
@@ -65,6 +68,7 @@ class MethodSpec:
     needs_config: bool = False
     needs_exact_score: bool = False
     needs_analytic_response: bool = False
+    score_based: bool = False
     reference_rank: int | None = None
     markers: bool = False
 
@@ -130,6 +134,7 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 color="#2ca02c",
                 estimate=_learned_score,
                 needs_score_model=True,
+                score_based=True,
             ),
             MethodSpec(
                 name="exact_score",
@@ -138,6 +143,7 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 estimate=_exact_score,
                 needs_config=True,
                 needs_exact_score=True,
+                score_based=True,
             ),
             MethodSpec(
                 name="gaussian",

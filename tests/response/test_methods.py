@@ -58,6 +58,7 @@ def test_the_table_holds_the_studys_methods_labels_and_colours():
     assert len({spec.label for spec in ESTIMATORS.values()}) == len(ESTIMATORS)
     assert all(spec.name == name for name, spec in ESTIMATORS.items())
     assert [n for n, s in ESTIMATORS.items() if s.markers] == ["perturbation"]
+    assert [n for n, s in ESTIMATORS.items() if s.score_based] == ["learned_score", "exact_score"]
     with pytest.raises(TypeError):
         ESTIMATORS["mine"] = ESTIMATORS["gaussian"]  # read-only
 
