@@ -1,8 +1,11 @@
 """The end-to-end pipeline, its stage cache and the reproduction report."""
 
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 
+from gfdt_dash.data import write_netcdf
 from gfdt_dash.pipeline import compute_responses, default_methods, run_pipeline
 from gfdt_dash.report import write_report
 from gfdt_dash.systems import AllenCahnConfig, NavierStokesConfig, OUConfig
@@ -42,6 +45,12 @@ def test_pipeline_without_model_caches_every_stage(tmp_path):
         again.responses["response"].values, first.responses["response"].values
     )
     assert again.timings["simulate"] < first.timings["simulate"]
+    # A cache written before the methods' dimension was named `estimator` is still used.
+    cached = next(tmp_path.iterdir()) / "responses.nc"
+    write_netcdf(xr.load_dataset(cached, engine="h5netcdf").rename(estimator="method"), cached)
+    old = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
+    assert old.responses["response"].dims == ("estimator", "lag", "dy", "dx")
+    pd.testing.assert_frame_equal(old.errors, first.errors)
 
 
 def test_learned_score_needs_a_model():
