@@ -26,7 +26,7 @@ from gfdt_dash.data import atomic_write_bytes, open_dataset, write_netcdf
 from gfdt_dash.devices import resolve_device
 from gfdt_dash.progress import Progress, ProgressCallback, StopCheck
 from gfdt_dash.seeds import check_seed, derived_seed
-from gfdt_dash.systems import OUConfig, SystemConfig, simulate
+from gfdt_dash.systems import SystemConfig, simulate, system_spec
 
 __all__ = [
     "PipelineResult",
@@ -43,14 +43,20 @@ ModelChoice = Any  # "shipped" | "train" | a checkpoint path | a ScoreModel | No
 
 
 def default_methods(config: SystemConfig | None, with_model: bool = True) -> tuple[str, ...]:
-    """Every method that applies: ``config`` None means user data without a system config."""
+    """Every method that applies: ``config`` None means user data without a system config.
+
+    The closed-form methods follow the system's capabilities in the registry
+    (:class:`~gfdt_dash.systems.SystemSpec`): ``exact_score`` where it has an exact score,
+    ``analytic`` where it has an analytic response.
+    """
+    closed = system_spec(config).methods if config is not None else ()
     methods = ["learned_score"] if with_model else []
-    if config is not None and config.system in ("ou", "allen_cahn"):
+    if "exact_score" in closed:
         methods.append("exact_score")
     methods.append("gaussian")
     if config is not None:
         methods.append("perturbation")
-    if isinstance(config, OUConfig):
+    if "analytic" in closed:
         methods.append("analytic")
     return tuple(methods)
 
@@ -321,7 +327,8 @@ def run_pipeline(
         t0 = time.perf_counter()
         from gfdt_dash.response import exact_score
 
-        exact = exact_score(config, device=dev) if config.system != "navier_stokes" else None
+        has_exact = system_spec(config).exact_score is not None
+        exact = exact_score(config, device=dev) if has_exact else None
         diagnostics = _stage(
             cached("diagnostics.json"),
             lambda: diagnose(

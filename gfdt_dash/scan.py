@@ -247,11 +247,19 @@ def cell_id(spec: ScanSpec, cell: dict[str, Any]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def run_cell(spec: ScanSpec, cell: dict[str, Any], device: str = "cpu") -> xr.Dataset:
-    """Run one cell (in a Dask worker or inline) and return its small result dataset."""
+def run_cell(
+    spec: ScanSpec, cell: dict[str, Any], device: str = "cpu", plugins: tuple[str, ...] = ()
+) -> xr.Dataset:
+    """Run one cell (in a Dask worker or inline) and return its small result dataset.
+
+    ``plugins``: plug-in files to load first (a worker process has not loaded the files that
+    registered a plug-in system in the process that submitted the cell; loading is idempotent).
+    """
     from gfdt_dash.pipeline import run_pipeline
     from gfdt_dash.score import TrainConfig
+    from gfdt_dash.systems import load_plugins
 
+    load_plugins(plugins)
     config = spec.config(cell)
     train = TrainConfig.preset("classroom", **spec.train) if spec.train else None
     result = run_pipeline(
@@ -362,6 +370,7 @@ def run_scan(
     limits: CostLimits | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_cell: Callable[[int, int, dict[str, Any]], None] | None = None,
+    plugins: tuple[str, ...] | None = None,
 ) -> xr.Dataset | None:
     """Run every unfinished cell on Dask and collect the results into ``<out_dir>/scan.nc``.
 
@@ -371,8 +380,13 @@ def run_scan(
     ``limits`` the summed cost of the unfinished cells is checked before any cluster starts.
     ``on_start(total, done)`` is called
     once everything is validated, before any cell runs; ``on_cell(done, total, cell)`` reports
-    progress as cells finish.
+    progress as cells finish. ``plugins``: plug-in files every worker loads before its cells
+    (default: every plug-in file loaded in this process,
+    :func:`gfdt_dash.systems.loaded_plugins`), so a scan of a plug-in system runs anywhere.
     """
+    from gfdt_dash.systems import loaded_plugins
+
+    plugins = tuple(loaded_plugins() if plugins is None else plugins)
     for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
@@ -413,7 +427,7 @@ def run_scan(
             ) from exc
         try:
             client.run(_limit_threads, threads_per_worker)
-            futures = {client.submit(run_cell, spec, c, device, pure=False): c for c in todo}
+            futures = {client.submit(run_cell, spec, c, device, plugins, pure=False): c for c in todo}
             for future in as_completed(futures):
                 cell = futures[future]
                 write_netcdf(future.result(), cells_dir / f"{cell_id(spec, cell)}.nc")

@@ -50,19 +50,19 @@ _TRUTH = "perturbation"
 
 
 def system_methods(system: str) -> tuple[str, ...]:
-    """The methods a system has, in drawing order (the truth last): the analytic response exists
-    for Ornstein–Uhlenbeck only, the exact score for Ornstein–Uhlenbeck and Allen–Cahn."""
-    have = {
-        "ou": {"analytic", "perturbation", "learned_score", "exact_score", "gaussian"},
-        "allen_cahn": {"perturbation", "learned_score", "exact_score", "gaussian"},
-    }.get(system, {"perturbation", "learned_score", "gaussian"})
+    """The methods a system has, in drawing order (the truth last): the closed-form ones (exact
+    score, analytic response) where the system's registry entry declares them."""
+    from gfdt_dash.systems import system_spec
+
+    have = {"perturbation", "learned_score", "gaussian", *system_spec(system).methods}
     order = [m for m, _, _ in METHODS if m != _TRUTH] + [_TRUTH]
     return tuple(m for m in order if m in have)
 
 
 def _slots(methods: tuple[str, ...] | None) -> list[tuple[str, str, str]]:
     style = {m: (m, label, color) for m, label, color in METHODS}
-    return [style[m] for m in (methods or system_methods("ou"))]
+    every = [m for m, _, _ in METHODS if m != _TRUTH] + [_TRUTH]  # drawing order, truth last
+    return [style[m] for m in (methods or every)]
 
 
 _LOSS_COLUMNS = ("step", "train_loss", "val_loss")
