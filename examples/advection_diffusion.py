@@ -73,9 +73,7 @@ class AdvectionDiffusionConfig(SystemConfig):
     angle: float = config_field(
         30.0, -180.0, 180.0, "angle α of the mean flow to the x axis", "degrees"
     )
-    gamma: float = config_field(
-        0.05, 0.0, 10.0, "damping γ of every mode", "1/time", lo_open=True
-    )
+    gamma: float = config_field(0.05, 0.0, 10.0, "damping γ of every mode", "1/time", lo_open=True)
     dt: float = config_field(1 / 8, 0.0, 1.0, "time step", "time", lo_open=True)
     members: int = config_field(32, 1, 4096, "ensemble members", integer=True)
     frame_members: int = config_field(
@@ -220,7 +218,8 @@ class AdvectionDiffusionSystem(System):
         """Exact score ``−C⁻¹θ``: ``(2/N²) F⁻¹[−(r/Σ̂) θ̂]`` of fields ``(batch, y, x)``."""
         g = self.grid
         theta = theta.to(device=self.device, dtype=self.dtype)
-        return (2.0 / g.n**2) * g.to_physical(-(self.rate_hat / self.sigma_hat) * g.to_spectral(theta))
+        precision_hat = self.rate_hat / self.sigma_hat  # (N²/2) C⁻¹ per mode
+        return (2.0 / g.n**2) * g.to_physical(-precision_hat * g.to_spectral(theta))
 
 
 def exact_score(config: AdvectionDiffusionConfig, device="auto", dtype="float32"):

@@ -512,9 +512,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_response)
     p = sub.add_parser("reproduce", help="run the full comparison per system, write a report")
     p.add_argument("--preset", default="classroom", choices=["classroom", "paper"])
-    p.add_argument(
-        "--systems", help="comma-separated subset (default: every registered system)"
-    )
+    p.add_argument("--systems", help="comma-separated subset (default: every registered system)")
     p.add_argument(
         "--use-shipped",
         action="store_true",

@@ -427,7 +427,9 @@ def run_scan(
             ) from exc
         try:
             client.run(_limit_threads, threads_per_worker)
-            futures = {client.submit(run_cell, spec, c, device, plugins, pure=False): c for c in todo}
+            futures = {
+                client.submit(run_cell, spec, c, device, plugins, pure=False): c for c in todo
+            }
             for future in as_completed(futures):
                 cell = futures[future]
                 write_netcdf(future.result(), cells_dir / f"{cell_id(spec, cell)}.nc")

@@ -59,8 +59,7 @@ def exact_score(
     if spec.exact_score is None:
         have = [n for n in system_names() if system_spec(n).exact_score is not None]
         raise ValueError(
-            f"config: an exact score exists only for {', '.join(have)}, "
-            f"got {type(config).__name__}"
+            f"config: an exact score exists only for {', '.join(have)}, got {type(config).__name__}"
         )
     return spec.exact_score(config, device, dtype)
 

@@ -234,9 +234,7 @@ def system_spec(system: str | SystemConfig | type[SystemConfig]) -> SystemSpec:
     try:
         return _SPECS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"system: unknown system {name!r}; allowed: {', '.join(_SPECS)}"
-        ) from None
+        raise ValueError(f"system: unknown system {name!r}; allowed: {', '.join(_SPECS)}") from None
 
 
 # -- plug-in files ----------------------------------------------------------------------------
@@ -401,4 +399,3 @@ BUILTIN_SYSTEMS: tuple[str, ...] = tuple(s.name for s in _BUILTIN)
 for _spec in _BUILTIN:
     register_system(_spec)
 del _spec
-

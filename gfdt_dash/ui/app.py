@@ -56,10 +56,10 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     """Build the page for one session (all state lives in the returned objects).
 
     One system tab per registered system, after loading the plug-in files of
-    ``GFDT_DASH_PLUGINS`` (paths separated by ``:``). The system tabs and the Scans tab are built the first time they are shown (the first system
-    tab once the page has loaded), one paced callback each (:mod:`gfdt_dash.ui.pacing`), so a
-    new page costs the server little. When the browser session closes, every job of its tabs is
-    cancelled.
+    ``GFDT_DASH_PLUGINS`` (paths separated by ``:``). The system tabs and the Scans tab are
+    built the first time they are shown (the first system tab once the page has loaded), one
+    paced callback each (:mod:`gfdt_dash.ui.pacing`), so a new page costs the server little.
+    When the browser session closes, every job of its tabs is cancelled.
     """
     pn.extension("tabulator", notifications=True, sizing_mode="stretch_width")
     plugins_from_env()  # GFDT_DASH_PLUGINS: each plug-in system gets a tab (idempotent)
