@@ -230,7 +230,7 @@ def analytic_response(config: AdvectionDiffusionConfig, lags: np.ndarray) -> np.
     """``R(t) = F⁻¹[exp((Â − r) t)]``, the response to a unit kick at pixel (0, 0), float64."""
     g = Grid(config.n, torch.device("cpu"), torch.float64)
     rate, skew = _rates(config, g)
-    t = torch.as_tensor(np.asarray(lags, dtype=np.float64))[:, None, None]
+    t = torch.tensor(np.asarray(lags, dtype=np.float64))[:, None, None]
     return g.to_physical(torch.exp((skew - rate) * t)).numpy()
 
 

@@ -168,7 +168,7 @@ def analytic_response(config: Any, lags: Any) -> xr.Dataset:
             f"config: the analytic response exists only for {', '.join(have)}, "
             f"got {type(config).__name__}"
         )
-    lags = np.asarray(lags, dtype=np.float64)
+    lags = np.array(lags, dtype=np.float64)  # a copy: the closed form may write to it
     if lags.ndim != 1 or lags.size == 0 or not np.isfinite(lags).all() or (lags < 0).any():
         raise ValueError("lags: expected a non-empty 1-D sequence of non-negative times")
     c = config

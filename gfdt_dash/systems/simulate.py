@@ -24,6 +24,8 @@ def make_system(
     config: SystemConfig, device: str | torch.device = "auto", dtype: str | torch.dtype = "float32"
 ) -> System:
     """The simulator for ``config`` on ``device`` in ``dtype`` (its registered factory)."""
+    if not isinstance(config, SystemConfig):
+        raise TypeError(f"config: expected a SystemConfig, got {type(config).__name__}")
     return system_spec(config).make_system(config, device, dtype)
 
 
