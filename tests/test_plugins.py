@@ -287,3 +287,32 @@ def test_a_scan_of_a_plugin_system_runs_on_dask_workers(tmp_path, clean_registry
     assert ds.sizes["cell"] == 2
     errors = ds["error"].values
     assert np.isfinite(errors).all() and errors.max() < 1.0
+
+
+def test_dashboard_worker_processes_load_the_plugins_of_the_environment(
+    monkeypatch, clean_registry
+):
+    """A plug-in config crosses to a fresh worker process pickled by class name: the worker
+    loads GFDT_DASH_PLUGINS (inherited) before it unpickles the job."""
+    from gfdt_dash.systems import get_config, plugins_from_env, simulate
+    from gfdt_dash.ui import worker
+
+    monkeypatch.setenv("GFDT_DASH_PLUGINS", str(PLUGIN))
+    plugins_from_env()
+    config = get_config(
+        NAME,
+        n=8,
+        members=4,
+        frame_members=4,
+        spinup=0.0,
+        record=8.0,
+        snapshot_every=4.0,
+        max_lag=4.0,
+        restart_every=4.0,
+    )
+    try:
+        ds = worker.call(simulate, config, seed=2, device="cpu", processes=True)
+    finally:
+        worker.shutdown()
+    ref = simulate(config, seed=2, device="cpu")
+    np.testing.assert_array_equal(ds["field"].values, ref["field"].values)

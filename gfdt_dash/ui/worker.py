@@ -102,10 +102,12 @@ def _init_worker(progress_queue: Any, cancelled: Any, nice: int, plugins: tuple 
     import torch
 
     torch.set_num_threads(1)
-    if plugins:  # the server's plug-in systems: their configs arrive pickled by class name
-        from gfdt_dash.systems import load_plugins
+    # The server's plug-in systems (GFDT_DASH_PLUGINS, inherited, and the files the server had
+    # loaded when this worker started): their configs arrive pickled by class name.
+    from gfdt_dash.systems import load_plugins, plugins_from_env
 
-        load_plugins(plugins)
+    plugins_from_env()
+    load_plugins(plugins)
 
 
 def _warm() -> int:
