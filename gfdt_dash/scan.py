@@ -14,6 +14,10 @@ A scan spec (TOML, or the same dict in Python)::
     [train]                    # optional TrainConfig overrides
     n_steps = 1500
 
+``system`` may be a plug-in system (:mod:`gfdt_dash.systems.registry`): load its file with
+``gfdt-dash scan --plugin PATH``, or name it in the spec, ``plugins = ["my_system.py"]`` (paths
+relative to the spec's folder). Every Dask worker loads the same files before its cells.
+
 Each finished cell is written atomically to ``<out>/cells/<cell-id>.nc`` (its error table and
 response curves at the kicked pixel and 3 cells downstream); ``<out>/scan.nc`` collects all
 finished cells and is rewritten atomically after each one. A cell whose file exists is skipped,
@@ -47,7 +51,7 @@ import xarray as xr
 from gfdt_dash.cost import CostLimits, JobCost
 from gfdt_dash.data import open_dataset, write_netcdf
 from gfdt_dash.seeds import check_seed
-from gfdt_dash.systems import get_config
+from gfdt_dash.systems import get_config, load_plugins
 
 __all__ = [
     "MAX_CELLS",
@@ -94,6 +98,7 @@ class ScanSpec:
     methods: tuple[str, ...] | None = None
     fixed: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanSpec:
@@ -103,10 +108,27 @@ class ScanSpec:
 
         if not isinstance(d, dict):
             raise ValueError(f"spec: must be a table of scan fields, got {type(d).__name__}")
-        known = {"system", "preset", "params", "seeds", "model", "methods", "fixed", "train"}
+        known = {
+            "system",
+            "preset",
+            "params",
+            "seeds",
+            "model",
+            "methods",
+            "fixed",
+            "train",
+            "plugins",
+        }
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: not a scan field; allowed: {', '.join(sorted(known))}")
+        plugins = d.get("plugins", [])
+        if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+            raise ValueError(f"plugins: must be a list of file paths, got {plugins!r:.60}")
+        try:
+            load_plugins(plugins)
+        except ValueError as exc:
+            raise ValueError(f"plugins: {exc}") from None
         if "system" not in d:
             raise ValueError("system: a scan needs a system")
         for name in ("system", "preset"):
@@ -175,6 +197,7 @@ class ScanSpec:
             methods=tuple(methods) if methods else None,
             fixed=dict(fixed),
             train=dict(train),
+            plugins=tuple(plugins),
         )
         for overrides in spec.cells():  # validate every cell's config up front
             spec.config(overrides)
@@ -195,6 +218,10 @@ class ScanSpec:
             raise ValueError(f"spec: {str(path)!r} is not valid TOML ({exc})") from None
         except OSError as exc:
             raise ValueError(f"spec: cannot read {str(path)!r} ({exc.strerror})") from None
+        if isinstance(raw.get("plugins"), list):  # relative to the spec's folder
+            raw["plugins"] = [
+                str(path.parent / p) if isinstance(p, str) else p for p in raw["plugins"]
+            ]
         try:
             return cls.from_dict(raw)
         except ValueError as exc:
@@ -257,9 +284,8 @@ def run_cell(
     """
     from gfdt_dash.pipeline import run_pipeline
     from gfdt_dash.score import TrainConfig
-    from gfdt_dash.systems import load_plugins
 
-    load_plugins(plugins)
+    load_plugins((*plugins, *spec.plugins))
     config = spec.config(cell)
     train = TrainConfig.preset("classroom", **spec.train) if spec.train else None
     result = run_pipeline(

@@ -316,3 +316,23 @@ def test_dashboard_worker_processes_load_the_plugins_of_the_environment(
         worker.shutdown()
     ref = simulate(config, seed=2, device="cpu")
     np.testing.assert_array_equal(ds["field"].values, ref["field"].values)
+
+
+def test_a_scan_spec_may_name_its_plugin_files(tmp_path, clean_registry):
+    import shutil
+
+    from gfdt_dash.scan import ScanSpec
+
+    shutil.copy(PLUGIN, tmp_path / "ad.py")
+    toml = tmp_path / "scan.toml"
+    toml.write_text(
+        f'system = "{NAME}"\nplugins = ["ad.py"]\nmodel = "none"\n[params]\nangle = [0.0, 45.0]\n'
+    )
+    spec = ScanSpec.from_toml(toml)  # the path is relative to the spec's folder
+    assert spec.plugins == (str(tmp_path / "ad.py"),)
+    assert spec.config(spec.cells()[1]).angle == 45.0
+    toml.write_text(f'system = "{NAME}"\nplugins = ["gone.py"]\n[params]\nangle = [0.0]\n')
+    with pytest.raises(ValueError, match=r"^spec '.*scan.toml': plugins: plugin '.*gone.py': no "):
+        ScanSpec.from_toml(toml)
+    with pytest.raises(ValueError, match="^plugins: must be a list of file paths"):
+        ScanSpec.from_dict({"system": "ou", "plugins": "ad.py", "params": {"U": [0.1]}})
