@@ -562,8 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_plugins(argv)
     except ValueError as exc:
-        command = next((a for a in argv if not a.startswith("-")), "")
-        print(f"gfdt-dash {command}: error: {_one_line(exc)}".replace("  ", " "), file=sys.stderr)
+        commands = ("simulate", "train", "response", "reproduce", "scan")
+        command = next((f"gfdt-dash {a}" for a in argv if a in commands), "gfdt-dash")
+        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     parser = _build_parser()
     args = parser.parse_args(argv)

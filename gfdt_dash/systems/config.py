@@ -1,4 +1,4 @@
-"""Frozen, validated configuration dataclasses for the three systems.
+"""Frozen, validated configuration dataclasses of the built-in systems (and their base class).
 
 A config holds everything that defines a run: the physics, the grid and time step, and the run
 protocol (ensemble size, spin-up, record length, frame intervals, the direct-perturbation
