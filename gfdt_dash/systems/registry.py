@@ -234,7 +234,14 @@ def system_spec(system: str | SystemConfig | type[SystemConfig]) -> SystemSpec:
     try:
         return _SPECS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"system: unknown system {name!r}; allowed: {', '.join(_SPECS)}") from None
+        hint = (
+            " (a plug-in system is known once its file is loaded: --plugin PATH, "
+            f"{PLUGINS_ENV} or load_plugin)"
+            if isinstance(name, str) and name
+            else ""
+        )
+        allowed = ", ".join(_SPECS)
+        raise ValueError(f"system: unknown system {name!r}; allowed: {allowed}{hint}") from None
 
 
 # -- plug-in files ----------------------------------------------------------------------------
