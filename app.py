@@ -13,7 +13,7 @@ import gc
 
 import panel as pn
 
-from gfdt_dash.systems import SYSTEMS
+from gfdt_dash.systems import SYSTEMS, plugins_from_env
 from gfdt_dash.threads import set_threads
 from gfdt_dash.ui import worker
 from gfdt_dash.ui.app import TITLE, create_app
@@ -23,6 +23,7 @@ from gfdt_dash.ui.tab import reference_costs
 set_threads(1)
 
 if pn.state.served:
+    plugins_from_env()  # GFDT_DASH_PLUGINS: plug-in systems, before the workers and estimates
     if worker.start(POOL_SIZE):  # the server's first run of this script (later ones start none)
         for system in SYSTEMS:  # the job estimates' reference timings, read once, now
             reference_costs(system)

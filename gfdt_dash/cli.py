@@ -142,6 +142,30 @@ def _add_common(
     p.add_argument("--debug", action="store_true", help="print the traceback of an error")
 
 
+def _add_plugin(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin",
+        action="append",
+        metavar="PATH",
+        help="a Python file that registers a system (gfdt_dash.systems.register_system); "
+        "repeatable. Loaded before the other options are read, so --system accepts its names",
+    )
+
+
+def _load_plugins(argv: Sequence[str]) -> None:
+    """Load the ``--plugin`` files of ``argv`` before the parser is built (its ``--system``
+    choices are the registered systems)."""
+    from gfdt_dash.systems import load_plugins
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    try:
+        load_plugins(known.plugin)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
+
+
 def _add_cost_limit(p: argparse.ArgumentParser, train: bool = False) -> None:
     if train:
         p.add_argument(
@@ -263,9 +287,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gfdt_dash.cost import JobCost
     from gfdt_dash.pipeline import pipeline_cost, run_pipeline
     from gfdt_dash.report import write_report
-    from gfdt_dash.systems import get_config
+    from gfdt_dash.systems import get_config, system_names, system_spec
 
-    systems = args.systems.split(",") if args.systems else ["ou", "allen_cahn", "navier_stokes"]
+    systems = args.systems.split(",") if args.systems else list(system_names())
     model = "shipped" if args.use_shipped else "train"
     if args.use_shipped and args.preset != "classroom":
         raise ValueError("--use-shipped: the shipped models are for the classroom preset only")
@@ -276,6 +300,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             configs.append(get_config(system.strip(), args.preset))
         except ValueError as exc:
             raise ValueError(f"--systems: {exc}") from None
+    if args.use_shipped:
+        missing = [c.system for c in configs if system_spec(c).shipped_model is None]
+        if missing:
+            raise ValueError(
+                f"--use-shipped: no shipped model for {', '.join(missing)}; leave it out of "
+                "--systems or train (without --use-shipped)"
+            )
     limits = _limits(args)
     total = sum((pipeline_cost(c, model=model) for c in configs), JobCost())
     limits.check(total, "reproduction")
@@ -305,6 +336,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
         logging.getLogger("distributed").setLevel(logging.ERROR)
     from gfdt_dash.scan import ScanSpec, results_table, run_scan
+    from gfdt_dash.systems import loaded_plugins
 
     spec = ScanSpec.from_toml(args.spec)
     out = _check_folder(args.out)
@@ -326,6 +358,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         limits=_limits(args),
         on_start=on_start,
         on_cell=on_cell,
+        plugins=loaded_plugins(),
     )
     if ds is not None:
         print(results_table(ds).to_string(float_format=lambda v: f"{v:.3g}"))
@@ -346,7 +379,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train_score,
     )
     from gfdt_dash.score.training import as_snapshots
-    from gfdt_dash.systems import FieldSystem, make_system
+    from gfdt_dash.systems import system_spec
 
     check_destination(args.out, inputs=[("data", args.data)], name="--out")
     ds = open_dataset(args.data, name="data")
@@ -407,8 +440,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if not args.no_diagnostics:
         held_out = split_snapshots(arr, train_cfg.val_fraction)[1]
-        system = make_system(config, device=model.device) if config is not None else None
-        exact = system.score if isinstance(system, FieldSystem) else None
+        exact = None
+        if config is not None and system_spec(config).exact_score is not None:
+            exact = system_spec(config).exact_score(config, model.device, "float32")
         model.metadata["diagnostics"] = diagnose(
             model, held_out, exact, seed=args.seed, device=model.device
         )
@@ -444,6 +478,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output netCDF path")
     _add_common(p)
     _add_cost_limit(p)
+    _add_plugin(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train a score model on simulated snapshots (netCDF)")
@@ -471,6 +506,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
     _add_common(p)
     _add_cost_limit(p, train=True)
+    _add_plugin(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("response", help="compute and compare responses, write netCDF")
@@ -491,10 +527,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output netCDF path (methods combined)")
     _add_common(p)
     _add_cost_limit(p)
+    _add_plugin(p)
     p.set_defaults(func=_cmd_response)
     p = sub.add_parser("reproduce", help="run the full comparison per system, write a report")
     p.add_argument("--preset", default="classroom", choices=["classroom", "paper"])
-    p.add_argument("--systems", help="comma-separated subset (default: all three)")
+    p.add_argument("--systems", help="comma-separated subset (default: every registered system)")
     p.add_argument(
         "--use-shipped",
         action="store_true",
@@ -504,6 +541,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_cost_limit(p)
     _add_cost_limit(p, train=True)
+    _add_plugin(p)
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("scan", help="parameter scan on Dask; results append to OUT/scan.nc")
@@ -522,6 +560,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(p, device="cpu", seed=False, threads=False)
     _add_cost_limit(p)
     _add_cost_limit(p, train=True)
+    _add_plugin(p)
     p.set_defaults(func=_cmd_scan)
     return parser
 
@@ -538,6 +577,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _load_plugins(argv)
+    except ValueError as exc:
+        commands = ("simulate", "train", "response", "reproduce", "scan")
+        command = next((f"gfdt-dash {a}" for a in argv if a in commands), "gfdt-dash")
+        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

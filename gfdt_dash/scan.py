@@ -14,6 +14,10 @@ A scan spec (TOML, or the same dict in Python)::
     [train]                    # optional TrainConfig overrides
     n_steps = 1500
 
+``system`` may be a plug-in system (:mod:`gfdt_dash.systems.registry`): load its file with
+``gfdt-dash scan --plugin PATH``, or name it in the spec, ``plugins = ["my_system.py"]`` (paths
+relative to the spec's folder). Every Dask worker loads the same files before its cells.
+
 Each finished cell is written atomically to ``<out>/cells/<cell-id>.nc`` (its error table and
 response curves at the kicked pixel and 3 cells downstream, along an ``estimator`` dimension);
 ``<out>/scan.nc`` collects all finished cells and is rewritten atomically after each one. A cell
@@ -49,7 +53,7 @@ import xarray as xr
 from gfdt_dash.cost import CostLimits, JobCost
 from gfdt_dash.data import open_dataset, write_netcdf
 from gfdt_dash.seeds import check_seed
-from gfdt_dash.systems import get_config
+from gfdt_dash.systems import get_config, load_plugins
 
 __all__ = [
     "MAX_CELLS",
@@ -96,6 +100,7 @@ class ScanSpec:
     methods: tuple[str, ...] | None = None
     fixed: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanSpec:
@@ -105,10 +110,27 @@ class ScanSpec:
 
         if not isinstance(d, dict):
             raise ValueError(f"spec: must be a table of scan fields, got {type(d).__name__}")
-        known = {"system", "preset", "params", "seeds", "model", "methods", "fixed", "train"}
+        known = {
+            "system",
+            "preset",
+            "params",
+            "seeds",
+            "model",
+            "methods",
+            "fixed",
+            "train",
+            "plugins",
+        }
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: not a scan field; allowed: {', '.join(sorted(known))}")
+        plugins = d.get("plugins", [])
+        if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+            raise ValueError(f"plugins: must be a list of file paths, got {plugins!r:.60}")
+        try:
+            load_plugins(plugins)
+        except ValueError as exc:
+            raise ValueError(f"plugins: {exc}") from None
         if "system" not in d:
             raise ValueError("system: a scan needs a system")
         for name in ("system", "preset"):
@@ -173,6 +195,7 @@ class ScanSpec:
             methods=tuple(methods) if methods else None,
             fixed=dict(fixed),
             train=dict(train),
+            plugins=tuple(plugins),
         )
         for overrides in spec.cells():  # validate every cell's config up front
             spec.config(overrides)
@@ -193,6 +216,10 @@ class ScanSpec:
             raise ValueError(f"spec: {str(path)!r} is not valid TOML ({exc})") from None
         except OSError as exc:
             raise ValueError(f"spec: cannot read {str(path)!r} ({exc.strerror})") from None
+        if isinstance(raw.get("plugins"), list):  # relative to the spec's folder
+            raw["plugins"] = [
+                str(path.parent / p) if isinstance(p, str) else p for p in raw["plugins"]
+            ]
         try:
             return cls.from_dict(raw)
         except ValueError as exc:
@@ -245,11 +272,18 @@ def cell_id(spec: ScanSpec, cell: dict[str, Any]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def run_cell(spec: ScanSpec, cell: dict[str, Any], device: str = "cpu") -> xr.Dataset:
-    """Run one cell (in a Dask worker or inline) and return its small result dataset."""
+def run_cell(
+    spec: ScanSpec, cell: dict[str, Any], device: str = "cpu", plugins: tuple[str, ...] = ()
+) -> xr.Dataset:
+    """Run one cell (in a Dask worker or inline) and return its small result dataset.
+
+    ``plugins``: plug-in files to load first (a worker process has not loaded the files that
+    registered a plug-in system in the process that submitted the cell; loading is idempotent).
+    """
     from gfdt_dash.pipeline import run_pipeline
     from gfdt_dash.score import TrainConfig
 
+    load_plugins((*plugins, *spec.plugins))
     config = spec.config(cell)
     train = TrainConfig.preset("classroom", **spec.train) if spec.train else None
     result = run_pipeline(
@@ -360,6 +394,7 @@ def run_scan(
     limits: CostLimits | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_cell: Callable[[int, int, dict[str, Any]], None] | None = None,
+    plugins: tuple[str, ...] | None = None,
 ) -> xr.Dataset | None:
     """Run every unfinished cell on Dask and collect the results into ``<out_dir>/scan.nc``.
 
@@ -369,8 +404,13 @@ def run_scan(
     ``limits`` the summed cost of the unfinished cells is checked before any cluster starts.
     ``on_start(total, done)`` is called
     once everything is validated, before any cell runs; ``on_cell(done, total, cell)`` reports
-    progress as cells finish.
+    progress as cells finish. ``plugins``: plug-in files every worker loads before its cells
+    (default: every plug-in file loaded in this process,
+    :func:`gfdt_dash.systems.loaded_plugins`), so a scan of a plug-in system runs anywhere.
     """
+    from gfdt_dash.systems import loaded_plugins
+
+    plugins = tuple(loaded_plugins() if plugins is None else plugins)
     for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
@@ -411,7 +451,9 @@ def run_scan(
             ) from exc
         try:
             client.run(_limit_threads, threads_per_worker)
-            futures = {client.submit(run_cell, spec, c, device, pure=False): c for c in todo}
+            futures = {
+                client.submit(run_cell, spec, c, device, plugins, pure=False): c for c in todo
+            }
             for future in as_completed(futures):
                 cell = futures[future]
                 write_netcdf(future.result(), cells_dir / f"{cell_id(spec, cell)}.nc")

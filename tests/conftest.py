@@ -49,3 +49,22 @@ def tiny_scan_spec():
         }
 
     return make
+
+
+@pytest.fixture
+def clean_registry():
+    """The system registry, restored after the test: systems registered and plug-in files loaded
+    in the test are removed again, so other tests see the built-in systems only."""
+    import sys
+
+    from gfdt_dash.systems import registry
+
+    specs, files, modules = dict(registry._SPECS), dict(registry._PLUGIN_FILES), set(sys.modules)
+    yield registry
+    registry._SPECS.clear()
+    registry._SPECS.update(specs)
+    registry._PLUGIN_FILES.clear()
+    registry._PLUGIN_FILES.update(files)
+    for name in set(sys.modules) - modules:
+        if name.startswith("gfdt_dash_plugin_"):
+            del sys.modules[name]

@@ -188,7 +188,7 @@ CASES = [
         "analytic for NS",
         lambda: analytic_response(NavierStokesConfig.preset("classroom"), [0.0]),
         ValueError,
-        "^ou_config:",
+        "^config:",
     ),
     ("analytic negative lag", lambda: analytic_response(OU, [-1.0]), ValueError, "^lags:"),
     ("perturbation without config", lambda: perturbation_response({"n": 8}), TypeError, "^config:"),

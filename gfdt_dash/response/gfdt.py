@@ -48,18 +48,23 @@ DEFAULT_N_BLOCKS = 64
 def exact_score(
     config: Any, device: str | torch.device = "auto", dtype: str = "float32"
 ) -> TensorScore:
-    """The closed-form score of an OU or Allen–Cahn config, as a callable on ``(B, n, n)``.
+    """The closed-form score of ``config``'s system, as a callable on ``(B, n, n)``.
 
-    ``s(θ) = (2/N²)[λ(θ − θ³) + Σ⁻¹(κΔ − γP₀)θ]`` (see :mod:`gfdt_dash.systems.fields`), in
-    physical units, on ``device`` in ``dtype``.
+    Dispatches on the system registry (:class:`gfdt_dash.systems.SystemSpec.exact_score`); for
+    OU and Allen–Cahn ``s(θ) = (2/N²)[λ(θ − θ³) + Σ⁻¹(κΔ − γP₀)θ]`` (see
+    :mod:`gfdt_dash.systems.fields`), in physical units, on ``device`` in ``dtype``.
     """
-    from gfdt_dash.systems import AllenCahnConfig, FieldSystem, OUConfig
+    from gfdt_dash.systems import SystemConfig, system_names, system_spec
 
-    if not isinstance(config, OUConfig | AllenCahnConfig):
+    if not isinstance(config, SystemConfig):
+        raise ValueError(f"config: expected a system config, got {type(config).__name__}")
+    spec = system_spec(config)
+    if spec.exact_score is None:
+        have = [n for n in system_names() if system_spec(n).exact_score is not None]
         raise ValueError(
-            f"config: an exact score exists only for OU and Allen–Cahn, got {type(config).__name__}"
+            f"config: an exact score exists only for {', '.join(have)}, got {type(config).__name__}"
         )
-    return FieldSystem(config, device, dtype).score
+    return spec.exact_score(config, device, dtype)
 
 
 def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> tuple:

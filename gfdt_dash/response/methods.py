@@ -74,15 +74,15 @@ class MethodSpec:
 
 
 def system_has(system: Any, capability: str) -> bool:
-    """Whether ``system`` (a system config or a system's name) has ``capability``:
-    ``"exact_score"`` (a closed-form stationary score: OU and Allen–Cahn) or
-    ``"analytic_response"`` (a closed-form response: OU)."""
-    name = system if isinstance(system, str) else system.system
-    if capability == "exact_score":
-        return name in ("ou", "allen_cahn")
-    if capability == "analytic_response":
-        return name == "ou"
-    raise ValueError(f"capability: {capability!r}; allowed: exact_score, analytic_response")
+    """Whether ``system`` (a system config or a registered system's name) has ``capability``:
+    ``"exact_score"`` (a closed-form stationary score) or ``"analytic_response"`` (a closed-form
+    response), as its entry in the system registry declares (:class:`gfdt_dash.systems.SystemSpec`).
+    """
+    from gfdt_dash.systems import system_spec
+
+    if capability not in ("exact_score", "analytic_response"):
+        raise ValueError(f"capability: {capability!r}; allowed: exact_score, analytic_response")
+    return getattr(system_spec(system), capability) is not None
 
 
 # -- the estimators, one uniform signature ----------------------------------------------------

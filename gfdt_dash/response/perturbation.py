@@ -150,26 +150,34 @@ def perturbation_response(
     return response_dataset(mean.numpy(), stderr.numpy(), lags, "perturbation", attrs)
 
 
-def analytic_response(ou_config: Any, lags: Any) -> xr.Dataset:
-    """Exact OU response ``R̂(k,t) = exp(−(κ|k|² + γδ_k0)t − iUk_x t)`` at ``lags`` (time units).
+def analytic_response(config: Any, lags: Any) -> xr.Dataset:
+    """The exact response of ``config``'s system at ``lags`` (time units), where one exists.
 
-    ``ou_config`` is an :class:`~gfdt_dash.systems.OUConfig`; ``lags`` a 1-D sequence of
+    Dispatches on the system registry (:class:`gfdt_dash.systems.SystemSpec.analytic_response`);
+    for OU ``R̂(k,t) = exp(−(κ|k|² + γδ_k0)t − iUk_x t)``. ``lags`` is a 1-D sequence of
     non-negative times. The error band is zero. Computed in float64 on the CPU.
     """
-    from gfdt_dash.systems import Grid, OUConfig
+    from gfdt_dash.systems import SystemConfig, system_names, system_spec
 
-    if not isinstance(ou_config, OUConfig):
+    if not isinstance(config, SystemConfig):
+        raise ValueError(f"config: expected a system config, got {type(config).__name__}")
+    spec = system_spec(config)
+    if spec.analytic_response is None:
+        have = [n for n in system_names() if system_spec(n).analytic_response is not None]
         raise ValueError(
-            f"ou_config: the analytic response exists only for OU, got {type(ou_config).__name__}"
+            f"config: the analytic response exists only for {', '.join(have)}, "
+            f"got {type(config).__name__}"
         )
-    lags = np.asarray(lags, dtype=np.float64)
+    lags = np.array(lags, dtype=np.float64)  # a copy: the closed form may write to it
     if lags.ndim != 1 or lags.size == 0 or not np.isfinite(lags).all() or (lags < 0).any():
         raise ValueError("lags: expected a non-empty 1-D sequence of non-negative times")
-    c = ou_config
-    g = Grid(c.n, torch.device("cpu"), torch.float64)
-    rate = -(c.kappa * g.k2 + torch.where(g.is_mean, c.gamma, 0.0)) - c.U * g.ikx
-    t = torch.tensor(lags)[:, None, None]
-    r = g.to_physical(torch.exp(rate * t))
+    c = config
+    r = np.asarray(spec.analytic_response(c, lags), dtype=np.float64)
+    if r.shape != (lags.size, c.n, c.n):
+        raise ValueError(
+            f"analytic_response: {spec.name}'s closed form returned shape {r.shape}, expected "
+            f"{(lags.size, c.n, c.n)}"
+        )
     attrs = {
         "system": c.system,
         "config": c.to_json(),
@@ -177,4 +185,4 @@ def analytic_response(ou_config: Any, lags: Any) -> xr.Dataset:
         "n_excluded_modes": 0,
         "band": "none (exact)",
     }
-    return response_dataset(r.numpy(), np.zeros(r.shape), lags, "analytic", attrs)
+    return response_dataset(r, np.zeros(r.shape), lags, "analytic", attrs)

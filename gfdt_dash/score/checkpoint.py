@@ -181,6 +181,12 @@ def model_from_bytes(
     return ScoreModel(net, ema, meta, train_state)
 
 
+def _system_names() -> tuple[str, ...]:
+    from gfdt_dash.systems import system_names
+
+    return system_names()
+
+
 # Required metadata: key → (check, what it must be).
 def _positive(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
@@ -191,7 +197,7 @@ def _count(v: Any) -> bool:
 
 
 _REQUIRED: dict[str, tuple[Any, str]] = {
-    "system": (lambda v: v in ("ou", "allen_cahn", "navier_stokes", "custom"), "a system name"),
+    "system": (lambda v: v == "custom" or v in _system_names(), "a system name"),
     "n": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 256 and v % 2 == 0,
         "an even integer grid size in [4, 256]",

@@ -17,7 +17,9 @@ from gfdt_dash.score.shipped import SHIPPED_DIR, make_shipped_models
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(SHIPPED_DIR), help="output folder (assets/models)")
-    parser.add_argument("--systems", nargs="+", default=["ou", "allen_cahn", "navier_stokes"])
+    parser.add_argument(
+        "--systems", nargs="+", help="systems (default: every one with a shipped model)"
+    )
     parser.add_argument("--steps", type=int, help="training steps (default: per-system)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default, reproducible), cuda, auto")

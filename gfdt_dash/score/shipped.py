@@ -35,6 +35,7 @@ __all__ = [
     "make_shipped_model",
     "make_shipped_models",
     "shipped_model_path",
+    "shipped_systems",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,20 @@ SHIPPED_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def shipped_model_path(system: str, root: str | os.PathLike | None = None) -> Path:
-    """Path of the shipped classroom checkpoint of ``system``."""
-    from gfdt_dash.systems import SYSTEMS
+def shipped_systems() -> tuple[str, ...]:
+    """The registered systems that declare a shipped model (``SystemSpec.shipped_model``)."""
+    from gfdt_dash.systems import system_names, system_spec
 
-    if system not in SYSTEMS:
-        raise ValueError(f"system: unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
-    return Path(root or SHIPPED_DIR) / system / "model.safetensors"
+    return tuple(n for n in system_names() if system_spec(n).shipped_model is not None)
+
+
+def shipped_model_path(system: str, root: str | os.PathLike | None = None) -> Path:
+    """Path of the shipped classroom checkpoint of ``system`` (its spec's ``shipped_model``
+    folder; a system without one gets the folder of its own name, which does not exist)."""
+    from gfdt_dash.systems import system_spec
+
+    folder = system_spec(system).shipped_model or system
+    return Path(root or SHIPPED_DIR) / folder / "model.safetensors"
 
 
 def load_shipped(system: str, device: str | torch.device = "auto") -> ScoreModel:
@@ -97,16 +105,15 @@ def make_shipped_model(
     should_stop: StopCheck | None = None,
 ) -> Path:
     """Simulate, train, diagnose and write one shipped checkpoint; returns its path."""
-    from gfdt_dash.systems import get_config, make_system, simulate
+    from gfdt_dash.systems import get_config, simulate, system_spec
 
     settings = SHIPPED_SETTINGS.get(system, {})
     config = get_config(system, "classroom").replace(**settings.get("system", {}))
     t0 = time.perf_counter()
     ds = simulate(config, seed=seed, device=device, callback=callback, should_stop=should_stop)
     t_sim = time.perf_counter() - t0
-    train_cfg = TrainConfig.preset(
-        "classroom", **{**settings.get("train", {}), "n_steps": n_steps or SHIPPED_STEPS[system]}
-    )
+    steps = n_steps or SHIPPED_STEPS.get(system, 6000)
+    train_cfg = TrainConfig.preset("classroom", **{**settings.get("train", {}), "n_steps": steps})
     net_cfg = ScoreNetConfig.preset("classroom", **settings.get("net", {}))
     # The model is of the classroom system: ``members`` is a run-protocol setting (the
     # stationary law does not depend on it), recorded under provenance instead.
@@ -119,8 +126,8 @@ def make_shipped_model(
     arr, _ = as_snapshots(ds)
     _, held_out = split_snapshots(arr, train_cfg.val_fraction)
     exact = None
-    if system in ("ou", "allen_cahn"):
-        exact = make_system(config, device=model.device).score
+    if system_spec(system).exact_score is not None:
+        exact = system_spec(system).exact_score(config, model.device, "float32")
     diag = diagnose(model, held_out, exact, seed=seed, device=model.device,
                     should_stop=should_stop)
     model.metadata["diagnostics"] = diag
@@ -156,8 +163,9 @@ def _json_default(v: Any) -> Any:
 
 def make_shipped_models(
     out_dir: str | os.PathLike | None = None,
-    systems: Sequence[str] = ("ou", "allen_cahn", "navier_stokes"),
+    systems: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[Path]:
-    """:func:`make_shipped_model` for each of ``systems``; returns the checkpoint paths."""
-    return [make_shipped_model(s, out_dir, **kwargs) for s in systems]
+    """:func:`make_shipped_model` for each of ``systems`` (default: every system that declares a
+    shipped model); returns the checkpoint paths."""
+    return [make_shipped_model(s, out_dir, **kwargs) for s in systems or shipped_systems()]

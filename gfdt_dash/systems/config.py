@@ -1,4 +1,4 @@
-"""Frozen, validated configuration dataclasses for the three systems.
+"""Frozen, validated configuration dataclasses of the built-in systems (and their base class).
 
 A config holds everything that defines a run: the physics, the grid and time step, and the run
 protocol (ensemble size, spin-up, record length, frame intervals, the direct-perturbation
@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -474,33 +475,53 @@ class NavierStokesConfig(SystemConfig):
             )
 
 
-SYSTEMS: dict[str, type[SystemConfig]] = {
-    c.system: c for c in (OUConfig, AllenCahnConfig, NavierStokesConfig)
-}
+class _ConfigClasses(Mapping):
+    """A live, read-only view ``name → config class`` of the system registry
+    (:mod:`gfdt_dash.systems.registry`): plug-in systems appear as they register."""
+
+    def __getitem__(self, name: str) -> type[SystemConfig]:
+        from gfdt_dash.systems.registry import system_names, system_spec
+
+        if name not in system_names():
+            raise KeyError(name)
+        return system_spec(name).config_class
+
+    def __iter__(self) -> Iterator[str]:
+        from gfdt_dash.systems.registry import system_names
+
+        return iter(system_names())
+
+    def __len__(self) -> int:
+        from gfdt_dash.systems.registry import system_names
+
+        return len(system_names())
+
+    def __repr__(self) -> str:
+        return f"SYSTEMS({dict(self)!r})"
+
+
+SYSTEMS: Mapping[str, type[SystemConfig]] = _ConfigClasses()
 
 
 def get_config(system: str, preset: str = "classroom", **overrides: Any) -> SystemConfig:
-    """Config of ``system`` (``ou``, ``allen_cahn``, ``navier_stokes``) from a preset."""
-    try:
-        cls = SYSTEMS[system]
-    except KeyError:
-        raise ValueError(
-            f"system: unknown system {system!r}; allowed: {', '.join(SYSTEMS)}"
-        ) from None
-    return cls.preset(preset, **overrides)
+    """Config of a registered ``system`` (e.g. ``ou``) from a preset, with overrides."""
+    from gfdt_dash.systems.registry import system_spec
+
+    return system_spec(system).config_class.preset(preset, **overrides)
 
 
 def config_from_dict(d: dict[str, Any]) -> SystemConfig:
     """Inverse of :meth:`SystemConfig.to_dict` (validates).
 
-    An OU / Allen–Cahn dict without ``integrator`` was written before that field existed, when
-    RK4 was the only scheme, so it reads as ``"rk4"`` (new configs default to ``"lm"``).
+    A config with an ``integrator`` field whose dict lacks it was written before that field
+    existed, when RK4 was the only scheme, so it reads as ``"rk4"`` (new configs default to
+    ``"lm"``).
     """
+    from gfdt_dash.systems.registry import system_spec
+
     d = dict(d)
     system = d.pop("system", None)
-    if system not in SYSTEMS:
-        raise ValueError(f"system: unknown system {system!r}; allowed: {', '.join(SYSTEMS)}")
-    cls = SYSTEMS[system]
+    cls = system_spec(system).config_class
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:

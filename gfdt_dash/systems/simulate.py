@@ -10,9 +10,8 @@ from gfdt_dash import __version__
 from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems.base import State, System
-from gfdt_dash.systems.config import NavierStokesConfig, SystemConfig
-from gfdt_dash.systems.fields import FieldSystem
-from gfdt_dash.systems.navier_stokes import NavierStokesSystem
+from gfdt_dash.systems.config import SystemConfig
+from gfdt_dash.systems.registry import system_spec
 
 __all__ = ["MAX_OUTPUT_BYTES", "advance", "make_system", "output_bytes", "simulate"]
 
@@ -24,10 +23,10 @@ _CHECK_EVERY = 64  # steps between finiteness checks (each one synchronises the 
 def make_system(
     config: SystemConfig, device: str | torch.device = "auto", dtype: str | torch.dtype = "float32"
 ) -> System:
-    """The simulator for ``config`` on ``device`` in ``dtype``."""
-    if isinstance(config, NavierStokesConfig):
-        return NavierStokesSystem(config, device, dtype)
-    return FieldSystem(config, device, dtype)
+    """The simulator for ``config`` on ``device`` in ``dtype`` (its registered factory)."""
+    if not isinstance(config, SystemConfig):
+        raise TypeError(f"config: expected a SystemConfig, got {type(config).__name__}")
+    return system_spec(config).make_system(config, device, dtype)
 
 
 def advance(
@@ -160,7 +159,7 @@ def _to_dataset(config, frames, snaps, seed, system, t_spin) -> xr.Dataset:
     coords = system.grid.coords
     time = t_spin + config.frame_every * np.arange(1, frames.shape[1] + 1)
     snap_time = t_spin + config.snapshot_every * np.arange(1, snaps.shape[1] + 1)
-    long_name = "vorticity ζ" if isinstance(config, NavierStokesConfig) else "field θ"
+    long_name = system_spec(config).field_label
     ds = xr.Dataset(
         {
             "field": (("member", "time", "y", "x"), frames, {"long_name": long_name}),

@@ -1,4 +1,5 @@
-"""The page: template, one lazily built ``SystemTab`` per system, the Scans and About tabs."""
+"""The page: template, one lazily built ``SystemTab`` per registered system (plug-ins named in
+``GFDT_DASH_PLUGINS`` included), the Scans and About tabs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import panel as pn
 
 from gfdt_dash import __version__
-from gfdt_dash.systems import SYSTEMS
+from gfdt_dash.systems import SYSTEMS, plugins_from_env
 from gfdt_dash.ui.jobs import POOL_SIZE
 from gfdt_dash.ui.pacing import PACER, schedule_on
 from gfdt_dash.ui.scans import ScansView
@@ -54,12 +55,14 @@ def _about() -> pn.viewable.Viewable:
 def create_app(sync: bool = False) -> pn.template.BaseTemplate:
     """Build the page for one session (all state lives in the returned objects).
 
-    The system tabs and the Scans tab are built the first time they are shown (the first system
-    tab once the page has loaded), one paced callback each (:mod:`gfdt_dash.ui.pacing`), so a
-    new page costs the server little. When the browser session closes, every job of its tabs is
-    cancelled.
+    One system tab per registered system, after loading the plug-in files of
+    ``GFDT_DASH_PLUGINS`` (paths separated by ``:``). The system tabs and the Scans tab are
+    built the first time they are shown (the first system tab once the page has loaded), one
+    paced callback each (:mod:`gfdt_dash.ui.pacing`), so a new page costs the server little.
+    When the browser session closes, every job of its tabs is cancelled.
     """
     pn.extension("tabulator", notifications=True, sizing_mode="stretch_width")
+    plugins_from_env()  # GFDT_DASH_PLUGINS: each plug-in system gets a tab (idempotent)
     runners: list = []  # every tab's job runner: the session's job limit counts them all
     factories: dict[str, tuple[str, Callable[[], pn.viewable.Viewer]]] = {
         system: (cls.title, partial(SystemTab, system, sync=sync, session_runners=runners))

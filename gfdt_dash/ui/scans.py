@@ -36,7 +36,7 @@ import xarray as xr
 from gfdt_dash.data import open_dataset
 from gfdt_dash.progress import Cancelled, Progress
 from gfdt_dash.response.methods import ESTIMATORS
-from gfdt_dash.systems import SYSTEMS, get_config
+from gfdt_dash.systems import SYSTEMS, get_config, system_spec
 from gfdt_dash.ui import store
 from gfdt_dash.ui.jobs import JobRunner
 from gfdt_dash.ui.limits import Limits, member_steps
@@ -141,8 +141,6 @@ def scan_plot(data: dict | None, band: str = "min–max") -> hv.Overlay:
 
 
 _NONE = "(none)"
-# The parameter a new scan of each system starts with: the one its story is about.
-_FIRST_PARAMETER = {"ou": "kappa", "allen_cahn": "lam", "navier_stokes": "U0"}
 
 
 def _scan_workers() -> int:
@@ -315,6 +313,7 @@ class ScanForm(pn.viewable.Viewer):
         self._on_cells = on_cells
         self.input_errors: dict[str, str] = {}
         self._cancelled = False
+        self.param.system.objects = list(SYSTEMS)  # plug-ins registered after import included
         self._system_changed()
 
     def _numeric(self, system: str) -> dict[str, str]:
@@ -331,7 +330,8 @@ class ScanForm(pn.viewable.Viewer):
         have = [m for m in system_methods(self.system) if m != "analytic"]
         self.param.methods.objects = {ESTIMATORS[m].label: m for m in have}  # shown in words
         self.methods = [m for m in have if m != "learned_score"]
-        first = _FIRST_PARAMETER.get(self.system, next(iter(names.values())))
+        # The parameter a new scan starts with: the one the system's story is about.
+        first = system_spec(self.system).scan_parameter or next(iter(names.values()))
         self.parameter2 = _NONE
         if self.parameter == first:
             self._parameter_changed()

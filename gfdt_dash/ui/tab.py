@@ -38,7 +38,14 @@ from gfdt_dash.data import write_netcdf
 from gfdt_dash.devices import available_devices
 from gfdt_dash.progress import Progress
 from gfdt_dash.response.methods import ESTIMATORS, reference_method
-from gfdt_dash.systems import SYSTEMS, SystemConfig, get_config, output_bytes, simulate
+from gfdt_dash.systems import (
+    SYSTEMS,
+    SystemConfig,
+    get_config,
+    output_bytes,
+    simulate,
+    system_spec,
+)
 from gfdt_dash.ui import store, views, worker
 from gfdt_dash.ui.jobs import RESULTS, JobRunner
 from gfdt_dash.ui.limits import Limits, member_steps
@@ -891,7 +898,7 @@ class SystemTab(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         main = pn.Column(
-            pn.pane.Markdown(STORIES[self.system], styles={"font-size": "0.95em"}),
+            pn.pane.Markdown(system_spec(self.system).story, styles={"font-size": "0.95em"}),
             pn.Row(status, queue),
             progress,
             self._stale,
@@ -1088,28 +1095,6 @@ def verdict(system: str, table: pd.DataFrame, stats: dict[str, float], mismatch:
         )
     return " ".join(parts)
 
-
-STORIES = {
-    "ou": (
-        "**What to look for.** A linear field: its stationary density is Gaussian, so every "
-        "method should match the analytic response (black), and the Gaussian estimate is exact "
-        "— a benchmark for the learned score. The flow U carries the kick downstream (the peak "
-        "arrives later in the panels further right and moves right in the maps) while "
-        "diffusion κ spreads it."
-    ),
-    "allen_cahn": (
-        "**What to look for.** The double well (λ) pushes each pixel towards one of two values: "
-        "the histogram has two humps where a Gaussian has one. The Gaussian estimate "
-        "C(t)C(0)⁻¹ therefore misses the response, while the GFDT with the exact or the learned "
-        "score follows direct perturbation (orange dots, the truth). Change λ and compare."
-    ),
-    "navier_stokes": (
-        "**What to look for.** Turbulent vorticity driven by a forcing whose phases drift "
-        "(dynamics hidden from the field). No closed-form score exists: only the learned score "
-        "and the Gaussian estimate can be compared with direct perturbation (orange dots, the "
-        "truth), as the mean flow U₀ carries the response downstream."
-    ),
-}
 
 METHOD_TEXT = """
 Kick a stochastic field by a small **δ** at one pixel: how does the mean field respond downstream

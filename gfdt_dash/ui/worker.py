@@ -89,7 +89,7 @@ _progress_queue: Any = None
 _cancelled: Any = None
 
 
-def _init_worker(progress_queue: Any, cancelled: Any, nice: int) -> None:
+def _init_worker(progress_queue: Any, cancelled: Any, nice: int, plugins: tuple = ()) -> None:
     global _progress_queue, _cancelled
     _progress_queue, _cancelled = progress_queue, cancelled
     if sys.platform.startswith("linux"):  # end with the server, even if it is killed
@@ -102,6 +102,12 @@ def _init_worker(progress_queue: Any, cancelled: Any, nice: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    # The server's plug-in systems (GFDT_DASH_PLUGINS, inherited, and the files the server had
+    # loaded when this worker started): their configs arrive pickled by class name.
+    from gfdt_dash.systems import load_plugins, plugins_from_env
+
+    plugins_from_env()
+    load_plugins(plugins)
 
 
 def _warm() -> int:
@@ -127,6 +133,12 @@ def _run(job_id: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
 
 
 # -- in the server process --------------------------------------------------------------------
+def _plugins() -> tuple[str, ...]:
+    from gfdt_dash.systems import loaded_plugins
+
+    return loaded_plugins()
+
+
 class _Worker:
     """One worker process with its progress queue, cancel flag and progress dispatcher."""
 
@@ -142,7 +154,7 @@ class _Worker:
             max_workers=1,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(self.progress, self.cancelled, _nice()),
+            initargs=(self.progress, self.cancelled, _nice(), _plugins()),
         )
         self.job_id = 0
         self.callback: Callable[[Any], None] | None = None
@@ -327,9 +339,10 @@ def shutdown() -> None:
 def diagnose_job(model: Any, sim: Any, config: Any, **kwargs: Any) -> dict[str, Any]:
     """Score diagnostics of ``model`` on ``sim``, against the exact score where one exists."""
     from gfdt_dash import response, score
+    from gfdt_dash.systems import system_spec
 
     exact = None
-    if config.system in ("ou", "allen_cahn"):
+    if system_spec(config).exact_score is not None:
         exact = response.exact_score(config, kwargs.get("device", "auto"))
     return score.diagnose(model, sim, exact, **kwargs)
 

@@ -114,7 +114,7 @@ def test_analytic_travels_downstream():
     assert float(r.isel(lag=0).sel(dx=0)) == pytest.approx(1.0)
     peak = int(r.isel(lag=1).idxmax("dx"))
     assert peak == round(cfg.U * 10 / (2 * np.pi / cfg.n))  # U t / h cells downstream
-    with pytest.raises(ValueError, match="^ou_config"):
+    with pytest.raises(ValueError, match="^config"):
         analytic_response(object(), [0.0])
     with pytest.raises(ValueError, match="^lags"):
         analytic_response(cfg, [-1.0])
