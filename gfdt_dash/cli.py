@@ -156,10 +156,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set or [])
     if args.members is not None:
         overrides["members"] = args.members
-        overrides.setdefault("frame_members", min(args.members, 10**9))
+        overrides.setdefault("frame_members", args.members)
     config = get_config(args.system, args.preset, **overrides)
-    if config.frame_members > config.members:
-        config = config.replace(frame_members=config.members)
     check_destination(args.out, name="--out")
     _limits(args).check(job_cost(config), "simulation")
     ds = simulate(
@@ -254,12 +252,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.use_shipped and args.preset != "classroom":
         raise ValueError("--use-shipped: the shipped models are for the classroom preset only")
     out = _check_folder(args.out)
+    overrides = _parse_overrides(args.set or [])
     configs = []
     for system in systems:
         try:
-            configs.append(get_config(system.strip(), args.preset))
+            config = get_config(system.strip(), args.preset)
         except ValueError as exc:
             raise ValueError(f"--systems: {exc}") from None
+        try:
+            configs.append(config.replace(**overrides))
+        except ValueError as exc:
+            raise ValueError(f"--set: {config.system}: {exc}") from None
     limits = _limits(args)
     total = sum((pipeline_cost(c, model=model) for c in configs), JobCost())
     limits.check(total, "reproduction")
@@ -480,6 +483,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--use-shipped",
         action="store_true",
         help="use the shipped classroom score models instead of training",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a config parameter of every system (repeatable), e.g. --set members=8",
     )
     p.add_argument("--out", default="report", help="report folder (default ./report)")
     _add_common(p)
