@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gfdt_dash.systems.config import _check_field, spec
+from gfdt_dash.validation import check_field, spec
 
 __all__ = ["ScoreNetConfig", "TrainConfig"]
 
@@ -25,7 +25,7 @@ class _Config:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if f.metadata:
-                _check_field(f.name, getattr(self, f.name), f.metadata)
+                check_field(f.name, getattr(self, f.name), f.metadata)
         self._validate()
 
     def _validate(self) -> None:
