@@ -534,8 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    # The process-wide thread count is the entry point's to set (STYLE rule 5); scan's
-    # --threads is for its workers, its own process only waits for them.
+    # The process-wide thread count is the entry point's to set (the library never changes
+    # process-wide state); scan's --threads is for its workers, its own process only waits.
     set_threads(None if args.command == "scan" else args.threads)
     try:
         return args.func(args)

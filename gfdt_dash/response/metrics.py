@@ -1,4 +1,5 @@
-"""Comparing methods: concatenation along ``method`` and the error table (SPEC §1).
+"""Comparing methods: concatenation along ``method`` and the error table, against the analytic
+response for OU and the direct perturbation otherwise:
 
     err(m) = ‖R_m − R_ref‖₂ / ‖R_ref‖₂
 

@@ -186,7 +186,7 @@ def _n(default: int) -> Any:
 
 @dataclass(frozen=True)
 class _FieldFamilyConfig(SystemConfig):
-    """∂ₜθ = Σ[λ(θ − θ³)] + κΔθ − U∂ₓθ − γP₀θ + ξ on [0, 2π)² (SPEC §2.1)."""
+    """∂ₜθ = Σ[λ(θ − θ³)] + κΔθ − U∂ₓθ − γP₀θ + ξ on [0, 2π)², ξ with covariance N²Σ."""
 
     n: int = _n(32)
     eps2: float = spec(
@@ -378,7 +378,7 @@ class AllenCahnConfig(_FieldFamilyConfig):
 
 @dataclass(frozen=True)
 class NavierStokesConfig(SystemConfig):
-    """2-D Navier–Stokes with stochastically phased forcing, vorticity form (SPEC §2.3).
+    """2-D Navier–Stokes with stochastically phased forcing, vorticity form.
 
     ∂ₜζ = −(u·∇)ζ + 𝒟ζ + S_φ − c_S⟨S_φ⟩ − ⟨ζ⟩,  u = (∂_yψ + U₀, −∂ₓψ), Δψ = ζ,
     𝒟̂(k) = −ν_h²/|k|⁴ − ν²|k|⁴, Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)}, dφ = √(2D) dW.
