@@ -179,16 +179,68 @@ class SystemConfig:
         return {f.name: dict(f.metadata) for f in dataclasses.fields(cls) if f.metadata}
 
 
-# Fields shared by every system: grid, time step, run protocol, perturbation experiment.
-def _n(default: int) -> Any:
-    return spec(default, 4, 256, "grid points per side (even)", integer=True, group="grid")
+# Fields every system has (grid, time step, ensemble, experiment): bounds, doc, unit, group.
+_SHARED: dict[str, dict[str, Any]] = {
+    "n": dict(lo=4, hi=256, doc="grid points per side (even)", integer=True, group="grid"),
+    "dt": dict(lo=0.0, hi=1.0, doc="time step", unit="time", lo_open=True, group="grid"),
+    "members": dict(lo=1, doc="ensemble members", integer=True, group="ensemble"),
+    "frame_members": dict(
+        lo=1, doc="members whose frames are recorded", integer=True, group="ensemble"
+    ),
+    "spinup": dict(lo=0.0, hi=1e5, doc="spin-up (discarded)", unit="time", group="ensemble"),
+    "record": dict(
+        lo=0.0, hi=1e5, doc="recorded duration", unit="time", lo_open=True, group="ensemble"
+    ),
+    "frame_every": dict(
+        lo=0.0,
+        hi=1e3,
+        doc="interval of frames for response statistics",
+        unit="time",
+        lo_open=True,
+        group="ensemble",
+    ),
+    "snapshot_every": dict(
+        lo=0.0,
+        hi=1e4,
+        doc="interval of score-training snapshots",
+        unit="time",
+        lo_open=True,
+        group="ensemble",
+    ),
+    "max_lag": dict(
+        lo=0.0, hi=1e4, doc="largest response lag", unit="time", lo_open=True, group="experiment"
+    ),
+    "delta": dict(
+        lo=0.0,
+        hi=10.0,
+        doc="direct-perturbation kick δ at one pixel",
+        lo_open=True,
+        group="experiment",
+    ),
+    "n_experiments": dict(
+        lo=1, hi=1_000_000, doc="direct-perturbation experiments", integer=True, group="experiment"
+    ),
+    "restart_every": dict(
+        lo=0.0,
+        hi=1e4,
+        doc="restart interval of the paired runs",
+        unit="time",
+        lo_open=True,
+        group="experiment",
+    ),
+}
+
+
+def _shared(name: str, default: Any, **overrides: Any) -> Any:
+    """The shared field ``name`` with a system's ``default`` (and e.g. its own ``hi``)."""
+    return spec(default, **{**_SHARED[name], **overrides})
 
 
 @dataclass(frozen=True)
 class _FieldFamilyConfig(SystemConfig):
     """∂ₜθ = Σ[λ(θ − θ³)] + κΔθ − U∂ₓθ − γP₀θ + ξ on [0, 2π)², ξ with covariance N²Σ."""
 
-    n: int = _n(32)
+    n: int = _shared("n", 32)
     eps2: float = spec(
         0.004, 0.0, 10.0, "noise amplitude ε² in Σ̂(k) = ε²/(1+|k|²)", lo_open=True, group="physics"
     )
@@ -198,56 +250,17 @@ class _FieldFamilyConfig(SystemConfig):
     gamma: float = spec(
         1e-3, 0.0, 10.0, "damping γ of the spatial-mean mode", "1/time", group="physics"
     )
-    dt: float = spec(1 / 32, 0.0, 1.0, "time step", "time", lo_open=True, group="grid")
-    members: int = spec(128, 1, 4096, "ensemble members", integer=True, group="ensemble")
-    frame_members: int = spec(
-        128, 1, 4096, "members whose frames are recorded", integer=True, group="ensemble"
-    )
-    spinup: float = spec(1000.0, 0.0, 1e5, "spin-up (discarded)", "time", group="ensemble")
-    record: float = spec(
-        2000.0, 0.0, 1e5, "recorded duration", "time", lo_open=True, group="ensemble"
-    )
-    frame_every: float = spec(
-        1.0,
-        0.0,
-        1e3,
-        "interval of frames for response statistics",
-        "time",
-        lo_open=True,
-        group="ensemble",
-    )
-    snapshot_every: float = spec(
-        10.0,
-        0.0,
-        1e4,
-        "interval of score-training snapshots",
-        "time",
-        lo_open=True,
-        group="ensemble",
-    )
-    max_lag: float = spec(
-        50.0, 0.0, 1e4, "largest response lag", "time", lo_open=True, group="experiment"
-    )
-    delta: float = spec(
-        0.0625,
-        0.0,
-        10.0,
-        "direct-perturbation kick δ at one pixel",
-        lo_open=True,
-        group="experiment",
-    )
-    n_experiments: int = spec(
-        1280, 1, 1_000_000, "direct-perturbation experiments", integer=True, group="experiment"
-    )
-    restart_every: float = spec(
-        100.0,
-        0.0,
-        1e4,
-        "restart interval of the paired runs",
-        "time",
-        lo_open=True,
-        group="experiment",
-    )
+    dt: float = _shared("dt", 1 / 32)
+    members: int = _shared("members", 128, hi=4096)
+    frame_members: int = _shared("frame_members", 128, hi=4096)
+    spinup: float = _shared("spinup", 1000.0)
+    record: float = _shared("record", 2000.0)
+    frame_every: float = _shared("frame_every", 1.0)
+    snapshot_every: float = _shared("snapshot_every", 10.0)
+    max_lag: float = _shared("max_lag", 50.0)
+    delta: float = _shared("delta", 0.0625)
+    n_experiments: int = _shared("n_experiments", 1280)
+    restart_every: float = _shared("restart_every", 100.0)
     integrator: str = spec(
         DEFAULT_INTEGRATOR,
         doc="time integrator: lm (Leimkuhler–Matthews, accurate stationary law) or rk4 (RK4 + "
@@ -398,7 +411,7 @@ class NavierStokesConfig(SystemConfig):
         "conservative",
         "momentum_flux",
     )
-    n: int = _n(32)
+    n: int = _shared("n", 32)
     U0: float = spec(
         math.pi, -20.0, 20.0, "uniform background flow U₀ along x", "length/time", group="physics"
     )
@@ -424,54 +437,17 @@ class NavierStokesConfig(SystemConfig):
         choices=advection_forms,
         group="integrator",
     )
-    dt: float = spec(1 / 128, 0.0, 1.0, "time step", "time", lo_open=True, group="grid")
-    members: int = spec(2048, 1, 8192, "ensemble members", integer=True, group="ensemble")
-    frame_members: int = spec(
-        128, 1, 8192, "members whose frames are recorded", integer=True, group="ensemble"
-    )
-    spinup: float = spec(1024.0, 0.0, 1e5, "spin-up (discarded)", "time", group="ensemble")
-    record: float = spec(8.0, 0.0, 1e5, "recorded duration", "time", lo_open=True, group="ensemble")
-    frame_every: float = spec(
-        1 / 128,
-        0.0,
-        1e3,
-        "interval of frames for response statistics",
-        "time",
-        lo_open=True,
-        group="ensemble",
-    )
-    snapshot_every: float = spec(
-        2.0,
-        0.0,
-        1e4,
-        "interval of score-training snapshots",
-        "time",
-        lo_open=True,
-        group="ensemble",
-    )
-    max_lag: float = spec(
-        4.0, 0.0, 1e4, "largest response lag", "time", lo_open=True, group="experiment"
-    )
-    delta: float = spec(
-        1 / 64,
-        0.0,
-        10.0,
-        "direct-perturbation kick δ at one pixel",
-        lo_open=True,
-        group="experiment",
-    )
-    n_experiments: int = spec(
-        128, 1, 1_000_000, "direct-perturbation experiments", integer=True, group="experiment"
-    )
-    restart_every: float = spec(
-        8.0,
-        0.0,
-        1e4,
-        "restart interval of the paired runs",
-        "time",
-        lo_open=True,
-        group="experiment",
-    )
+    dt: float = _shared("dt", 1 / 128)
+    members: int = _shared("members", 2048, hi=8192)
+    frame_members: int = _shared("frame_members", 128, hi=8192)
+    spinup: float = _shared("spinup", 1024.0)
+    record: float = _shared("record", 8.0)
+    frame_every: float = _shared("frame_every", 1 / 128)
+    snapshot_every: float = _shared("snapshot_every", 2.0)
+    max_lag: float = _shared("max_lag", 4.0)
+    delta: float = _shared("delta", 1 / 64)
+    n_experiments: int = _shared("n_experiments", 128)
+    restart_every: float = _shared("restart_every", 8.0)
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "classroom": dict(
