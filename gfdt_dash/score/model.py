@@ -166,4 +166,3 @@ class ScoreModel:
             return out.numpy() if as_numpy else out
 
         return score
-
