@@ -2,10 +2,10 @@
 
 Used by ``gfdt-dash reproduce`` and ``gfdt-dash scan``; each stage is also a function of its own.
 With a ``cache_dir`` every stage's product is stored under a key of what it depends on (the
-simulation: the config's physics, grid, integrator and ensemble, and the seed; the model: also
-the model choice; the responses: the whole config, the model and the methods) and reused on the
-next call, so an interrupted run resumes at the first unfinished stage and a changed kick δ
-reuses the simulation.
+simulation: the config's physics, grid, integrator and ensemble, and the seed; the model and its
+diagnostics: also the model choice; the responses: the whole config, the model and the methods)
+and reused on the next call, so an interrupted run resumes at the first unfinished stage and a
+changed kick δ reuses the simulation, the model and its diagnostics.
 """
 
 from __future__ import annotations
@@ -288,14 +288,14 @@ def run_pipeline(
         folder.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     # Each stage is keyed on what it depends on: the simulation on its config groups and the
-    # seed (so a new kick δ reuses it), the model on the simulation and the model choice, the
-    # responses and diagnostics on everything (the methods too).
+    # seed (so a new kick δ reuses it), the model and its diagnostics (on the simulated data)
+    # also on the model choice, the responses on everything (the methods too).
     tag = _model_tag(model, config, train_config)
     keys = {
         "simulation": _cache_key(config, seed, groups=SIMULATION_GROUPS),
         "model": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
         "responses": _cache_key(config, seed, tag, list(methods)),
-        "diagnostics": _cache_key(config, seed, tag),
+        "diagnostics": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
     }
 
     def cached(stage: str, suffix: str, needs_model: bool = False) -> Path | None:
