@@ -1,9 +1,9 @@
 """gfdt-dash dashboard: ``panel serve app.py``.
 
-Process-wide settings live here, not in the library (STYLE rule 5): torch uses one intra-op
-thread (``gfdt_dash.threads``, the policy of every entry point), because the classroom grids are
-too small to gain from more (on two cores a 16×16 OU run takes ~1 s with one thread and ~25 s
-with the default), and parallelism comes from the shared job pool instead
+Process-wide settings live here, not in the library (which never changes them): torch uses one
+intra-op thread (``gfdt_dash.threads``, the policy of every entry point), because the classroom
+grids are too small to gain from more (on two cores a 16×16 OU run takes ~1 s with one thread and
+~25 s with the default), and parallelism comes from the shared job pool instead
 (``gfdt_dash.ui.jobs``), whose computations run in worker processes of one thread each
 (``gfdt_dash.ui.worker``), started here with the server so that the first jobs find them ready
 (``panel serve app.py --warm`` runs this at start-up, before the first visitor).

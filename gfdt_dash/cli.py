@@ -193,10 +193,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.set or [])
     if args.members is not None:
         overrides["members"] = args.members
-        overrides.setdefault("frame_members", min(args.members, 10**9))
+        overrides.setdefault("frame_members", args.members)
     config = get_config(args.system, args.preset, **overrides)
-    if config.frame_members > config.members:
-        config = config.replace(frame_members=config.members)
     check_destination(args.out, name="--out")
     _limits(args).check(job_cost(config), "simulation")
     ds = simulate(
@@ -294,12 +292,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.use_shipped and args.preset != "classroom":
         raise ValueError("--use-shipped: the shipped models are for the classroom preset only")
     out = _check_folder(args.out)
+    overrides = _parse_overrides(args.set or [])
     configs = []
     for system in systems:
         try:
-            configs.append(get_config(system.strip(), args.preset))
+            config = get_config(system.strip(), args.preset)
         except ValueError as exc:
             raise ValueError(f"--systems: {exc}") from None
+        try:
+            configs.append(config.replace(**overrides))
+        except ValueError as exc:
+            raise ValueError(f"--set: {config.system}: {exc}") from None
     if args.use_shipped:
         missing = [c.system for c in configs if system_spec(c).shipped_model is None]
         if missing:
@@ -537,6 +540,12 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the shipped classroom score models instead of training",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a config parameter of every system (repeatable), e.g. --set members=8",
+    )
     p.add_argument("--out", default="report", help="report folder (default ./report)")
     _add_common(p)
     _add_cost_limit(p)
@@ -591,8 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    # The process-wide thread count is the entry point's to set (STYLE rule 5); scan's
-    # --threads is for its workers, its own process only waits for them.
+    # The process-wide thread count is the entry point's to set (the library never changes
+    # process-wide state); scan's --threads is for its workers, its own process only waits.
     set_threads(None if args.command == "scan" else args.threads)
     try:
         return args.func(args)

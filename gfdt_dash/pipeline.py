@@ -1,8 +1,11 @@
 """One system end to end: simulate → score model → the four-way responses → errors.
 
 Used by ``gfdt-dash reproduce`` and ``gfdt-dash scan``; each stage is also a function of its own.
-With a ``cache_dir`` every stage's product is stored under a key of (config, seed, model choice)
-and reused on the next call, so an interrupted run resumes at the first unfinished stage.
+With a ``cache_dir`` every stage's product is stored under a key of what it depends on (the
+simulation: the config's physics, grid, integrator and ensemble, and the seed; the model and its
+diagnostics: also the model choice; the responses: the whole config, the model and the methods)
+and reused on the next call, so an interrupted run resumes at the first unfinished stage and a
+changed kick δ reuses the simulation, the model and its diagnostics.
 """
 
 from __future__ import annotations
@@ -172,9 +175,31 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _cache_key(config: SystemConfig, seed: int, model: ModelChoice) -> str:
-    tag = model if isinstance(model, str | os.PathLike) else ("none" if model is None else "given")
-    raw = json.dumps({"config": config.to_dict(), "seed": seed, "model": str(tag)}, sort_keys=True)
+# What the simulation reads of a config; the other stages depend on every field.
+SIMULATION_GROUPS = ("physics", "grid", "integrator", "ensemble")
+
+
+def _model_tag(model: ModelChoice, config: SystemConfig, train_config: Any) -> Any:
+    """What identifies the score model in a cache key (a checkpoint by its bytes, a trained one by
+    its training settings); ``None`` when it cannot be identified (a model object, a missing
+    file), so that nothing depending on it is cached."""
+    if model is None:
+        return "none"
+    if model == "train":
+        return {"train": None if train_config is None else train_config.to_dict()}
+    if isinstance(model, str | os.PathLike):
+        from gfdt_dash.score import shipped_model_path
+
+        path = Path(shipped_model_path(config.system) if model == "shipped" else model)
+        if path.is_file():
+            return {"checkpoint": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return None
+
+
+def _cache_key(config: SystemConfig, seed: int, *parts: Any, groups: Sequence[str] = ()) -> str:
+    """Key of a stage's product: the config's fields in ``groups`` (all when empty), the seed
+    and whatever else the stage depends on (``parts``)."""
+    raw = json.dumps([config.key(*groups), seed, *parts], sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -229,9 +254,11 @@ def run_pipeline(
 
     ``model``: ``"shipped"`` (the classroom checkpoint; grid must match), ``"train"``, a
     checkpoint path, a ScoreModel, or ``None`` (no learned-score method). Stage wall times are in
-    ``timings``; with ``cache_dir`` finished stages are reused (the simulation and responses as
-    netCDF, a trained model as a checkpoint, diagnostics as JSON). With ``limits`` the whole
-    job's cost (:func:`pipeline_cost`) is checked before anything runs.
+    ``timings``; with ``cache_dir`` finished stages are reused, each keyed on what it depends on
+    (the simulation and responses as netCDF, a trained model as a checkpoint, diagnostics as
+    JSON, in ``<cache_dir>/<system>/<stage>-<key>``; nothing that depends on a ScoreModel object
+    is cached, as it has no key). With ``limits`` the whole job's cost (:func:`pipeline_cost`)
+    is checked before anything runs.
     """
     from gfdt_dash.score import diagnose, load_checkpoint, save_checkpoint
 
@@ -245,16 +272,34 @@ def run_pipeline(
     dev = str(resolve_device(device))
     folder = None
     if cache_dir is not None:
-        folder = Path(cache_dir) / f"{config.system}-{_cache_key(config, seed, model)}"
+        folder = Path(cache_dir) / config.system
         folder.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    # Each stage is keyed on what it depends on: the simulation on its config groups and the
+    # seed (so a new kick δ reuses it), the model and its diagnostics (on the simulated data)
+    # also on the model choice, the responses on everything (the methods too).
+    tag = _model_tag(model, config, train_config)
+    keys = {
+        "simulation": _cache_key(config, seed, groups=SIMULATION_GROUPS),
+        "model": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
+        "responses": _cache_key(config, seed, tag, list(methods)),
+        "diagnostics": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
+    }
 
-    def cached(name: str) -> Path | None:
-        return folder / name if folder is not None else None
+    def cached(stage: str, suffix: str, needs_model: bool = False) -> Path | None:
+        if folder is None or (needs_model and tag is None):
+            return None
+        return folder / f"{stage}-{keys[stage]}{suffix}"
+
+    def load_simulation(path: Path) -> xr.Dataset:
+        ds = open_dataset(path)
+        # the same data as this config's run would give; the attrs name this config
+        ds.attrs["config"] = config.to_json()
+        return ds
 
     t0 = time.perf_counter()
     simulation = _stage(
-        cached("simulation.nc"),
+        cached("simulation", ".nc"),
         lambda: simulate(
             config,
             seed=seed,
@@ -262,13 +307,14 @@ def run_pipeline(
             callback=_staged(callback, "simulate"),
             should_stop=should_stop,
         ),
+        load=load_simulation,
     )
     timings["simulate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     score_model = None
     if model is not None:
-        ckpt = cached("model.safetensors")
+        ckpt = cached("model", ".safetensors", needs_model=True)
         if model == "train" and ckpt is not None and ckpt.is_file():
             score_model = load_checkpoint(
                 ckpt, expect_system=config.system, expect_n=config.n, device=dev
@@ -290,7 +336,7 @@ def run_pipeline(
 
     t0 = time.perf_counter()
     responses = _stage(
-        cached("responses.nc"),
+        cached("responses", ".nc", needs_model=True),
         lambda: compute_responses(
             config,
             simulation,
@@ -311,7 +357,7 @@ def run_pipeline(
 
         exact = exact_score(config, device=dev) if system_has(config, "exact_score") else None
         diagnostics = _stage(
-            cached("diagnostics.json"),
+            cached("diagnostics", ".json", needs_model=True),
             lambda: diagnose(
                 score_model,
                 simulation,

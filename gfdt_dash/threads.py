@@ -1,10 +1,10 @@
 """How many threads torch uses in a process: one policy for every entry point.
 
-The library never calls :func:`set_threads` (STYLE rule 5: it does not change process-wide
-state); the entry points do, once at start-up: the command line (``--threads`` on every
-subcommand), the dashboard (``app.py``; its job worker processes run one thread each), the scan
-workers (``gfdt_dash.scan``) and the benchmarks. A script that uses the library directly keeps
-torch's own default (one thread per core) unless it calls :func:`set_threads` itself.
+The library never calls :func:`set_threads` (it does not change process-wide state); the entry
+points do, once at start-up: the command line (``--threads`` on every subcommand), the dashboard
+(``app.py``; its job worker processes run one thread each), the scan workers (``gfdt_dash.scan``)
+and the benchmarks. A script that uses the library directly keeps torch's own default (one thread
+per core) unless it calls :func:`set_threads` itself.
 
 **The default is one intra-op thread.** Measured on a 2-core machine shared with other jobs
 (README, "Threads"): a second thread made the systems' steps 7–200× slower at the classroom

@@ -1,4 +1,5 @@
-"""The numerical core never imports the UI stack (STYLE: layers)."""
+"""The numerical core never imports the UI stack (panel, holoviews, bokeh): the dashboard is a
+layer over the core, which scripts use without it."""
 
 import pkgutil
 import subprocess

@@ -101,3 +101,13 @@ def test_set_accepts_a_choice_and_names_a_wrong_one(tmp_path, capsys):
     assert main([*bad, "--out", str(tmp_path / "bad.nc")]) == 2
     assert "lam: must be a number, got 'abc'" in capsys.readouterr().err
     assert not (tmp_path / "bad.nc").exists()
+
+
+def test_reproduce_set_overrides_every_system_and_names_a_wrong_one(tmp_path, capsys):
+    out = str(tmp_path / "rep")
+    args = ["reproduce", "--systems", "ou,navier_stokes", "--use-shipped", "--out", out]
+    assert main([*args, "--set", "kappa=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "--set: navier_stokes: kappa: not a parameter of navier_stokes" in err
+    assert main([*args, "--set", "members=0"]) == 2
+    assert "--set: ou: members: 0 outside the allowed range [1, 4096]" in capsys.readouterr().err

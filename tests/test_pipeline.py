@@ -1,5 +1,7 @@
 """The end-to-end pipeline, its stage cache and the reproduction report."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,19 +40,52 @@ def test_pipeline_without_model_caches_every_stage(tmp_path):
     # form only by the default `lm` integrator's first-order transient error (2.0e-4 here).
     assert first.errors.loc["perturbation", "error"] < 1e-3
     assert first.errors.loc["gaussian", "error"] < 0.2
-    files = sorted(p.name for p in next(tmp_path.iterdir()).iterdir())
-    assert files == ["responses.nc", "simulation.nc"]
+    files = sorted(p.name.split("-")[0] for p in (tmp_path / "ou").iterdir())
+    assert files == ["responses", "simulation"]
     again = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
     np.testing.assert_array_equal(
         again.responses["response"].values, first.responses["response"].values
     )
     assert again.timings["simulate"] < first.timings["simulate"]
     # A cache written before the methods' dimension was named `estimator` is still used.
-    cached = next(tmp_path.iterdir()) / "responses.nc"
+    cached = next((tmp_path / "ou").glob("responses-*"))
     write_netcdf(xr.load_dataset(cached, engine="h5netcdf").rename(estimator="method"), cached)
     old = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
     assert old.responses["response"].dims == ("estimator", "lag", "dy", "dx")
     pd.testing.assert_frame_equal(old.errors, first.errors)
+
+
+def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_responses(
+    tmp_path, monkeypatch
+):
+    import gfdt_dash.pipeline as pipeline
+
+    calls = []
+    real_simulate = pipeline.simulate
+
+    def counting_simulate(config, **kwargs):
+        calls.append(config)
+        return real_simulate(config, **kwargs)
+
+    monkeypatch.setattr(pipeline, "simulate", counting_simulate)
+    run = dict(seed=2, device="cpu", model=None, methods=["perturbation"], cache_dir=tmp_path)
+    first = run_pipeline(TINY_OU, **run)
+    assert len(calls) == 1
+    kicked = TINY_OU.replace(delta=0.125)
+    second = run_pipeline(kicked, **run)
+    assert len(calls) == 1  # the simulation came from the cache
+    assert json.loads(second.simulation.attrs["config"])["delta"] == 0.125
+    # the responses were recomputed with the new kick: the perturbation's attrs carry it, and
+    # OU is linear, so the response itself agrees to rounding (float32 differences / δ)
+    attrs = json.loads(second.responses.attrs["estimator_attrs"])["perturbation"]
+    assert attrs["delta"] == 0.125
+    np.testing.assert_allclose(
+        second.responses["response"].values, first.responses["response"].values, atol=1e-3
+    )
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "ou").iterdir())
+    assert names == ["responses", "responses", "simulation"]
+    run_pipeline(TINY_OU.replace(record=40.0), **run)  # a recorded-duration change re-simulates
+    assert len(calls) == 2
 
 
 def test_learned_score_needs_a_model():

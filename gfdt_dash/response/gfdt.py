@@ -1,6 +1,7 @@
 """Responses from time series: the GFDT with a score, and the Gaussian (quasi-Gaussian) one.
 
-GFDT (SPEC §1): for a stationary process with density ``p`` and score ``s = ∇ log p``,
+GFDT (generalized fluctuation–dissipation theorem): for a stationary process with density ``p`` and
+score ``s = ∇ log p``,
 
     R(t) = −⟨x(t) s(x(0))ᵀ⟩,           R̃(t) = R(t) R(0)⁻¹,
 

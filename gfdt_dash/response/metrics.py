@@ -1,4 +1,6 @@
-"""Comparing methods: concatenation along ``estimator`` and the error table.
+"""Comparing methods: concatenation along ``estimator`` and the error table, against the
+reference the methods' table names (the analytic response where the system has one, else the direct
+perturbation):
 
     err(m) = ‖R_m − R_ref‖₂ / ‖R_ref‖₂
 

@@ -1,8 +1,9 @@
 """Ground truths: direct perturbation with shared noise, and the analytic OU response.
 
-Direct perturbation (SPEC §1): kick the field by ``δ`` at pixel (0, 0), run the kicked and the
-unperturbed copy with *the same* noise (:class:`gfdt_dash.systems.PairedRun`), and record
-``(x_δ(t) − x(t))/δ``; the response is its mean over experiments.
+Direct perturbation (the ground truth of the comparison): kick the field by ``δ`` at pixel (0, 0),
+run the kicked and the unperturbed copy with *the same* noise
+(:class:`gfdt_dash.systems.PairedRun`), and record ``(x_δ(t) − x(t))/δ``; the response is its mean
+over experiments.
 
 Analytic OU response: the drift is linear, ``θ̂̇ = −(κ|k|² + γδ_k0 + iUk_x) θ̂``, so a unit kick
 at the origin (``θ̂ = 1`` at every k) evolves as

@@ -1,5 +1,5 @@
 """Score models: network, VE denoising score matching, training, checkpoints, the score adapter,
-diagnostics and the shipped classroom checkpoints (SPEC §3).
+diagnostics and the shipped classroom checkpoints.
 
 Quick start::
 

@@ -1,4 +1,4 @@
-"""Checkpoints: one ``.safetensors`` file, tensors plus JSON metadata, no pickle (SPEC §3).
+"""Checkpoints: one ``.safetensors`` file, tensors plus JSON metadata, no pickle.
 
 Layout of the file's tensors: ``net/<name>`` (raw weights), ``ema/<name>`` (the EMA
 ``AveragedModel`` state, including ``n_averaged``), and, unless saved inference-only,
@@ -150,6 +150,13 @@ def model_from_bytes(
         raise ValueError(
             f"checkpoint: {source} was trained on a {n}×{n} grid, not {expect_n}×{expect_n}"
         )
+    # A one-level network (a single width) once carried an output norm that its forward pass
+    # never used; files written then hold its weights, which are dropped.
+    tensors = {
+        k: v
+        for k, v in tensors.items()
+        if not k.removeprefix("net/").removeprefix("ema/module.").startswith("out_norm.")
+    }
     _check_layout(net_config, n, tensors, source)
     dev = resolve_device(device)
     param_groups = meta.pop("optimizer_param_groups", None)

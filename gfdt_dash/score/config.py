@@ -1,4 +1,5 @@
-"""Frozen, validated configs of the score network and of its training (SPEC §3).
+"""Frozen, validated configs of the score network (a U-Net with circular padding) and of its
+training (variance-exploding denoising score matching).
 
 Presets: ``paper`` reconstructs the original study's U-Net (widths 32/64/128/256, 8 residual
 blocks at the bottleneck) and optimiser; ``classroom`` is a much smaller network that learns a
@@ -12,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gfdt_dash.systems.config import _check_field, spec
+from gfdt_dash.validation import check_field, spec
 
 __all__ = ["ScoreNetConfig", "TrainConfig"]
 
@@ -25,7 +26,7 @@ class _Config:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if f.metadata:
-                _check_field(f.name, getattr(self, f.name), f.metadata)
+                check_field(f.name, getattr(self, f.name), f.metadata)
         self._validate()
 
     def _validate(self) -> None:
@@ -126,7 +127,7 @@ class ScoreNetConfig(_Config):
 
 @dataclass(frozen=True)
 class TrainConfig(_Config):
-    """Variance-exploding denoising score matching with Adam, grad clipping, EMA (SPEC §3).
+    """Variance-exploding denoising score matching with Adam, grad clipping, EMA.
 
     ``σ(t) = σ_min (σ_max/σ_min)^t`` with ``t ~ U(eps_t, 1)``, in units of the scaled data (the
     data are divided by their pixel standard deviation). ``sigma_max=None`` takes

@@ -1,4 +1,4 @@
-"""Score-quality diagnostics shown to the user (SPEC §3).
+"""Score-quality diagnostics shown to the user.
 
 - ``val_loss``: the DSM loss of the EMA net on held-out fields (fixed noise draw);
 - ``stein_error``: ``‖⟨x ŝᵀ⟩ + I‖_F/‖I‖_F``. For homogeneous fields ``⟨x ŝᵀ⟩`` is circulant with

@@ -1,4 +1,4 @@
-"""The trained score model and the ONE adapter from network to score (SPEC §3).
+"""The trained score model and the ONE adapter from network to score (the EMA net at σ_min).
 
 A :class:`ScoreModel` holds the raw network, its EMA average (the weights that are used), the
 training state needed to resume, and a JSON-able ``metadata`` dict (system, grid, system config,
@@ -166,10 +166,3 @@ class ScoreModel:
             return out.numpy() if as_numpy else out
 
         return score
-
-    def to(self, device: str | torch.device) -> ScoreModel:
-        """Move the networks (in place) to ``device``; returns ``self``."""
-        dev = resolve_device(device)
-        self.net.to(dev)
-        self.ema.to(dev)
-        return self

@@ -189,7 +189,6 @@ class ScoreUNet(nn.Module):
             self.up.append(UpsampleConv(c_in, w[i - 1]))
             self.up_dense.append(nn.Linear(e, w[i - 1]))
             self.up_norm.append(_norm(w[i - 1], g))
-        self.out_norm = _norm(w[-1], g) if len(w) == 1 else None
         self.final = _conv(2 * w[0] if len(w) > 1 else w[0], 1)
         if cfg.mean_bypass:
             self.mean_branch = nn.Sequential(

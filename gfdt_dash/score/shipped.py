@@ -22,6 +22,7 @@ import torch
 
 from gfdt_dash.data import atomic_write_bytes
 from gfdt_dash.progress import ProgressCallback, StopCheck
+from gfdt_dash.resources import asset_path
 from gfdt_dash.score.checkpoint import load_checkpoint, save_checkpoint
 from gfdt_dash.score.config import ScoreNetConfig, TrainConfig
 from gfdt_dash.score.diagnostics import diagnose
@@ -40,8 +41,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# assets/ sits next to the package in the repository (not inside the wheel).
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+SHIPPED_DIR = asset_path("models")
 # Training steps of the shipped models: longer than the interactive classroom default, since
 # they are made once.
 SHIPPED_STEPS = {"ou": 6000, "allen_cahn": 10000, "navier_stokes": 6000}

@@ -1,4 +1,4 @@
-"""Training a score network by variance-exploding denoising score matching (SPEC §3).
+"""Training a score network by variance-exploding denoising score matching.
 
 Adam, linear learning-rate warm-up, gradient-norm clipping, EMA of the weights (a
 ``torch.optim.swa_utils.AveragedModel``), validation on held-out snapshots, progress/cancellation,

@@ -15,11 +15,14 @@ Deck, Bischoff, Souza, PRL 133, 267302, 2024; arXiv:2402.01029), not values read
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from gfdt_dash.validation import check_field, spec
 
 __all__ = [
     "SYSTEMS",
@@ -49,30 +52,6 @@ DEFAULT_INTEGRATOR = "lm"
 LEGACY_INTEGRATOR = "rk4"
 
 
-def spec(
-    default: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    doc: str = "",
-    unit: str = "",
-    *,
-    integer: bool = False,
-    lo_open: bool = False,
-    choices: tuple[Any, ...] | None = None,
-) -> Any:
-    """A dataclass field with validation bounds and UI metadata."""
-    meta = {
-        "lo": lo,
-        "hi": hi,
-        "doc": doc,
-        "unit": unit,
-        "integer": integer,
-        "lo_open": lo_open,
-        "choices": choices,
-    }
-    return field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
 class SystemConfig:
     """Base class: validation, (de)serialisation, presets, overrides."""
@@ -80,6 +59,13 @@ class SystemConfig:
     system: ClassVar[str] = ""
     title: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The parts of a run; every field belongs to one (``group`` in its metadata). physics: the
+    # equation's parameters; grid: points per side and time step; integrator: the discrete
+    # scheme; ensemble: members, spin-up, recorded duration and the frame and snapshot
+    # intervals; experiment: the direct perturbation (kick δ, experiments, restart interval)
+    # and the largest response lag. A product of a run depends on some parts only: the
+    # simulation on physics, grid, integrator and ensemble (``key`` of those).
+    GROUPS: ClassVar[tuple[str, ...]] = ("physics", "grid", "integrator", "ensemble", "experiment")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -87,7 +73,7 @@ class SystemConfig:
             if not meta:
                 continue
             value = getattr(self, f.name)
-            _check_field(f.name, value, meta)
+            check_field(f.name, value, meta)
             if (
                 isinstance(value, int)
                 and not isinstance(value, bool)
@@ -141,6 +127,25 @@ class SystemConfig:
         """Number of response lags 0..max_lag at the frame interval."""
         return self.steps(self.max_lag) // self.steps(self.frame_every) + 1
 
+    # -- groups ------------------------------------------------------------------------------
+    def group(self, *groups: str) -> dict[str, Any]:
+        """The fields of ``groups`` (all fields without), by name; e.g. ``group("experiment")``."""
+        unknown = sorted(set(groups) - set(self.GROUPS))
+        if unknown:
+            raise ValueError(f"groups: unknown group {unknown[0]!r}; allowed: {self.GROUPS}")
+        wanted = set(groups or self.GROUPS)
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("group") in wanted
+        }
+
+    def key(self, *groups: str) -> str:
+        """A short hash of the system and the fields of ``groups`` (all without): two configs
+        have the same key exactly when those fields are equal."""
+        raw = json.dumps({"system": self.system, **self.group(*groups)}, sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
     # -- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"system": self.system, **dataclasses.asdict(self)}
@@ -175,69 +180,94 @@ class SystemConfig:
         return {f.name: dict(f.metadata) for f in dataclasses.fields(cls) if f.metadata}
 
 
-def _check_field(name: str, value: Any, meta: dict[str, Any]) -> None:
-    choices = meta.get("choices")
-    if choices is not None:
-        if value not in choices:
-            raise ValueError(
-                f"{name}: {value!r} not allowed; allowed: {', '.join(map(str, choices))}"
-            )
-        return
-    if isinstance(value, bool):
-        return
-    if meta["integer"]:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name}: must be an integer, got {value!r}")
-    elif not isinstance(value, int | float):
-        raise ValueError(f"{name}: must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: must be finite, got {value!r}")
-    lo, hi = meta["lo"], meta["hi"]
-    bracket = "(" if meta["lo_open"] else "["
-    allowed = f"{bracket}{lo}, {hi}]"
-    if lo is not None and (value < lo or (meta["lo_open"] and value == lo)):
-        raise ValueError(f"{name}: {value!r} outside the allowed range {allowed}")
-    if hi is not None and value > hi:
-        raise ValueError(f"{name}: {value!r} outside the allowed range {allowed}")
+# Fields every system has (grid, time step, ensemble, experiment): bounds, doc, unit, group.
+_SHARED: dict[str, dict[str, Any]] = {
+    "n": dict(lo=4, hi=256, doc="grid points per side (even)", integer=True, group="grid"),
+    "dt": dict(lo=0.0, hi=1.0, doc="time step", unit="time", lo_open=True, group="grid"),
+    "members": dict(lo=1, doc="ensemble members", integer=True, group="ensemble"),
+    "frame_members": dict(
+        lo=1, doc="members whose frames are recorded", integer=True, group="ensemble"
+    ),
+    "spinup": dict(lo=0.0, hi=1e5, doc="spin-up (discarded)", unit="time", group="ensemble"),
+    "record": dict(
+        lo=0.0, hi=1e5, doc="recorded duration", unit="time", lo_open=True, group="ensemble"
+    ),
+    "frame_every": dict(
+        lo=0.0,
+        hi=1e3,
+        doc="interval of frames for response statistics",
+        unit="time",
+        lo_open=True,
+        group="ensemble",
+    ),
+    "snapshot_every": dict(
+        lo=0.0,
+        hi=1e4,
+        doc="interval of score-training snapshots",
+        unit="time",
+        lo_open=True,
+        group="ensemble",
+    ),
+    "max_lag": dict(
+        lo=0.0, hi=1e4, doc="largest response lag", unit="time", lo_open=True, group="experiment"
+    ),
+    "delta": dict(
+        lo=0.0,
+        hi=10.0,
+        doc="direct-perturbation kick δ at one pixel",
+        lo_open=True,
+        group="experiment",
+    ),
+    "n_experiments": dict(
+        lo=1, hi=1_000_000, doc="direct-perturbation experiments", integer=True, group="experiment"
+    ),
+    "restart_every": dict(
+        lo=0.0,
+        hi=1e4,
+        doc="restart interval of the paired runs",
+        unit="time",
+        lo_open=True,
+        group="experiment",
+    ),
+}
 
 
-# Fields shared by every system: grid, time step, run protocol, perturbation experiment.
-def _n(default: int) -> Any:
-    return spec(default, 4, 256, "grid points per side (even)", integer=True)
+def _shared(name: str, default: Any, **overrides: Any) -> Any:
+    """The shared field ``name`` with a system's ``default`` (and e.g. its own ``hi``)."""
+    return spec(default, **{**_SHARED[name], **overrides})
 
 
 @dataclass(frozen=True)
 class _FieldFamilyConfig(SystemConfig):
-    """∂ₜθ = Σ[λ(θ − θ³)] + κΔθ − U∂ₓθ − γP₀θ + ξ on [0, 2π)² (SPEC §2.1)."""
+    """∂ₜθ = Σ[λ(θ − θ³)] + κΔθ − U∂ₓθ − γP₀θ + ξ on [0, 2π)², ξ with covariance N²Σ."""
 
-    n: int = _n(32)
-    eps2: float = spec(0.004, 0.0, 10.0, "noise amplitude ε² in Σ̂(k) = ε²/(1+|k|²)", lo_open=True)
-    kappa: float = spec(2.5e-4, 0.0, 1.0, "diffusivity κ", "length²/time")
-    U: float = spec(0.02, -10.0, 10.0, "advection speed U along x", "length/time")
-    lam: float = spec(0.0, 0.0, 1e5, "double-well strength λ (0: OU)")
-    gamma: float = spec(1e-3, 0.0, 10.0, "damping γ of the spatial-mean mode", "1/time")
-    dt: float = spec(1 / 32, 0.0, 1.0, "time step", "time", lo_open=True)
-    members: int = spec(128, 1, 4096, "ensemble members", integer=True)
-    frame_members: int = spec(128, 1, 4096, "members whose frames are recorded", integer=True)
-    spinup: float = spec(1000.0, 0.0, 1e5, "spin-up (discarded)", "time")
-    record: float = spec(2000.0, 0.0, 1e5, "recorded duration", "time", lo_open=True)
-    frame_every: float = spec(
-        1.0, 0.0, 1e3, "interval of frames for response statistics", "time", lo_open=True
+    n: int = _shared("n", 32)
+    eps2: float = spec(
+        0.004, 0.0, 10.0, "noise amplitude ε² in Σ̂(k) = ε²/(1+|k|²)", lo_open=True, group="physics"
     )
-    snapshot_every: float = spec(
-        10.0, 0.0, 1e4, "interval of score-training snapshots", "time", lo_open=True
+    kappa: float = spec(2.5e-4, 0.0, 1.0, "diffusivity κ", "length²/time", group="physics")
+    U: float = spec(0.02, -10.0, 10.0, "advection speed U along x", "length/time", group="physics")
+    lam: float = spec(0.0, 0.0, 1e5, "double-well strength λ (0: OU)", group="physics")
+    gamma: float = spec(
+        1e-3, 0.0, 10.0, "damping γ of the spatial-mean mode", "1/time", group="physics"
     )
-    max_lag: float = spec(50.0, 0.0, 1e4, "largest response lag", "time", lo_open=True)
-    delta: float = spec(0.0625, 0.0, 10.0, "direct-perturbation kick δ at one pixel", lo_open=True)
-    n_experiments: int = spec(1280, 1, 1_000_000, "direct-perturbation experiments", integer=True)
-    restart_every: float = spec(
-        100.0, 0.0, 1e4, "restart interval of the paired runs", "time", lo_open=True
-    )
+    dt: float = _shared("dt", 1 / 32)
+    members: int = _shared("members", 128, hi=4096)
+    frame_members: int = _shared("frame_members", 128, hi=4096)
+    spinup: float = _shared("spinup", 1000.0)
+    record: float = _shared("record", 2000.0)
+    frame_every: float = _shared("frame_every", 1.0)
+    snapshot_every: float = _shared("snapshot_every", 10.0)
+    max_lag: float = _shared("max_lag", 50.0)
+    delta: float = _shared("delta", 0.0625)
+    n_experiments: int = _shared("n_experiments", 1280)
+    restart_every: float = _shared("restart_every", 100.0)
     integrator: str = spec(
         DEFAULT_INTEGRATOR,
         doc="time integrator: lm (Leimkuhler–Matthews, accurate stationary law) or rk4 (RK4 + "
         "additive noise, the original study's scheme)",
         choices=tuple(INTEGRATORS),
+        group="integrator",
     )
 
     def stiff_rates(self) -> tuple[float, float]:
@@ -332,8 +362,10 @@ class AllenCahnConfig(_FieldFamilyConfig):
 
     system: ClassVar[str] = "allen_cahn"
     title: ClassVar[str] = "Allen–Cahn"
-    lam: float = spec(4000.0, 0.0, 1e5, "double-well strength λ", lo_open=True)
-    gamma: float = spec(0.0, 0.0, 10.0, "extra damping γ of the spatial-mean mode", "1/time")
+    lam: float = spec(4000.0, 0.0, 1e5, "double-well strength λ", lo_open=True, group="physics")
+    gamma: float = spec(
+        0.0, 0.0, 10.0, "extra damping γ of the spatial-mean mode", "1/time", group="physics"
+    )
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "classroom": dict(
             n=16,
@@ -360,7 +392,7 @@ class AllenCahnConfig(_FieldFamilyConfig):
 
 @dataclass(frozen=True)
 class NavierStokesConfig(SystemConfig):
-    """2-D Navier–Stokes with stochastically phased forcing, vorticity form (SPEC §2.3).
+    """2-D Navier–Stokes with stochastically phased forcing, vorticity form.
 
     ∂ₜζ = −(u·∇)ζ + 𝒟ζ + S_φ − c_S⟨S_φ⟩ − ⟨ζ⟩,  u = (∂_yψ + U₀, −∂ₓψ), Δψ = ζ,
     𝒟̂(k) = −ν_h²/|k|⁴ − ν²|k|⁴, Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)}, dφ = √(2D) dW.
@@ -380,38 +412,43 @@ class NavierStokesConfig(SystemConfig):
         "conservative",
         "momentum_flux",
     )
-    n: int = _n(32)
-    U0: float = spec(math.pi, -20.0, 20.0, "uniform background flow U₀ along x", "length/time")
-    nu2: float = spec(1e-5, 0.0, 1.0, "hyperviscosity ν² (of |k|⁴)")
-    nuh2: float = spec(1e-2, 0.0, 10.0, "hypoviscosity ν_h² (of 1/|k|⁴)")
-    kf: float = spec(10.6, 0.0, 200.0, "forcing cut-off wavenumber k_f", lo_open=True)
-    forcing_amp: float = spec(18.75, 0.0, 1e4, "forcing amplitude A_f")
-    mean_forcing_removed: float = spec(0.9, 0.0, 1.0, "fraction c_S of the mean forcing removed")
-    phase_diffusion: float = spec(1.0, 0.0, 100.0, "phase diffusivity D (dφ = √(2D) dW)", "1/time")
-    dealias: bool = spec(False, doc="2/3-rule dealiasing of the advection", choices=(False, True))
+    n: int = _shared("n", 32)
+    U0: float = spec(
+        math.pi, -20.0, 20.0, "uniform background flow U₀ along x", "length/time", group="physics"
+    )
+    nu2: float = spec(1e-5, 0.0, 1.0, "hyperviscosity ν² (of |k|⁴)", group="physics")
+    nuh2: float = spec(1e-2, 0.0, 10.0, "hypoviscosity ν_h² (of 1/|k|⁴)", group="physics")
+    kf: float = spec(
+        10.6, 0.0, 200.0, "forcing cut-off wavenumber k_f", lo_open=True, group="physics"
+    )
+    forcing_amp: float = spec(18.75, 0.0, 1e4, "forcing amplitude A_f", group="physics")
+    mean_forcing_removed: float = spec(
+        0.9, 0.0, 1.0, "fraction c_S of the mean forcing removed", group="physics"
+    )
+    phase_diffusion: float = spec(
+        1.0, 0.0, 100.0, "phase diffusivity D (dφ = √(2D) dW)", "1/time", group="physics"
+    )
+    dealias: bool = spec(
+        False, doc="2/3-rule dealiasing of the advection", choices=(False, True), group="integrator"
+    )
     advection: str = spec(
         "skew",
         doc="form of the advection (u·∇)ζ: skew (the original study's), advective, conservative, "
         "momentum_flux; see NavierStokesSystem",
         choices=advection_forms,
+        group="integrator",
     )
-    dt: float = spec(1 / 128, 0.0, 1.0, "time step", "time", lo_open=True)
-    members: int = spec(2048, 1, 8192, "ensemble members", integer=True)
-    frame_members: int = spec(128, 1, 8192, "members whose frames are recorded", integer=True)
-    spinup: float = spec(1024.0, 0.0, 1e5, "spin-up (discarded)", "time")
-    record: float = spec(8.0, 0.0, 1e5, "recorded duration", "time", lo_open=True)
-    frame_every: float = spec(
-        1 / 128, 0.0, 1e3, "interval of frames for response statistics", "time", lo_open=True
-    )
-    snapshot_every: float = spec(
-        2.0, 0.0, 1e4, "interval of score-training snapshots", "time", lo_open=True
-    )
-    max_lag: float = spec(4.0, 0.0, 1e4, "largest response lag", "time", lo_open=True)
-    delta: float = spec(1 / 64, 0.0, 10.0, "direct-perturbation kick δ at one pixel", lo_open=True)
-    n_experiments: int = spec(128, 1, 1_000_000, "direct-perturbation experiments", integer=True)
-    restart_every: float = spec(
-        8.0, 0.0, 1e4, "restart interval of the paired runs", "time", lo_open=True
-    )
+    dt: float = _shared("dt", 1 / 128)
+    members: int = _shared("members", 2048, hi=8192)
+    frame_members: int = _shared("frame_members", 128, hi=8192)
+    spinup: float = _shared("spinup", 1024.0)
+    record: float = _shared("record", 8.0)
+    frame_every: float = _shared("frame_every", 1 / 128)
+    snapshot_every: float = _shared("snapshot_every", 2.0)
+    max_lag: float = _shared("max_lag", 4.0)
+    delta: float = _shared("delta", 1 / 64)
+    n_experiments: int = _shared("n_experiments", 128)
+    restart_every: float = _shared("restart_every", 8.0)
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "classroom": dict(

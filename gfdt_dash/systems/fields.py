@@ -1,4 +1,4 @@
-"""The OU field and the modified stochastic Allen–Cahn equation (SPEC §2.1–2.2).
+"""The OU field and the modified stochastic Allen–Cahn equation: one family, λ = 0 and λ > 0.
 
     ∂ₜθ = Σ[λ(θ − θ³)] + κΔθ − U∂ₓθ − γP₀θ + ξ,   Σ̂(k) = ε²/(1 + |k|²),
 

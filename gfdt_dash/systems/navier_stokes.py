@@ -1,4 +1,4 @@
-"""2-D Navier–Stokes with stochastically phased forcing, vorticity form (SPEC §2.3).
+"""2-D Navier–Stokes with stochastically phased forcing, vorticity form.
 
     ∂ₜζ = −N(ζ) + 𝒟ζ − U₀∂ₓζ + S_φ − c_S⟨S_φ⟩ − ⟨ζ⟩,   N(ζ) = (u·∇)ζ in one of four forms,
     u = (∂_yψ, −∂ₓψ),  Δψ = ζ,  𝒟̂(k) = −ν_h²/|k|⁴ − ν²|k|⁴ (𝒟̂(0) = 0),

@@ -71,8 +71,7 @@ def simulate(
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     initial_state: State | None = None,
-    return_state: bool = False,
-) -> xr.Dataset | tuple[xr.Dataset, State]:
+) -> xr.Dataset:
     """Simulate an ensemble and record its two frame streams.
 
     After ``config.spinup`` time units (discarded) the run lasts ``config.record`` time units and
@@ -88,8 +87,6 @@ def simulate(
     :class:`~gfdt_dash.progress.Progress` reports whose ``info["snapshot"]`` is member 0's current
     field; ``should_stop`` cancels (raises :class:`~gfdt_dash.progress.Cancelled`). A run that
     turns non-finite raises :class:`SimulationDiverged` at once.
-
-    With ``return_state=True`` the final state is returned too, to continue the run.
     """
     seed = check_seed(seed)
     members = config.members if members is None else int(members)
@@ -150,8 +147,7 @@ def simulate(
         else:
             reporter.check()
 
-    ds = _to_dataset(config, frames, snaps, seed, system, t_spin)
-    return (ds, state) if return_state else ds
+    return _to_dataset(config, frames, snaps, seed, system, t_spin)
 
 
 def _to_dataset(config, frames, snaps, seed, system, t_spin) -> xr.Dataset:

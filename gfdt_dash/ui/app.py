@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import panel as pn
 
 from gfdt_dash import __version__
+from gfdt_dash.resources import asset_path
 from gfdt_dash.systems import SYSTEMS, plugins_from_env
 from gfdt_dash.ui.jobs import POOL_SIZE
 from gfdt_dash.ui.pacing import PACER, schedule_on
@@ -19,7 +19,6 @@ from gfdt_dash.ui.tab import SystemTab
 __all__ = ["TITLE", "create_app"]
 
 TITLE = "gfdt-dash — response theory via generative score modelling"
-_ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 ABOUT = """
 ## About
@@ -40,7 +39,7 @@ study's settings from its public code, not values read from the paper.
 
 
 def _about() -> pn.viewable.Viewable:
-    svg = (_ASSETS / "gfdt.svg").read_text(encoding="utf-8")
+    svg = asset_path("gfdt.svg").read_text(encoding="utf-8")
     return pn.Column(
         pn.pane.SVG(svg, width=640, height=220),
         pn.pane.Markdown(ABOUT),

@@ -1,7 +1,7 @@
 """``param.Parameterized`` mirrors of the system config dataclasses.
 
 A mirror is generated from the dataclass's ``field_specs()`` metadata (bounds, unit, doc,
-integer, choices), so the widgets cannot drift from the validated configs (STYLE rule 1). The
+integer, choices), so the widgets cannot drift from the validated configs. The
 mirror holds the editable values; ``to_config()`` validates them into a frozen config that a job
 receives as an immutable snapshot.
 """
@@ -30,7 +30,7 @@ __all__ = [
     "parse_number",
 ]
 
-# The symbol each parameter has in the equations (SPEC §2); the rest are named in words.
+# The symbol each parameter has in the systems' equations; the rest are named in words.
 SYMBOLS = {
     "n": "n",
     "eps2": "ε²",

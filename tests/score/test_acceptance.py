@@ -1,5 +1,7 @@
 """Acceptance: the shipped classroom checkpoints on fresh classroom data (a seed they were not
-trained on) give GFDT responses that match the references (SPEC §1, §3; issue 4).
+trained on) give GFDT responses that match the references (the analytic response for OU, the
+direct perturbation otherwise), by the relative L2 error over lags 0…max_lag and the pixels 0…3
+cells downstream of the kick.
 
 Slow (simulations and a direct-perturbation experiment per system); CI runs them. The measured
 numbers are printed (``pytest -s``) and attached as ``record_property``.

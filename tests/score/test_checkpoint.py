@@ -110,3 +110,24 @@ def test_score_fn_units_shapes_and_types(model):
     np.testing.assert_allclose(s_np, s.numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"\(\.\.\., 8, 8\)"):
         model.score_fn("cpu")(torch.zeros(2, 16, 16))
+
+
+def test_a_one_level_file_with_the_unused_output_norm_loads(tiny_snapshots, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    one_level = TINY_NET.replace(widths=(4,))
+    model = train_score(tiny_snapshots, net_config=one_level, train_config=tiny_train(2),
+                        device="cpu")
+    path = save_checkpoint(model, tmp_path / "m.safetensors", training_state=False)
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(path)
+    for prefix in ("net/", "ema/module."):  # what such a file held besides the used weights
+        tensors[f"{prefix}out_norm.weight"] = torch.ones(4)
+        tensors[f"{prefix}out_norm.bias"] = torch.zeros(4)
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, old, metadata=meta)
+    back = load_checkpoint(old, device="cpu")
+    x = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.score_fn("cpu")(x), back.score_fn("cpu")(x))

@@ -116,3 +116,27 @@ def test_field_specs_cover_every_numeric_field():
     specs = NavierStokesConfig.field_specs()
     assert specs["U0"]["hi"] == 20.0 and specs["dealias"]["choices"] == (False, True)
     assert all(spec["doc"] for spec in specs.values())
+
+
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_every_field_is_in_one_group_and_keys_follow_the_groups(system):
+    config = get_config(system)
+    groups = {g: config.group(g) for g in config.GROUPS}
+    names = [name for fields in groups.values() for name in fields]
+    assert sorted(names) == sorted(config.field_specs())  # each field in exactly one group
+    assert set(groups["experiment"]) == {"delta", "n_experiments", "restart_every", "max_lag"}
+    simulated = ("physics", "grid", "integrator", "ensemble")
+    kicked = config.replace(delta=config.delta / 2)
+    assert kicked.key(*simulated) == config.key(*simulated)
+    assert kicked.key("experiment") != config.key("experiment")
+    assert kicked.key() != config.key()
+    longer = config.replace(record=2 * config.record)
+    assert longer.key(*simulated) != config.key(*simulated)
+    assert longer.key("experiment") == config.key("experiment")
+    with pytest.raises(ValueError, match="^groups: unknown group 'protocol'"):
+        config.group("protocol")
+
+
+def test_keys_of_different_systems_differ():
+    ou, ac = OUConfig(), AllenCahnConfig()
+    assert ou.key("experiment") != ac.key("experiment")
