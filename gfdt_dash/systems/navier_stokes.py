@@ -7,9 +7,10 @@
 pseudo-spectral on the rfft2 coefficients of ζ (``(batch, n, n//2+1)``), classical RK4
 (``base.rk4_step``) with the phases advanced at the half-steps. The uniform background flow
 ``U₀∂ₓζ`` is linear and treated exactly as such. Following the original study, dealiasing is off
-by default (``dealias=False``). Every step starts and ends with ``Grid.hermitian``, so the state
-is always exactly the rfft2 of a real field (all linear rates
-are negative, so round-off there would decay anyway; the projection makes it exact).
+by default (``dealias=False``). Every step starts with ``Grid.hermitian`` and its arithmetic keeps
+mirrored coefficients exact conjugates (see :meth:`NavierStokesSystem.step`), so the state is
+always exactly the rfft2 of a real field (all linear rates are negative, so round-off there would
+decay anyway).
 
 **Advection forms** (``NavierStokesConfig.advection``). In exact arithmetic, with ∇·u = 0, all
 four equal (u·∇)ζ; on an aliased grid they differ, and each conserves something else exactly
@@ -256,25 +257,52 @@ class NavierStokesSystem(System):
         )
         return {"dW": dw}
 
+    #: Members stepped together: the tendency's grid fields of a block of members should fit
+    #: in a core's caches. Measured at n = 32 (skew form, one thread, 1 MiB L2): 83 µs per
+    #: member-step in blocks of 64 members (2.6 MB of complex grid fields), 128 µs in one block
+    #: of 128; the members are independent, so blocking changes nothing else.
+    block_bytes: int = 2_600_000
+
     def step(self, state: State, noise: State) -> State:
+        """One RK4 step of every member, in blocks of members (:attr:`block_bytes`)."""
+        batch = state["field_hat"].shape[0]
+        n_fields = self._to_phys_mult.shape[0] + self._from_phys_mult.shape[0]
+        per_member = n_fields * self.grid.n**2 * state["field_hat"].element_size()
+        block = max(1, self.block_bytes // per_member)
+        if batch <= block:
+            return self._step(state, noise)
+        parts = [
+            self._step(
+                {k: v[i : i + block] for k, v in state.items()},
+                {k: v[i : i + block] for k, v in noise.items()},
+            )
+            for i in range(0, batch, block)
+        ]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def _step(self, state: State, noise: State) -> State:
+        """One RK4 step. The state is projected on real fields first (a state made elsewhere
+        may carry a non-Hermitian part, which the step must not evolve); the result is then
+        exactly the rfft2 of a real field with no second projection: every stage's tendency is
+        (``real_part_hat``, the forcing's conjugate pairs, a linear multiplier that is real on
+        the k_x = 0 and Nyquist columns and even in k_y), and so are RK4's sums of them."""
         phase0 = state["phase"]
-        phases = phase0.new_empty(phase0.shape[0], 3, phase0.shape[1])  # at t, t + dt/2, t + dt
-        phases[:, 0] = phase0
-        torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[:, 1])
-        torch.add(phases[:, 1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[:, 2])
+        # phases at t, t + dt/2, t + dt, stage-major so each stage's forcing is contiguous
+        phases = phase0.new_empty(3, *phase0.shape)
+        phases[0] = phase0
+        torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[1])
+        torch.add(phases[1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[2])
         if self.config.forcing_amp:
             f = self.forcing_values(phases)
-            forcing = (f[:, 0], f[:, 1], f[:, 1], f[:, 2])
+            forcing = (f[0], f[1], f[1], f[2])
         else:
             forcing = (None,) * 4
 
         def tendency(z: torch.Tensor, stage: int) -> torch.Tensor:
             return self.tendency_hat(z, forcing[stage])
 
-        # The step sees only the real field irfft2(ẑ) and returns an exact rfft2 of a real field.
-        zeta_hat = self.grid.hermitian(state["field_hat"])
-        zeta_hat = self.grid.hermitian(rk4_step(tendency, zeta_hat, self.dt))
-        return {"field_hat": zeta_hat, "phase": torch.remainder(phases[:, 2], 2 * math.pi)}
+        zeta_hat = rk4_step(tendency, self.grid.hermitian(state["field_hat"]), self.dt)
+        return {"field_hat": zeta_hat, "phase": torch.remainder(phases[2], 2 * math.pi)}
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:
         """ζ₀ = sin 3x sin 3y (as in the original study) and uniform random phases."""
