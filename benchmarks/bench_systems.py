@@ -188,15 +188,21 @@ def fft_floor(system, batch, rng: bool = False):
                 x.normal_(generator=gen)
 
     if system.config.system == "navier_stokes":
+        counts = system.transforms_per_stage()
         full = torch.randn(batch, n, n, device=system.device, dtype=g.cdtype)
-        inverse = full[:, None].expand(batch, system._to_phys_mult.shape[0], n, n).contiguous()
-        forward = full[:, None].expand(batch, system._from_phys_mult.shape[0], n, n).contiguous()
+        inverse = full[:, None].expand(batch, counts["complex inverse"], n, n).contiguous()
+        forward = full[:, None].expand(batch, counts["complex forward"], n, n).contiguous()
 
         def run():
             draw()
-            for _ in range(4):  # RK4 stages: F inverse and P forward complex transforms each
+            for _ in range(4):  # RK4 stages, each the transforms of one advection evaluation
                 torch.fft.ifft2(inverse)
-                torch.fft.fft2(forward)
+                if counts["real inverse"]:
+                    g.to_physical(spec)
+                if counts["complex forward"]:
+                    torch.fft.fft2(forward)
+                if counts["real forward"]:
+                    g.to_spectral(real)
 
         return run
     lam = system.config.lam

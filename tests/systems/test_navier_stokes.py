@@ -131,7 +131,7 @@ def test_stepping_in_blocks_of_members_changes_nothing(form):
     config = NavierStokesConfig.preset("classroom", advection=form)
     whole = make_system(config, "cpu", "float64")
     blocked = make_system(config, "cpu", "float64")
-    n_fields = whole._to_phys_mult.shape[0] + whole._from_phys_mult.shape[0]
+    n_fields = sum(whole.transforms_per_stage().values())
     blocked.block_bytes = 2 * n_fields * config.n**2 * 16  # two members per block
     gen = whole.generator(0)
     state = whole.initial_state(5, gen)
