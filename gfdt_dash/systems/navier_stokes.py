@@ -37,8 +37,8 @@ n = 32 modes to a dealiased n = 96 run of the same physics is 0.037 for ``skew``
 1e-4, dealiasing at n = 32 gives 0.15): the skew form's aliasing errors partly cancel. The
 stationary mean energy and enstrophy of the four agree within the sampling error (a few %; at
 the classroom size also with a dealiased n = 32 run). The cheaper forms are there for speed:
-per step ``advective``/``conservative`` take about 0.65 and ``momentum_flux`` about 0.5 of the
-skew form's time at the paper size.
+per step ``advective``/``conservative`` take about 0.65–0.7 and ``momentum_flux`` about 0.57 of
+the skew form's time at the paper size (``benchmarks/RESULTS.md``).
 
 **Transforms.** Two real fields a, b travel as one complex field a + ib through one complex FFT:
 the velocity as w = u + iv, whose fft2 is (k_x + ik_y)ψ̂; the vorticity gradient as
