@@ -11,18 +11,24 @@ For each system at the classroom and paper grid sizes, on the chosen device:
   batch and dtype, when ``torch_cfd`` is installed (``pip install --no-deps torch-cfd einops``;
   it is not a dependency of gfdt-dash);
 - **FFT floor**: the time of only the FFTs one of our steps must do, batched as we batch them.
+  The OU step does none (its noise is drawn in spectral space, ``Grid.white_hat``); its FFT floor
+  is the one ``rfft2`` that drawing the noise on the grid would take, kept for comparison;
+- **FFT + RNG floor**: the FFTs the step does plus drawing its Gaussian numbers
+  (``Tensor.normal_`` of the same count, torch's CPU generator; for OU the draw alone). No
+  implementation of the same step with the same generator can go below it.
 
 Navier–Stokes timings interleave the contenders repeat by repeat and report medians, so slow
 phases of a shared machine hit all of them alike. Compare the ratios, which are measured in one
 run.
 
-    python benchmarks/bench_systems.py [--device auto] [--threads N] [--repeat 3]
+    python benchmarks/bench_systems.py [--device auto] [--threads N] [--repeat 3] [--clock cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -32,19 +38,6 @@ import torch
 from gfdt_dash.systems import NavierStokesConfig, get_config, make_system
 
 BATCH = {"classroom": 32, "paper": 128}
-
-
-def _time(fn, n_iter: int, repeat: int, sync) -> float:
-    fn()
-    sync()
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(n_iter):
-            fn()
-        sync()
-        best = min(best, (time.perf_counter() - t0) / n_iter)
-    return best
 
 
 def numpy_field_step(config, batch, rng):
@@ -176,28 +169,51 @@ def peer_ns_step(config, batch, device, dtype=torch.float32):
     return step
 
 
-def fft_floor(system, batch):
-    """Only the FFTs one step of ``system`` performs, in the same batching."""
+def fft_floor(system, batch, rng: bool = False):
+    """Only the FFTs one step of ``system`` performs, in the same batching (and, with ``rng``,
+    the draw of its Gaussian numbers)."""
     n, g = system.grid.n, system.grid
     real = torch.randn(batch, n, n, device=system.device, dtype=system.dtype)
     spec = g.to_spectral(real)
+    gen = system.generator(0)
+    noise = system.draw_noise(batch, gen)
+    normals = [
+        torch.empty(torch.view_as_real(v).shape if v.is_complex() else v.shape, dtype=system.dtype)
+        for v in noise.values()
+    ]
+
+    def draw():
+        if rng:
+            for x in normals:
+                x.normal_(generator=gen)
+
     if system.config.system == "navier_stokes":
+        counts = system.transforms_per_stage()
         full = torch.randn(batch, n, n, device=system.device, dtype=g.cdtype)
-        inverse = full[:, None].expand(batch, system._to_phys_mult.shape[0], n, n).contiguous()
-        forward = full[:, None].expand(batch, system._from_phys_mult.shape[0], n, n).contiguous()
+        inverse = full[:, None].expand(batch, counts["complex inverse"], n, n).contiguous()
+        forward = full[:, None].expand(batch, counts["complex forward"], n, n).contiguous()
 
         def run():
-            for _ in range(4):  # RK4 stages: F inverse and P forward complex transforms each
+            draw()
+            for _ in range(4):  # RK4 stages, each the transforms of one advection evaluation
                 torch.fft.ifft2(inverse)
-                torch.fft.fft2(forward)
+                if counts["real inverse"]:
+                    g.to_physical(spec)
+                if counts["complex forward"]:
+                    torch.fft.fft2(forward)
+                if counts["real forward"]:
+                    g.to_spectral(real)
 
         return run
     lam = system.config.lam
     stages = 4 if system.config.integrator == "rk4" else 1  # drift evaluations per step
 
     def run():
-        g.to_spectral(real)  # the noise
-        if lam:
+        draw()
+        if not lam:
+            if not rng:  # OU: the rfft2 a grid-space noise draw would need (the step has none)
+                g.to_spectral(real)
+        else:
             for _ in range(stages):
                 g.to_physical(spec)
                 g.to_spectral(real)
@@ -230,36 +246,48 @@ def _interleaved(fns: dict, n_iter: int, repeat: int, sync, clock=time.perf_coun
 
 
 def bench_field_system(system_name, preset, args, rng):
-    config = get_config(system_name, preset)
+    """One row per integrator; each step and its floors timed interleaved."""
     batch = BATCH[preset]
-    system = make_system(config, args.device, "float32")
-    dev = system.device
-    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-    gen = system.generator(0)
-    state = [system.initial_state(batch, gen)]
+    rows = []
+    for integrator in ("lm", "rk4"):
+        config = get_config(system_name, preset, integrator=integrator)
+        system = make_system(config, args.device, "float32")
+        dev = system.device
+        sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+        gen = system.generator(0)
+        state = [system.initial_state(batch, gen)]
 
-    def ours():
-        state[0] = system.step(state[0], system.draw_noise(batch, gen))
+        def ours(system=system, state=state, gen=gen):
+            state[0] = system.step(state[0], system.draw_noise(batch, gen))
 
-    n_iter = 50
-    t_ours = _time(ours, n_iter, args.repeat, sync)
-    t_floor = _time(fft_floor(system, batch), n_iter, args.repeat, sync)
-    t_np = _time(
-        numpy_field_step(config, batch, rng), max(5, n_iter // 5), args.repeat, lambda: None
-    )
-    return [
-        (
-            system_name,
-            preset,
-            config.n,
-            batch,
-            str(dev),
-            batch / t_ours,
-            t_np / t_ours,
-            None,
-            t_ours / t_floor,
+        fns = {
+            "ours": ours,
+            "floor": fft_floor(system, batch),
+            "rng floor": fft_floor(system, batch, rng=True),
+        }
+        n_iter = 200 if preset == "classroom" else 50
+        t = _interleaved(fns, n_iter, max(args.repeat, 5), sync, _clock(args))
+        np_step = numpy_field_step(config, batch, rng)
+        t_np = _interleaved({"numpy": np_step}, n_iter // 5, args.repeat, sync, _clock(args))
+        rows.append(
+            (
+                f"{system_name} ({integrator})",
+                preset,
+                config.n,
+                batch,
+                str(dev),
+                batch / t["ours"],
+                t_np["numpy"] / t["ours"],
+                None,
+                t["ours"] / t["floor"],
+                t["ours"] / t["rng floor"],
+            )
         )
-    ]
+    return rows
+
+
+def _clock(args):
+    return time.process_time if args.clock == "cpu" else time.perf_counter
 
 
 def bench_navier_stokes(preset, args, rng):
@@ -282,11 +310,12 @@ def bench_navier_stokes(preset, args, rng):
 
         fns[form] = ours
         fns[form + " floor"] = fft_floor(system, batch)
+        fns[form + " rng floor"] = fft_floor(system, batch, rng=True)
     peer = peer_ns_step(systems[forms[0]].config, batch, dev)
     if peer is not None:
         fns["torch-cfd"] = peer
     n_iter = 20 if preset == "paper" else 50
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    clock = _clock(args)
     t = _interleaved(fns, n_iter, max(args.repeat, 5), sync, clock)
     rows = []
     for form, system in systems.items():
@@ -305,6 +334,7 @@ def bench_navier_stokes(preset, args, rng):
                 t_np / t[form],
                 (t_peer / t[form]) if t_peer else None,
                 t[form] / t[form + " floor"],
+                t[form] / t[form + " rng floor"],
             )
         )
     return rows
@@ -319,15 +349,20 @@ def main() -> None:
     parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
-        default="wall",
-        help="Navier–Stokes timer: wall time, or the process's CPU time (one CPU thread only)",
+        default=None,
+        help="timer: wall time, or the process's CPU time (one CPU thread only; the default "
+        "then, since it does not count the time a shared machine makes the process wait)",
     )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock is None:
+        cpu = torch.get_num_threads() == 1 and not torch.cuda.is_available()
+        args.clock = "cpu" if cpu else "wall"
     if args.clock == "cpu" and torch.get_num_threads() != 1:
         parser.error("--clock cpu needs --threads 1 (CPU time of several threads adds up)")
     rng = np.random.default_rng(0)
+    load0 = os.getloadavg()[0]
     rows = []
     for system_name in args.systems.split(","):
         for preset in ("classroom", "paper"):
@@ -337,24 +372,28 @@ def main() -> None:
                 rows += bench_field_system(system_name, preset, args, rng)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
-        f"Navier–Stokes clock: {args.clock}\n"
+        f"clock: {args.clock}; 1-min load average {load0:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores\n"
     )
     print(
         "| system | preset | N | members | device | member-steps/s | × numpy | × torch-cfd | "
-        "step / FFT floor |"
+        "step / FFT floor | step / FFT+RNG floor |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         peer = f"{r[7]:.2f}" if r[7] is not None else "—"
         print(
             f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]:,.0f} | {r[6]:.1f} | "
-            f"{peer} | {r[8]:.2f} |"
+            f"{peer} | {r[8]:.2f} | {r[9]:.2f} |"
         )
     print(
         "\n× numpy and × torch-cfd: how many times faster our step is (>1: ours faster). "
-        "FFT floor: our step time over the time of its FFTs alone. Navier–Stokes: medians of "
-        "interleaved repeats; torch-cfd integrates the unforced equation in advective form with "
-        "5 RK stages per step, ours the forced one (phases, noise) with 4."
+        "FFT floor: our step time over the time of its FFTs alone (OU: the one rfft2 a "
+        "grid-space noise draw would take; the step itself does no FFT). FFT+RNG floor: the "
+        "FFTs the step does plus drawing its Gaussian numbers with torch's generator (OU: the "
+        "draw alone). Navier–Stokes: "
+        "medians of interleaved repeats; torch-cfd integrates the unforced equation in "
+        "advective form with 5 RK stages per step, ours the forced one (phases, noise) with 4."
     )
 
 

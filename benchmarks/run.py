@@ -47,6 +47,8 @@ def main() -> int:
         f"{os.cpu_count()} cores, 1-min load average {os.getloadavg()[0]:.1f} at the start.",
         "",
     ]
+    if device.type == "cpu":
+        parts += ["No GPU on this machine: no GPU rows were measured.", ""]
     for script in sorted(HERE.glob("bench_*.py")):
         cmd = [sys.executable, str(script)]
         if script.stem != "bench_dashboard":  # times the served app; its jobs pick their device
@@ -62,6 +64,7 @@ def main() -> int:
         else:
             parts.append(proc.stdout.strip())
         parts.append("")
+    parts += [f"1-min load average {os.getloadavg()[0]:.1f} at the end.", ""]
     Path(args.out).write_text("\n".join(parts))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

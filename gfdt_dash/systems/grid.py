@@ -43,8 +43,6 @@ class Grid:
         cut = n / 3
         self.dealias = ((self.kx.abs() <= cut) & (self.ky.abs() <= cut)).to(dtype)
         self._mirror = (-torch.arange(n, device=device)) % n  # index of −k_y
-        self._white_scale = torch.full((n // 2 + 1,), n / math.sqrt(2), dtype=dtype, device=device)
-        self._white_scale[:: n // 2] = n  # the k_x = 0 and n/2 columns (see white_hat)
         coords = torch.arange(n, dtype=torch.float64) * self.spacing
         self.coords = coords.numpy()
 
@@ -69,9 +67,18 @@ class Grid:
 
     def hermitian_(self, field_hat: torch.Tensor) -> torch.Tensor:
         """:meth:`hermitian` in place (for freshly computed arrays); returns ``field_hat``."""
+        return self._symmetrise_edges_(field_hat, 0.5)
+
+    def _symmetrise_edges_(self, field_hat: torch.Tensor, weight: float) -> torch.Tensor:
+        """``f̂ ← weight·(f̂(k_y) + conj f̂(−k_y))`` in the k_x = 0 and Nyquist columns, in place.
+
+        The two mirrored coefficients come out exact conjugates (the sum is computed from the
+        same two numbers in either order, and negation is exact), so the result is exactly the
+        rfft2 of a real field, not merely up to round-off.
+        """
         edge = field_hat[..., :: self.n // 2]  # view of the k_x = 0 and n/2 columns
         mirrored = edge.index_select(-2, self._mirror).conj()  # row k_y ← row −k_y
-        edge.add_(mirrored).mul_(0.5)
+        edge.add_(mirrored).mul_(weight)
         return field_hat
 
     def white_hat(self, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -82,11 +89,15 @@ class Grid:
 
         Independent complex normals of variance N² are projected onto Hermitian arrays; in the two
         edge columns that halves the variance of each conjugate pair (and keeps only the real
-        part at the self-conjugate modes), which a factor √2 there restores (``_white_scale``).
+        part at the self-conjugate modes), which a factor √2 there restores. The normals are drawn
+        with their standard deviation N/√2 (no separate scaling pass); the edge columns then get
+        ``(ŵ(k) + conj ŵ(−k))/√2`` — the projection ½(·) times that √2 — in place. The same
+        random numbers as ``torch.randn`` of that shape, scaled, so a seed gives the same draw.
         """
         shape = (batch, self.n, self.n // 2 + 1, 2)
-        z = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
-        return self.hermitian_(torch.view_as_complex(z) * self._white_scale)
+        z = torch.empty(shape, device=self.device, dtype=self.dtype)
+        z.normal_(0.0, self.n / math.sqrt(2), generator=generator)
+        return self._symmetrise_edges_(torch.view_as_complex(z), 1 / math.sqrt(2))
 
     def full_wavenumbers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer ``(ky, kx)`` of the full (``fft2``) layout, each ``(n, n)``."""

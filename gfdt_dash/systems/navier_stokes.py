@@ -7,9 +7,10 @@
 pseudo-spectral on the rfft2 coefficients of ζ (``(batch, n, n//2+1)``), classical RK4
 (``base.rk4_step``) with the phases advanced at the half-steps. The uniform background flow
 ``U₀∂ₓζ`` is linear and treated exactly as such. Following the original study, dealiasing is off
-by default (``dealias=False``). Every step starts and ends with ``Grid.hermitian``, so the state
-is always exactly the rfft2 of a real field (all linear rates
-are negative, so round-off there would decay anyway; the projection makes it exact).
+by default (``dealias=False``). Every step starts with ``Grid.hermitian`` and ends with the
+mirrored coefficients exact conjugates (see :meth:`NavierStokesSystem._step`), so the state is
+always exactly the rfft2 of a real field (all linear rates are negative, so round-off there would
+decay anyway).
 
 **Advection forms** (``NavierStokesConfig.advection``). In exact arithmetic, with ∇·u = 0, all
 four equal (u·∇)ζ; on an aliased grid they differ, and each conserves something else exactly
@@ -36,8 +37,8 @@ n = 32 modes to a dealiased n = 96 run of the same physics is 0.037 for ``skew``
 1e-4, dealiasing at n = 32 gives 0.15): the skew form's aliasing errors partly cancel. The
 stationary mean energy and enstrophy of the four agree within the sampling error (a few %; at
 the classroom size also with a dealiased n = 32 run). The cheaper forms are there for speed:
-per step ``advective``/``conservative`` take about 0.65 and ``momentum_flux`` about 0.5 of the
-skew form's time at the paper size.
+per step ``advective``/``conservative`` take about 0.65–0.7 and ``momentum_flux`` about 0.57 of
+the skew form's time at the paper size (``benchmarks/RESULTS.md``).
 
 **Transforms.** Two real fields a, b travel as one complex field a + ib through one complex FFT:
 the velocity as w = u + iv, whose fft2 is (k_x + ik_y)ψ̂; the vorticity gradient as
@@ -45,9 +46,12 @@ g = ∂ₓζ − i∂_yζ, whose fft2 is (ik_x + k_y)ζ̂. Products are complex 
 (u·∇)ζ, w·ζ = uζ + ivζ, w² = (u² − v²) + 2iuv. For a complex field q = a + ib with fft2 Q the
 term α(k)â + β(k)b̂, with α, β the multipliers of real operators, is Y(k) + conj Y(−k) with
 Y = ½(α − iβ)Q. That last step makes the result the rfft2 of a real field exactly (mirrored
-coefficients of the k_x = 0 and Nyquist columns are conjugate by construction), so round-off
-cannot build a non-Hermitian part in the state. Complex FFTs per RK4 stage (n × n each, batched
-in one call): skew 3 + 2, advective 2 + 1, conservative 2 + 1, momentum_flux 1 + 1.
+coefficients of the k_x = 0 and Nyquist columns are conjugate by construction). A single real
+field goes through a real transform, which costs about 0.6–0.7 of a complex one of the same
+grid: ζ on the grid (``irfft2`` of the state) and (u·∇)ζ = Re(w·g) (``rfft2``; only its real
+part is needed). FFTs per RK4 stage (n × n each, batched over members;
+:meth:`NavierStokesSystem.transforms_per_stage`), complex + real: inverse, then forward — skew
+2 + 1, 1 + 1; advective 2 + 0, 0 + 1; conservative 1 + 1, 1 + 0; momentum_flux 1 + 0, 1 + 0.
 
 The forcing is the real part of the normalised inverse FFT of Ŝ, so in rfft2 coefficients it is
 ``½(Ŝ(k) + conj Ŝ(−k))``; the Nyquist row and column are excluded, the mean mode included. Ŝ is
@@ -124,8 +128,11 @@ class NavierStokesSystem(System):
         """Multipliers of the packed transforms of ``form`` (see the module docstring).
 
         ``_to_phys_mult`` ``(F, n, n)``: full-layout multipliers of ζ̂ giving the F complex
-        fields on the grid; ``_from_phys_mult`` ``(P, n, n)``: the ½(α − iβ) of the P complex
-        products q = a + ib, for the sum −N̂ = Σ α â + β b̂ (dealiasing mask, even in k, included).
+        fields on the grid (w first); ``_zeta_on_grid``: ζ itself is needed on the grid (one
+        ``irfft2``); ``_from_phys_mult`` ``(P, n, n)``: the ½(α − iβ) of the P complex products
+        q = a + ib, for the sum −N̂ = Σ α â + β b̂ (dealiasing mask, even in k, included);
+        ``_advective_mult`` (``None`` or ``(n, n//2+1)``): the α of the real product
+        (u·∇)ζ = Re(w·g), transformed with one ``rfft2``.
         """
         g, n = self.grid, self.grid.n
         fky, fkx = g.full_wavenumbers()
@@ -135,30 +142,42 @@ class NavierStokesSystem(System):
         inv_lap = torch.where(k2 == 0, 0.0, -1.0 / torch.where(k2 == 0, 1.0, k2))
         velocity = torch.complex(kx, ky) * inv_lap  # w = u + iv
         gradient = torch.complex(ky, kx)  # g = ∂ₓζ − i∂_yζ
-        one = torch.ones_like(velocity)
-        # ½(α − iβ) of q = w·g (real part u·∇ζ; α = −1, β = 0) and of q = w·ζ = uζ + ivζ
-        # (α = −ik_x, β = −ik_y: minus the divergence).
-        advective = -0.5 * one
+        # ½(α − iβ) of q = w·ζ = uζ + ivζ (α = −ik_x, β = −ik_y: minus the divergence); the
+        # advective product (u·∇)ζ enters with α = −1.
         flux = -0.5 * torch.complex(ky, kx)
+        advective = None
         if form == "skew":
-            to_phys, from_phys = [velocity, gradient, one], [0.5 * advective, 0.5 * flux]
+            to_phys, zeta, from_phys, advective = [velocity, gradient], True, [0.5 * flux], -0.5
         elif form == "advective":
-            to_phys, from_phys = [velocity, gradient], [advective]
+            to_phys, zeta, from_phys, advective = [velocity, gradient], False, [], -1.0
         elif form == "conservative":
-            to_phys, from_phys = [velocity, one], [flux]
+            to_phys, zeta, from_phys = [velocity], True, [flux]
         elif form == "momentum_flux":
             # q = w² = (u² − v²) + i·2uv; −N = (∂ₓ² − ∂_y²)(uv) − ∂ₓ∂_y(u² − v²):
             # α = k_x k_y, β = ½(k_y² − k_x²).
-            to_phys = [velocity]
+            to_phys, zeta = [velocity], False
             from_phys = [0.5 * torch.complex(kx * ky, -0.5 * (ky**2 - kx**2))]
         else:
             raise ValueError(f"advection: unknown form {form!r}")
-        from_phys = torch.stack(from_phys)
+        from_phys = torch.stack(from_phys) if from_phys else velocity[None][:0]
         if self.config.dealias:
             from_phys = from_phys * ((fkx.abs() <= n / 3) & (fky.abs() <= n / 3))
+        if advective is not None:
+            advective = advective * (g.dealias if self.config.dealias else torch.ones_like(g.k2))
         self._form = form
         self._to_phys_mult = torch.stack(to_phys).to(g.cdtype)
+        self._zeta_on_grid = zeta
         self._from_phys_mult = from_phys.to(g.cdtype)
+        self._advective_mult = advective
+
+    def transforms_per_stage(self) -> dict[str, int]:
+        """The n × n FFTs one evaluation of the advection does, by kind."""
+        return {
+            "complex inverse": self._to_phys_mult.shape[0],
+            "real inverse": int(self._zeta_on_grid),
+            "complex forward": self._from_phys_mult.shape[0],
+            "real forward": int(self._advective_mult is not None),
+        }
 
     # -- spectral layout -----------------------------------------------------------------------
     def full_spectrum(self, field_hat: torch.Tensor) -> torch.Tensor:
@@ -229,19 +248,17 @@ class NavierStokesSystem(System):
 
     def _minus_advection_hat(self, zeta_hat: torch.Tensor) -> torch.Tensor:
         fields = self.to_grid(zeta_hat, self._to_phys_mult)
-        w = fields[:, :1]
-        if self._form == "momentum_flux":
-            prods = w * w
-        elif self._form == "skew":
-            prods = w * fields[:, 1:]
-        else:
-            prods = w * fields[:, 1:2]
-        q_hat = torch.fft.fft2(prods)
+        w = fields[:, 0]
+        out = None
         mult = self._from_phys_mult
-        out = q_hat[:, 0].mul_(mult[0])
-        for p in range(1, mult.shape[0]):
-            out.addcmul_(q_hat[:, p], mult[p])
-        return self.real_part_hat(out)
+        if mult.shape[0]:  # one complex product: w·ζ or w²
+            q = w * (self.grid.to_physical(zeta_hat) if self._zeta_on_grid else w)
+            out = self.real_part_hat(torch.fft.fft2(q).mul_(mult[0]))
+        if self._advective_mult is not None:  # (u·∇)ζ = Re(w·g), one real transform
+            product = (w * fields[:, 1]).real.contiguous()  # a contiguous rfft2 input is faster
+            advective = self.grid.to_spectral(product).mul_(self._advective_mult)
+            out = advective if out is None else out.add_(advective)
+        return out
 
     def tendency_hat(self, zeta_hat: torch.Tensor, forcing: torch.Tensor | None) -> torch.Tensor:
         """∂ₜζ̂ = linear_hat·ζ̂ − N̂(ζ) + forcing; ``forcing`` from :meth:`forcing_values`."""
@@ -256,25 +273,57 @@ class NavierStokesSystem(System):
         )
         return {"dW": dw}
 
+    #: Members stepped together: the tendency's grid fields of a block of members should fit
+    #: in a core's caches. Measured at n = 32 (skew form, one thread, 1 MiB L2): 83 µs per
+    #: member-step in blocks of 64 members (2.6 MB of complex grid fields), 128 µs in one block
+    #: of 128; the members are independent, so blocking changes nothing else.
+    block_bytes: int = 2_600_000
+
     def step(self, state: State, noise: State) -> State:
+        """One RK4 step of every member, in blocks of members (:attr:`block_bytes`)."""
+        batch = state["field_hat"].shape[0]
+        n_fields = sum(self.transforms_per_stage().values())
+        per_member = n_fields * self.grid.n**2 * state["field_hat"].element_size()
+        block = max(1, self.block_bytes // per_member)
+        if batch <= block:
+            return self._step(state, noise)
+        parts = [
+            self._step(
+                {k: v[i : i + block] for k, v in state.items()},
+                {k: v[i : i + block] for k, v in noise.items()},
+            )
+            for i in range(0, batch, block)
+        ]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def _step(self, state: State, noise: State) -> State:
+        """One RK4 step. The state is projected on real fields first (a state made elsewhere
+        may carry a non-Hermitian part, which the step must not evolve). In the conservative
+        and momentum-flux forms the result is then exactly the rfft2 of a real field with no
+        second projection: every stage's tendency is (``real_part_hat``, the forcing's
+        conjugate pairs, a linear multiplier that is real on the k_x = 0 and Nyquist columns
+        and even in k_y), and so are RK4's sums of them. The skew and advective forms take
+        (u·∇)ζ through an ``rfft2``, whose edge columns are Hermitian only to round-off, so
+        their result is projected once more."""
         phase0 = state["phase"]
-        phases = phase0.new_empty(phase0.shape[0], 3, phase0.shape[1])  # at t, t + dt/2, t + dt
-        phases[:, 0] = phase0
-        torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[:, 1])
-        torch.add(phases[:, 1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[:, 2])
+        # phases at t, t + dt/2, t + dt, stage-major so each stage's forcing is contiguous
+        phases = phase0.new_empty(3, *phase0.shape)
+        phases[0] = phase0
+        torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[1])
+        torch.add(phases[1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[2])
         if self.config.forcing_amp:
             f = self.forcing_values(phases)
-            forcing = (f[:, 0], f[:, 1], f[:, 1], f[:, 2])
+            forcing = (f[0], f[1], f[1], f[2])
         else:
             forcing = (None,) * 4
 
         def tendency(z: torch.Tensor, stage: int) -> torch.Tensor:
             return self.tendency_hat(z, forcing[stage])
 
-        # The step sees only the real field irfft2(ẑ) and returns an exact rfft2 of a real field.
-        zeta_hat = self.grid.hermitian(state["field_hat"])
-        zeta_hat = self.grid.hermitian(rk4_step(tendency, zeta_hat, self.dt))
-        return {"field_hat": zeta_hat, "phase": torch.remainder(phases[:, 2], 2 * math.pi)}
+        zeta_hat = rk4_step(tendency, self.grid.hermitian(state["field_hat"]), self.dt)
+        if self._advective_mult is not None:
+            self.grid.hermitian_(zeta_hat)
+        return {"field_hat": zeta_hat, "phase": torch.remainder(phases[2], 2 * math.pi)}
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:
         """ζ₀ = sin 3x sin 3y (as in the original study) and uniform random phases."""
