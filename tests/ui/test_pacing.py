@@ -84,6 +84,44 @@ def test_one_callback_at_a_time_with_the_loop_free_as_long_as_it_ran(monkeypatch
     assert a.ready == b.ready == []
 
 
+def test_a_session_alone_gets_its_callbacks_with_only_the_short_gap(monkeypatch):
+    # one user: nothing to leave the loop free for, so figures are not kept waiting
+    loop = FakeLoop()
+    pacer = Pacer(gap_s=0.05, stall_s=5.0, call_later=loop.call_later)
+    a, b = Session(), Session()
+    clock = [0.0]
+    monkeypatch.setattr("gfdt_dash.ui.pacing.time.perf_counter", lambda: clock[0])
+
+    def slow():
+        clock[0] += 0.5
+
+    for _ in range(3):
+        pacer.submit(a.schedule, slow)
+    a.tick()
+    loop.advance(0.06)
+    assert len(a.ready) == 1  # 0.05 s after a 0.5 s callback, not 0.5 s
+    pacer.submit(b.schedule, slow)  # another session waits now: a's next is paced
+    a.tick()
+    loop.advance(0.06)
+    assert a.ready == [] and b.ready == []
+    loop.advance(0.45)
+    assert len(a.ready) == 1  # a's last, queued before b's
+    a.tick()
+    loop.advance(0.06)
+    assert b.ready == []  # b waits as long as a's callback ran
+    loop.advance(0.45)
+    assert len(b.ready) == 1
+
+
+def test_schedules_of_one_served_document_are_one_session():
+    from gfdt_dash.ui.pacing import _session
+
+    doc = RecordingDoc()
+    assert _session(schedule_on(doc)) is _session(schedule_on(doc)) is doc
+    other = schedule_on(RecordingDoc())
+    assert _session(other) is not doc
+
+
 def test_first_goes_ahead_of_queued_figures_in_its_own_order():
     loop = FakeLoop()
     pacer = Pacer(gap_s=0.05, call_later=loop.call_later)
