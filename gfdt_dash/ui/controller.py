@@ -64,6 +64,7 @@ _BUTTON_LABELS = {
     "responses": "Compute responses",
     "loading model": "Load model",
 }
+_STORED = "stored with the checkpoint"
 _SAVE_LOCK = threading.Lock()  # check-then-save of model files, for every session of the server
 
 # Scalar diagnostics shown in the table, in this order (``score.diagnose``'s keys).
@@ -455,12 +456,19 @@ class TabController(param.Parameterized):
     def _diagnose_stage(self, ctx: JobContext) -> None:
         """Score diagnostics of the job's model on this session's simulation (if there is one):
         Stein error, relative error against the exact score (OU, Allen–Cahn), and histogram and
-        spectrum distances of reverse-diffusion samples. Cached per (model, simulation)."""
+        spectrum distances of reverse-diffusion samples. Cached per (model, simulation); a
+        checkpoint's own diagnostics are reused for a simulation of exactly the config it was
+        trained on (:func:`gfdt_dash.stages.stored_diagnostics`)."""
         try:
             sim = ctx.require_simulation()
         except ValueError:
             return  # loaded without a simulation: the checkpoint's own diagnostics stay shown
         model, model_key = ctx.current_model()
+        stored = stages.stored_diagnostics(model, ctx.config)
+        if stored is not None:
+            source = f"{_STORED}: its own run of exactly these parameters (reused, not recomputed)"
+            ctx.ui(lambda: self._show_diagnostics(stored, model_key, source))
+            return
         sim_key = simulation_key(ctx.config, ctx.seed, ctx.device)
         key = ("diagnose", model_key, sim_key, DIAG_SAMPLES, DIAG_STEPS)
         diag = RESULTS.get(key)
@@ -541,7 +549,7 @@ class TabController(param.Parameterized):
         saved = meta.get("diagnostics") or {}
         self.diagnostics = {k: saved[k] for k in _DIAG_KEYS if k in saved}
         if self.diagnostics:
-            self.diagnostics = {"source": "stored with the checkpoint", **self.diagnostics}
+            self.diagnostics = {"source": _STORED, **self.diagnostics}
         history = meta.get("history") or {}
         if history.get("step"):
             # Training and validation losses are logged at different steps: one row per step.
@@ -558,11 +566,14 @@ class TabController(param.Parameterized):
         self._update_stale()
         self._update_model_pane()
 
-    def _show_diagnostics(self, diag: dict[str, Any], model_key: str | None) -> None:
+    def _show_diagnostics(
+        self, diag: dict[str, Any], model_key: str | None, source: str | None = None
+    ) -> None:
         if model_key != self.model_key:
             return  # another model was loaded meanwhile
+        own = f"this session's simulation, {DIAG_SAMPLES} samples × {DIAG_STEPS} steps"
         self.diagnostics = {
-            "source": f"this session's simulation, {DIAG_SAMPLES} samples × {DIAG_STEPS} steps",
+            "source": source or own,
             **{k: diag[k] for k in _DIAG_KEYS if k in diag},
         }
         self._update_model_pane()

@@ -312,6 +312,26 @@ def test_training_and_loading_show_real_score_diagnostics_cached_per_model(monke
     assert tab.diagnostics == loaded
 
 
+def test_the_shipped_models_own_diagnostics_serve_a_simulation_of_its_very_config(monkeypatch):
+    def recompute(*_a, **_k):
+        raise AssertionError("diagnostics recomputed for the shipped model's own config")
+
+    tab = SystemTab("ou", sync=True)  # the classroom preset: what the shipped model was made on
+    monkeypatch.setattr(stages, "diagnose_model", recompute)
+    tab.run_all = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.model_info["in use"] == "loaded: shipped model"
+    assert tab.diagnostics["source"].startswith("stored with the checkpoint: its own run")
+    stored = tab.model.metadata["diagnostics"]
+    assert tab.diagnostics["stein_error"] == stored["stein_error"]
+    monkeypatch.undo()
+    tab.mirror.param.update(**TINY)  # other sampling settings: diagnosed on this simulation
+    tab.simulate = True
+    tab.load_model = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.diagnostics["source"].startswith("this session's simulation")
+
+
 def test_loading_without_a_simulation_keeps_the_checkpoint_diagnostics():
     tab = tiny_tab(train_steps=20)
     tab.simulate = True
