@@ -365,7 +365,6 @@ class TabController(param.Parameterized):
 
         self._sim_final = False
         self._set_status(f"{name.capitalize()}: queued…")
-        self._prepare_figures(name)
         self.runner.submit(
             name,
             fn,

@@ -41,15 +41,6 @@ Stein-identity error expose amplitude errors of the learned score. Bands are one
 lags are in the model's time units.
 """
 
-# The figures each job fills (``"curves"``: every downstream panel).
-_FILLS = {
-    "simulation": ("snapshot", "hist"),
-    "training": ("losses",),
-    "loading model": ("losses",),
-    "responses": ("curves", "maps"),
-    "run all": ("snapshot", "hist", "losses", "curves", "maps"),
-}
-
 # The downstream response panels (the kicked pixel, then 1, 2, … cells downstream).
 _CURVES = tuple(f"curves{dx}" for dx in range(views.N_DOWNSTREAM))
 
@@ -97,16 +88,6 @@ class TabLayout:
         if hasattr(self, "_dl_sim"):
             self._dl_sim.disabled = self.sim is None
             self._dl_resp.disabled = self.responses is None
-
-    def _prepare_figures(self, job: str) -> None:
-        """Render, hidden, the figures not yet shown that ``job`` will fill (one paced callback
-        each, while it runs): its results then only have to be sent to them."""
-        if self.runner.closed:
-            return
-        for name in _FILLS.get(job, ()):
-            for key in _CURVES if name == "curves" else (name,):
-                if key in self._figures:
-                    self._figures[key].prepare(self._schedule)
 
     def _reveal(self, *names: str) -> None:
         """Render these figures if not yet shown (once; their streams update them afterwards).

@@ -286,58 +286,36 @@ def histogram_overlay(data: dict | None) -> hv.Overlay:
 
 
 class LazyFigure:
-    """A HoloViews figure that is rendered when its data arrive, or hidden before, while a job
-    that will fill it runs.
+    """A HoloViews figure that is rendered the first time its data arrives.
 
     Until :meth:`show`, ``panel`` holds a one-line placeholder; ``show`` creates the figure
-    (``make()``, DynamicMaps over the tab's streams, which already hold the data) if
-    :meth:`prepare` has not, and swaps it in once. Later data goes through the streams and
-    patches the figure in place.
+    (``make()``, DynamicMaps over the tab's streams, which already hold the data) and swaps it in
+    once. Later data goes through the streams and patches the figure in place.
     """
 
     def __init__(self, make: Callable[[], Any], placeholder: str, width: int) -> None:
         self._make = make
         self.pane: pn.pane.HoloViews | None = None
-        self.shown = False
-        self._placeholder = pn.pane.Markdown(
-            placeholder, width=width, styles={"color": "#666"}, sizing_mode="fixed"
+        self.panel = pn.Column(
+            pn.pane.Markdown(
+                placeholder, width=width, styles={"color": "#666"}, sizing_mode="fixed"
+            ),
+            sizing_mode="fixed",
         )
-        self.panel = pn.Column(self._placeholder, sizing_mode="fixed")
 
-    def _render(self) -> None:
+    def show(self) -> None:
         if self.pane is None:
             # Not linked: Panel links the axis ranges of all its HoloViews panes by dimension
             # name by default, across figures and tabs (every "response" axis would share one
             # range). Each figure keeps its own ranges, recomputed for each new data.
-            self.pane = pn.pane.HoloViews(
-                self._make(), linked_axes=False, sizing_mode="fixed", visible=self.shown
-            )
-            self.panel[:] = [self.pane] if self.shown else [self._placeholder, self.pane]
-
-    def show(self) -> None:
-        if self.shown:
-            return
-        self.shown = True
-        if self.pane is None:
-            self._render()
-        else:  # rendered hidden by prepare: showing it is a small update
-            self.pane.visible = True
+            self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
             self.panel[:] = [self.pane]
 
-    def prepare(self, schedule: Callable[[Callable[[], None]], None]) -> None:
-        """Render the figure hidden, as one paced callback through the session's ``schedule``,
-        while the job that will fill it runs (the event loop is idle then), so that
-        :meth:`reveal` is a small update when the data arrive."""
-        if self.pane is None:
-            PACER.submit(schedule, self._render)
-
     def reveal(self, schedule: Callable[[Callable[[], None]], None]) -> None:
-        """:meth:`show`: at once if the figure is rendered (:meth:`prepare`), else as one paced
-        callback through the session's ``schedule``: a first render takes a few hundred
-        milliseconds of the server's only thread (:mod:`gfdt_dash.ui.pacing`)."""
-        if self.pane is not None:
-            self.show()
-        elif not self.shown:
+        """:meth:`show` as one paced callback through the session's ``schedule``: a first
+        render takes a few hundred milliseconds of the server's only thread
+        (:mod:`gfdt_dash.ui.pacing`)."""
+        if self.pane is None:
             PACER.submit(schedule, self.show)  # shows once if revealed twice
 
 
