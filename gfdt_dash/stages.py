@@ -168,10 +168,10 @@ def score_net_for(preset: str, n_steps: int | None = None) -> tuple[Any, Any]:
 
 
 def stored_diagnostics(model: Any, config: Any) -> dict[str, Any] | None:
-    """The diagnostics a checkpoint carries (computed on its own training run's held-out data),
-    when the data at hand are of exactly the config it was trained on (sampling settings
-    included): they describe the same stationary law, so recomputing them would only add noise.
-    ``None`` otherwise."""
+    """The diagnostics a checkpoint carries (computed on held-out data of its own training run),
+    when the data at hand are of exactly the config its metadata records (sampling settings
+    included): the same stationary law, so recomputing them on fewer samples would only add
+    noise. ``None`` otherwise."""
     saved = (getattr(model, "metadata", None) or {}).get("diagnostics")
     if not saved or _trained_config(model) != config:
         return None

@@ -466,7 +466,7 @@ class TabController(param.Parameterized):
         model, model_key = ctx.current_model()
         stored = stages.stored_diagnostics(model, ctx.config)
         if stored is not None:
-            source = f"{_STORED}: its own run of exactly these parameters (reused, not recomputed)"
+            source = f"{_STORED}: its own training run of these parameters (not recomputed)"
             ctx.ui(lambda: self._show_diagnostics(stored, model_key, source))
             return
         sim_key = simulation_key(ctx.config, ctx.seed, ctx.device)

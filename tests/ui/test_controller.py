@@ -321,7 +321,7 @@ def test_the_shipped_models_own_diagnostics_serve_a_simulation_of_its_very_confi
     tab.run_all = True
     assert tab.runner.stage == "done", tab.status
     assert tab.model_info["in use"] == "loaded: shipped model"
-    assert tab.diagnostics["source"].startswith("stored with the checkpoint: its own run")
+    assert tab.diagnostics["source"].startswith("stored with the checkpoint: its own training")
     stored = tab.model.metadata["diagnostics"]
     assert tab.diagnostics["stein_error"] == stored["stein_error"]
     monkeypatch.undo()
