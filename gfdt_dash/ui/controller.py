@@ -409,7 +409,6 @@ class TabController(param.Parameterized):
             getattr(self._notifications, level)(text, duration=0 if level == "error" else 4000)
 
     # -- stages (run in a worker; UI updates go through ctx.ui) -------------------------------
-    # -- stages (run in a worker; UI updates go through ctx.ui) -------------------------------
     def _simulate_stage(self, ctx: JobContext) -> None:
         key = simulation_key(ctx.config, ctx.seed, ctx.device)
         ds = RESULTS.get(key)
