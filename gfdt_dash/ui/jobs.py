@@ -35,7 +35,15 @@ import param
 
 from gfdt_dash.progress import Cancelled, Progress
 
-__all__ = ["POOL_SIZE", "RESULTS", "JobContext", "JobRunner", "ResultCache", "simulation_key"]
+__all__ = [
+    "POOL_SIZE",
+    "RESULTS",
+    "JobContext",
+    "JobRunner",
+    "ResultCache",
+    "jobs_in_pool",
+    "simulation_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,16 @@ _WAITING: list[tuple[object, Callable[[int], None]]] = []
 _WAITING_LOCK = threading.RLock()
 
 
+# Jobs submitted and not yet ended, of every session (their tokens).
+_ACTIVE: set[object] = set()
+
+
+def jobs_in_pool() -> int:
+    """How many jobs, of all sessions, are queued or running in the pool."""
+    with _WAITING_LOCK:
+        return len(_ACTIVE)
+
+
 def _enqueue(token: object, on_position: Callable[[int], None]) -> None:
     """Put a job at the end of the waiting queue and tell it its 1-based position."""
     with _WAITING_LOCK:
@@ -75,6 +93,11 @@ def _dequeue(token: object) -> None:
         del _WAITING[index]
         for position, (_, notify) in enumerate(_WAITING[index:], start=index + 1):
             notify(position)
+
+
+def _end(token: object) -> None:
+    with _WAITING_LOCK:
+        _ACTIVE.discard(token)
 
 
 def _nbytes(value: Any) -> int:
@@ -214,12 +237,19 @@ class JobRunner(param.Parameterized):
             if started.is_set() or not ended.acquire(blocking=False):
                 return False
             _dequeue(token)
+            _end(token)
             self._ui(lambda: finish("cancelled"))
             return True
 
         def work() -> None:
             if not ended.acquire(blocking=False):
                 return  # withdrawn while queued: already reported as cancelled
+            try:
+                run()
+            finally:
+                _end(token)
+
+        def run() -> None:
             started.set()
             _dequeue(token)
             if stop.is_set():
@@ -240,6 +270,8 @@ class JobRunner(param.Parameterized):
                 else:
                     self._ui(lambda: finish("done", result))
 
+        with _WAITING_LOCK:
+            _ACTIVE.add(token)
         if self.sync:
             work()
             return True

@@ -6,9 +6,10 @@ run back to back before the loop reads its sockets again: twenty students openin
 once, or several figures arriving together, used to hold every session's clicks for seconds.
 ``PACER`` runs such work one piece at a time, in submission order across sessions. While other
 sessions' pieces wait, it leaves the loop free after each piece for at least as long as the piece
-took, so that their clicks are answered between them; a session alone in the queue (one user,
-say) gets its pieces one after the other with only a short gap (``gap_s``) for the loop to read
-its sockets, so its figures are not kept waiting for nobody.
+took, so that their clicks are answered between them, and so it does while jobs of several
+sessions are in the job pool (their figures are on the way); a session alone (one user, say)
+gets its pieces one after the other with only a short gap (``gap_s``) for the loop to read its
+sockets, so its figures are not kept waiting for nobody.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Pacer:
     that session's document lock); ``first=True`` queues it ahead of the others (a tab the user
     opens waits for no figure of another session). After a callback the pacer waits
     ``max(gap_s, its duration)`` before dispatching the next if a callback of another session
-    (another ``schedule``) is waiting, else ``gap_s``. A callback its session never runs
+    (another ``schedule``) is waiting or ``crowded()`` says other sessions are at work, else
+    ``gap_s``. A callback its session never runs
     (the session closed) holds the queue for ``stall_s`` at most. Outside a running event loop
     (scripts, tests) ``fn`` runs at once. ``call_later(delay_s, fn)`` defaults to the running
     asyncio loop's.
@@ -72,8 +74,10 @@ class Pacer:
         gap_s: float = 0.05,
         stall_s: float = 5.0,
         call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+        crowded: Callable[[], bool] = lambda: False,
     ) -> None:
         self.gap_s = gap_s
+        self.crowded = crowded
         self.stall_s = stall_s
         self._call_later = call_later
         self._first: deque[tuple[Schedule, Callable[[], None]]] = deque()
@@ -135,9 +139,17 @@ class Pacer:
             self._ended = turn
             mine = _session(schedule)
             others = any(_session(s) != mine for s, _ in (*self._first, *self._queue))
-        wait = max(self.gap_s, duration_s) if others else self.gap_s
+        wait = max(self.gap_s, duration_s) if others or self.crowded() else self.gap_s
         call_later(wait, lambda: self._dispatch(call_later))
 
 
+def _several_jobs() -> bool:
+    """Jobs of more than one session are in the shared pool (one job per session at a time by
+    default, :class:`gfdt_dash.ui.limits.Limits`)."""
+    from gfdt_dash.ui.jobs import jobs_in_pool
+
+    return jobs_in_pool() > 1
+
+
 # The server's pacer, shared by every session (see the module docstring).
-PACER = Pacer()
+PACER = Pacer(crowded=_several_jobs)
