@@ -13,12 +13,12 @@ import gc
 
 import panel as pn
 
+from gfdt_dash.stages import reference_costs
 from gfdt_dash.systems import SYSTEMS, plugins_from_env
 from gfdt_dash.threads import set_threads
 from gfdt_dash.ui import worker
 from gfdt_dash.ui.app import TITLE, create_app
 from gfdt_dash.ui.jobs import POOL_SIZE
-from gfdt_dash.ui.tab import reference_costs
 
 set_threads(1)
 

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
+from gfdt_dash import stages
 from gfdt_dash.cost import CostLimits, JobCost, job_cost
 from gfdt_dash.data import atomic_write_bytes, open_dataset, write_netcdf
 from gfdt_dash.devices import resolve_device
@@ -32,7 +33,6 @@ from gfdt_dash.response.methods import (
     applicable_methods,
     check_methods,
     missing_requirement,
-    system_has,
 )
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import SystemConfig, simulate
@@ -48,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ModelChoice = Any  # "shipped" | "train" | a checkpoint path | a ScoreModel | None
+ModelChoice = Any  # "shipped" | "train" | "auto" | a checkpoint path | a ScoreModel | None
 
 
 def default_methods(config: SystemConfig | None, with_model: bool = True) -> tuple[str, ...]:
@@ -78,8 +78,11 @@ def obtain_model(
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ):
-    """The score model: ``"shipped"``, ``"train"`` (on the simulation's snapshots), a checkpoint
-    path, or a :class:`~gfdt_dash.score.ScoreModel` as is. ``None`` means no model."""
+    """The score model: ``"shipped"``, ``"train"`` (on the simulation's snapshots, with the
+    classroom network, :func:`~gfdt_dash.stages.score_net_for`), ``"auto"`` (the shipped model
+    if it was trained for these physical parameters, else train, as the dashboard's Run all
+    does: :func:`~gfdt_dash.stages.choose_model`), a checkpoint path, or a
+    :class:`~gfdt_dash.score.ScoreModel` as is. ``None`` means no model."""
     from gfdt_dash.score import ScoreModel, load_checkpoint, load_shipped, train_score
 
     seed = check_seed(seed)
@@ -87,11 +90,21 @@ def obtain_model(
         return choice
     if choice == "shipped":
         return load_shipped(config.system, device=device)
+    if choice == "auto":
+        plan = stages.choose_model(
+            config, shipped=stages.shipped_path(config.system), device=device
+        )
+        if plan.model is not None:
+            return plan.model
+        log.info("%s: training a score model (%s)", config.system, plan.reason)
+        choice = "train"
     if choice == "train":
+        net_config, default_train = stages.score_net_for("classroom")
         return train_score(
             simulation,
             system_config=config,
-            train_config=train_config,
+            net_config=net_config,
+            train_config=train_config or default_train,
             seed=seed,
             device=device,
             callback=callback,
@@ -225,10 +238,13 @@ def pipeline_cost(
     simulation, the direct perturbation if it is among the methods, training if ``model`` is
     ``"train"`` (``train_config`` default: the classroom preset)."""
     methods = tuple(default_methods(config) if methods is None else methods)
+    if model == "auto":  # trains unless the shipped model fits
+        fits = stages.choose_model(
+            config, shipped=stages.shipped_path(config.system), device="cpu"
+        ).model
+        model = "shipped" if fits is not None else "train"
     if model == "train" and train_config is None:
-        from gfdt_dash.score import TrainConfig
-
-        train_config = TrainConfig.preset("classroom")
+        train_config = stages.score_net_for("classroom")[1]
     return job_cost(
         config,
         perturbation="perturbation" in methods,
@@ -260,7 +276,7 @@ def run_pipeline(
     is cached, as it has no key). With ``limits`` the whole job's cost (:func:`pipeline_cost`)
     is checked before anything runs.
     """
-    from gfdt_dash.score import diagnose, load_checkpoint, save_checkpoint
+    from gfdt_dash.score import load_checkpoint, save_checkpoint
 
     seed = check_seed(seed)
     methods = check_methods(default_methods(config) if methods is None else methods)
@@ -353,15 +369,12 @@ def run_pipeline(
     diagnostics: dict[str, Any] = {}
     if score_model is not None and diagnose_model:
         t0 = time.perf_counter()
-        from gfdt_dash.response import exact_score
-
-        exact = exact_score(config, device=dev) if system_has(config, "exact_score") else None
         diagnostics = _stage(
             cached("diagnostics", ".json", needs_model=True),
-            lambda: diagnose(
+            lambda: stages.diagnose_model(
                 score_model,
                 simulation,
-                exact,
+                config,
                 seed=seed,
                 device=dev,
                 callback=_staged(callback, "diagnose"),
@@ -372,9 +385,7 @@ def run_pipeline(
         )
         timings["diagnose"] = time.perf_counter() - t0
 
-    from gfdt_dash.response import error_table
-
-    errors = error_table(responses, max_lag=config.max_lag)
+    errors = stages.errors_of(responses, config)
     return PipelineResult(
         config=config,
         seed=seed,

@@ -41,7 +41,9 @@ import logging
 import math
 import os
 import socket
+import time
 import tomllib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,7 @@ import xarray as xr
 
 from gfdt_dash.cost import CostLimits, JobCost
 from gfdt_dash.data import open_dataset, write_netcdf
+from gfdt_dash.progress import Cancelled, StopCheck
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import get_config, load_plugins
 
@@ -273,12 +276,18 @@ def cell_id(spec: ScanSpec, cell: dict[str, Any]) -> str:
 
 
 def run_cell(
-    spec: ScanSpec, cell: dict[str, Any], device: str = "cpu", plugins: tuple[str, ...] = ()
+    spec: ScanSpec,
+    cell: dict[str, Any],
+    device: str = "cpu",
+    plugins: tuple[str, ...] = (),
+    stop_event: str | None = None,
 ) -> xr.Dataset:
     """Run one cell (in a Dask worker or inline) and return its small result dataset.
 
     ``plugins``: plug-in files to load first (a worker process has not loaded the files that
     registered a plug-in system in the process that submitted the cell; loading is idempotent).
+    ``stop_event``: the name of a Dask ``Event`` whose setting stops the cell
+    (:class:`~gfdt_dash.progress.Cancelled`; looked up at most every ``_STOP_POLL_S``).
     """
     from gfdt_dash.pipeline import run_pipeline
     from gfdt_dash.score import TrainConfig
@@ -294,6 +303,7 @@ def run_cell(
         methods=spec.methods,
         train_config=train,
         diagnose_model=False,
+        should_stop=None if stop_event is None else _event_check(stop_event),
     )
     curves = result.responses["response"].sel(dy=0, dx=list(range(N_DOWN))).drop_vars("dy")
     methods = curves["estimator"].values
@@ -383,6 +393,26 @@ def unfinished_cells(spec: ScanSpec, out_dir: str | os.PathLike) -> list[dict[st
     return [c for c in spec.cells() if not (cells_dir / f"{cell_id(spec, c)}.nc").is_file()]
 
 
+_STOP_POLL_S = 0.5  # how often a scan's waits and its running cells look for a stop
+
+
+def _event_check(name: str) -> Callable[[], bool]:
+    """A ``should_stop`` for a cell in a Dask worker: whether the Dask ``Event`` ``name`` is
+    set, asked of the scheduler at most every ``_STOP_POLL_S`` (the pipeline checks often)."""
+    from dask.distributed import Event
+
+    event = Event(name)
+    last = [-math.inf, False]
+
+    def check() -> bool:
+        now = time.monotonic()
+        if now - last[0] >= _STOP_POLL_S:
+            last[0], last[1] = now, event.is_set()
+        return last[1]
+
+    return check
+
+
 def run_scan(
     spec: ScanSpec,
     out_dir: str | os.PathLike,
@@ -395,6 +425,7 @@ def run_scan(
     on_start: Callable[[int, int], None] | None = None,
     on_cell: Callable[[int, int, dict[str, Any]], None] | None = None,
     plugins: tuple[str, ...] | None = None,
+    should_stop: StopCheck | None = None,
 ) -> xr.Dataset | None:
     """Run every unfinished cell on Dask and collect the results into ``<out_dir>/scan.nc``.
 
@@ -407,6 +438,10 @@ def run_scan(
     progress as cells finish. ``plugins``: plug-in files every worker loads before its cells
     (default: every plug-in file loaded in this process,
     :func:`gfdt_dash.systems.loaded_plugins`), so a scan of a plug-in system runs anywhere.
+    ``should_stop`` (checked every ``_STOP_POLL_S`` while cells run) cancels the scan: the
+    cells not yet started are cancelled, the running ones stop at their next check (through a
+    Dask ``Event``, so on an external scheduler too) and :class:`~gfdt_dash.progress.Cancelled`
+    is raised; finished cells stay on disk, and a later call resumes with the rest.
     """
     from gfdt_dash.systems import loaded_plugins
 
@@ -427,7 +462,7 @@ def run_scan(
     if on_start is not None:
         on_start(total, done)
     if todo:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, Event, LocalCluster, wait
 
         cluster = None
         if scheduler is None:
@@ -450,17 +485,31 @@ def run_scan(
                 f"Dask scheduler ({type(exc).__name__}: {str(exc)[:120]})"
             ) from exc
         try:
+            stop = Event(f"gfdt-scan-stop-{uuid.uuid4().hex}", client=client)
             client.run(_limit_threads, threads_per_worker)
             futures = {
-                client.submit(run_cell, spec, c, device, plugins, pure=False): c for c in todo
+                client.submit(run_cell, spec, c, device, plugins, stop.name, pure=False): c
+                for c in todo
             }
-            for future in as_completed(futures):
-                cell = futures[future]
-                write_netcdf(future.result(), cells_dir / f"{cell_id(spec, cell)}.nc")
-                done += 1
-                write_netcdf(collect(spec, cells_dir), out / "scan.nc")
-                if on_cell is not None:
-                    on_cell(done, total, cell)
+            pending = set(futures)
+            while pending:
+                if should_stop is not None and should_stop():
+                    stop.set()  # the running cells end at their next check
+                    client.cancel(list(pending))
+                    raise Cancelled(f"scan cancelled; {done} of {total} cells are finished")
+                try:
+                    finished, pending = wait(
+                        pending, timeout=_STOP_POLL_S, return_when="FIRST_COMPLETED"
+                    )
+                except TimeoutError:
+                    continue
+                for future in finished:
+                    cell = futures[future]
+                    write_netcdf(future.result(), cells_dir / f"{cell_id(spec, cell)}.nc")
+                    done += 1
+                    write_netcdf(collect(spec, cells_dir), out / "scan.nc")
+                    if on_cell is not None:
+                        on_cell(done, total, cell)
         finally:
             client.close()
             if cluster is not None:

@@ -61,3 +61,28 @@ def test_the_shipped_example_spec_is_valid():
     )
     assert len(spec.cells()) == 6
     assert {c["lam"] for c in spec.cells()} == {250.0, 500.0, 1000.0}
+
+
+def test_a_stopped_scan_cancels_its_cells_even_on_an_external_scheduler(tmp_path, tiny_scan_spec):
+    from dask.distributed import Client, LocalCluster
+
+    from gfdt_dash.progress import Cancelled
+
+    raw = tiny_scan_spec()
+    # 32×32, 256 members, 10⁵ time units of spin-up: many minutes per cell; only a working stop
+    # frees the worker within the hang guard below
+    raw["fixed"].update(n=32, members=256, spinup=1e5)
+    spec = ScanSpec.from_dict(raw)
+    checks = []
+
+    def should_stop():
+        checks.append(1)
+        return len(checks) > 4  # after a few polls, with a cell running on the one worker
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with pytest.raises(Cancelled, match="0 of 2 cells are finished"):
+            run_scan(spec, tmp_path, scheduler=cluster.scheduler_address, should_stop=should_stop)
+        # the running cell stopped: the cluster's only thread takes new work again
+        with Client(cluster) as client:
+            assert client.submit(sum, [1, 2]).result(timeout=120) == 3  # a hang guard
+    assert not list((tmp_path / "cells").glob("*.nc"))

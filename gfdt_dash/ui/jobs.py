@@ -28,13 +28,22 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import param
 
 from gfdt_dash.progress import Cancelled, Progress
 
-__all__ = ["POOL_SIZE", "RESULTS", "JobRunner", "ResultCache"]
+__all__ = [
+    "POOL_SIZE",
+    "RESULTS",
+    "JobContext",
+    "JobRunner",
+    "ResultCache",
+    "jobs_in_pool",
+    "simulation_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,16 @@ _WAITING: list[tuple[object, Callable[[int], None]]] = []
 _WAITING_LOCK = threading.RLock()
 
 
+# Jobs submitted and not yet ended, of every session (their tokens).
+_ACTIVE: set[object] = set()
+
+
+def jobs_in_pool() -> int:
+    """How many jobs, of all sessions, are queued or running in the pool."""
+    with _WAITING_LOCK:
+        return len(_ACTIVE)
+
+
 def _enqueue(token: object, on_position: Callable[[int], None]) -> None:
     """Put a job at the end of the waiting queue and tell it its 1-based position."""
     with _WAITING_LOCK:
@@ -74,6 +93,11 @@ def _dequeue(token: object) -> None:
         del _WAITING[index]
         for position, (_, notify) in enumerate(_WAITING[index:], start=index + 1):
             notify(position)
+
+
+def _end(token: object) -> None:
+    with _WAITING_LOCK:
+        _ACTIVE.discard(token)
 
 
 def _nbytes(value: Any) -> int:
@@ -213,12 +237,19 @@ class JobRunner(param.Parameterized):
             if started.is_set() or not ended.acquire(blocking=False):
                 return False
             _dequeue(token)
+            _end(token)
             self._ui(lambda: finish("cancelled"))
             return True
 
         def work() -> None:
             if not ended.acquire(blocking=False):
                 return  # withdrawn while queued: already reported as cancelled
+            try:
+                run()
+            finally:
+                _end(token)
+
+        def run() -> None:
             started.set()
             _dequeue(token)
             if stop.is_set():
@@ -239,6 +270,8 @@ class JobRunner(param.Parameterized):
                 else:
                     self._ui(lambda: finish("done", result))
 
+        with _WAITING_LOCK:
+            _ACTIVE.add(token)
         if self.sync:
             work()
             return True
@@ -288,3 +321,61 @@ class JobRunner(param.Parameterized):
         self.param.update(stage=p.stage, fraction=min(1.0, max(0.0, p.fraction)), eta_s=p.eta_s)
         if on_progress is not None:
             on_progress(p)
+
+
+class JobContext:
+    """What a running job of a system tab sees: the config snapshot, progress/stop hooks, UI
+    marshalling through its ``runner``, and what the job's stages have made so far."""
+
+    def __init__(
+        self, runner: JobRunner, config: Any, seed: int, device: str, model_path: Path | None
+    ) -> None:
+        self.runner = runner
+        self.config = config
+        self.seed = int(seed)
+        self.device = device
+        self.model_path = model_path
+        self.callback: Callable[[Progress], None] | None = None
+        self.should_stop: Callable[[], bool] | None = None
+        self.sim: Any = None
+        self.model: Any = None
+        self.model_key: str | None = None
+        self.preset = "classroom"
+        self.train_steps = 2000
+
+    def ui(self, fn: Callable[[], None]) -> None:
+        self.runner._ui(fn)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` with this job's progress and cancel hooks, in a worker
+        process (``worker.call``) unless the runner runs jobs synchronously."""
+        from gfdt_dash.ui import worker
+
+        return worker.call(
+            fn,
+            *args,
+            callback=self.callback,
+            should_stop=self.should_stop,
+            processes=False if self.runner.sync else None,
+            **kwargs,
+        )
+
+    def require_simulation(self) -> Any:
+        if self.sim is None:
+            self.sim = RESULTS.get(simulation_key(self.config, self.seed, self.device))
+        if self.sim is None:
+            raise ValueError("run the simulation for these parameters first (or use Run all)")
+        return self.sim
+
+    def current_model(self) -> tuple[Any, str | None]:
+        if self.model is not None and int(self.model.n) != self.config.n:
+            raise ValueError(
+                f"the score model is for a {self.model.n}×{self.model.n} grid, the simulation "
+                f"is {self.config.n}×{self.config.n}; train or load a matching model"
+            )
+        return self.model, self.model_key
+
+
+def simulation_key(config: Any, seed: int, device: str) -> tuple:
+    """The result cache's key of a simulation."""
+    return ("simulate", config.to_json(), int(seed), device)

@@ -6,8 +6,9 @@ A scan started here (``ScanForm``) runs ``gfdt_dash.scan.run_scan`` — the mach
 ``GFDT_DASH_SCAN_WORKERS`` worker processes (default 1), or on the scheduler at
 ``GFDT_DASH_SCHEDULER`` when one is set. Its cells appear in the plot as they finish; the
 session's limits apply to the whole scan (every cell, and all cells' member-steps together).
-Cancelling closes the embedded cluster, which ends the running cells at once (on an external
-scheduler the scan stops when its running cell finishes: ``run_scan`` has no stop hook).
+Cancelling cancels the cells not yet started and stops the running ones at their next check
+(``run_scan``'s ``should_stop``, on the embedded cluster and on an external scheduler alike);
+the embedded cluster is then closed.
 
 A scan (``gfdt_dash.scan.run_scan``) written to ``<store>/scans/<name>/scan.nc`` holds ``error``
 (cell, estimator), ``stein_error`` (cell, estimator) and one coordinate per scanned parameter on the
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +34,7 @@ import param
 import xarray as xr
 
 from gfdt_dash.data import open_dataset
-from gfdt_dash.progress import Cancelled, Progress
+from gfdt_dash.progress import Progress
 from gfdt_dash.response.methods import ESTIMATORS
 from gfdt_dash.systems import SYSTEMS, get_config, system_spec
 from gfdt_dash.ui import store
@@ -217,8 +217,8 @@ def run_scan_job(
     on_cell: Callable[[int, int], None] | None = None,
 ) -> Any:
     """``run_scan(spec, out)`` on the embedded cluster or ``GFDT_DASH_SCHEDULER``, reporting a
-    :class:`Progress` per finished cell; ``should_stop`` cancels it (``Cancelled``): a watcher
-    closes the embedded cluster, which ends the running cells."""
+    :class:`Progress` per finished cell; ``should_stop`` cancels it (``Cancelled``,
+    :func:`gfdt_dash.scan.run_scan`)."""
     from dask.distributed import LocalCluster
 
     from gfdt_dash.scan import run_scan
@@ -237,19 +237,6 @@ def run_scan_job(
             dashboard_address=None,
         )
         address = cluster.scheduler_address
-    finished, stopped = threading.Event(), threading.Event()
-    closing = threading.Lock()  # the watcher and the end of the job may both close the cluster
-
-    def close_cluster() -> None:
-        if cluster is not None and closing.acquire(blocking=False):
-            cluster.close(timeout=5)
-
-    def watch() -> None:
-        while not finished.wait(0.1):
-            if should_stop():
-                stopped.set()
-                close_cluster()  # ends the running cells (run_scan then raises)
-                return
 
     def cell_done(done: int, total: int, cell: dict[str, Any]) -> None:
         elapsed = time.perf_counter() - t0
@@ -257,22 +244,12 @@ def run_scan_job(
             callback(Progress("scan", done, total, elapsed, None, {"cell": cell}))
         if on_cell is not None:
             on_cell(done, total)
-        if should_stop():  # an external scheduler: stop before the next cell is waited for
-            stopped.set()
-            raise Cancelled("scan cancelled")
 
-    watcher = threading.Thread(target=watch, daemon=True, name="gfdt-scan-cancel")
-    watcher.start()
     try:
-        return run_scan(spec, out, scheduler=address, on_cell=cell_done)
-    except Exception as exc:
-        if stopped.is_set() or should_stop():
-            raise Cancelled("scan cancelled") from exc
-        raise
+        return run_scan(spec, out, scheduler=address, on_cell=cell_done, should_stop=should_stop)
     finally:
-        finished.set()
-        watcher.join()
-        close_cluster()
+        if cluster is not None:
+            cluster.close(timeout=5)
 
 
 class ScanForm(pn.viewable.Viewer):

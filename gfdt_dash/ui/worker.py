@@ -48,9 +48,7 @@ from typing import Any
 __all__ = [
     "WorkerDied",
     "call",
-    "diagnose_job",
     "enabled",
-    "responses_job",
     "shutdown",
     "start",
 ]
@@ -333,31 +331,3 @@ def shutdown() -> None:
             break
     for worker in workers:
         worker.close()
-
-
-# -- the computations a job hands to a worker (module level: they are pickled by name) --------
-def diagnose_job(model: Any, sim: Any, config: Any, **kwargs: Any) -> dict[str, Any]:
-    """Score diagnostics of ``model`` on ``sim``, against the exact score where one exists."""
-    from gfdt_dash import response, score
-    from gfdt_dash.systems import system_spec
-
-    exact = None
-    if system_spec(config).exact_score is not None:
-        exact = response.exact_score(config, kwargs.get("device", "auto"))
-    return score.diagnose(model, sim, exact, **kwargs)
-
-
-def responses_job(config: Any, sim: Any, model: Any, *, seed: int, device: str, **kwargs: Any):
-    """Every response method for ``config`` on ``sim`` and their error table."""
-    from gfdt_dash.pipeline import compute_responses
-    from gfdt_dash.response import error_table
-
-    combined = compute_responses(
-        config,
-        sim,
-        score=model.score_fn(device) if model is not None else None,
-        seed=seed,
-        device=device,
-        **kwargs,
-    )
-    return combined, error_table(combined).reset_index()

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import gfdt_dash.ui.tab as tab_module
-from gfdt_dash.systems import SimulationDiverged
-from gfdt_dash.ui import store, worker
+import gfdt_dash.ui.controller as controller_module
+from gfdt_dash import stages
+from gfdt_dash.story import shape_statistics, verdict
+from gfdt_dash.systems import SimulationDiverged, get_config
+from gfdt_dash.ui import store
+from gfdt_dash.ui.controller import ASK_ABOVE_S, model_differences
 from gfdt_dash.ui.jobs import RESULTS, JobRunner, ResultCache
+from gfdt_dash.ui.layout import _CURVES
 from gfdt_dash.ui.tab import SystemTab
 
 # A tiny OU run: 16×16, 32 members, 40 recorded frames, 64 paired experiments (~1 s).
@@ -92,7 +96,7 @@ def test_divergence_is_reported_and_the_tab_stays_usable(monkeypatch):
     def diverge(*args, **kwargs):
         raise SimulationDiverged(12.5, 0.125)
 
-    monkeypatch.setattr(tab_module, "simulate", diverge)
+    monkeypatch.setattr(controller_module, "simulate", diverge)
     tab.simulate = True
     assert tab.runner.stage == "error"
     assert "non-finite" in tab.status
@@ -109,7 +113,7 @@ def test_out_of_memory_fails_only_that_job_with_advice(monkeypatch):
     def exhaust(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(tab_module, "simulate", exhaust)
+    monkeypatch.setattr(controller_module, "simulate", exhaust)
     tab.simulate = True
     assert tab.runner.stage == "error"
     assert "out of memory" in tab.status
@@ -302,10 +306,30 @@ def test_training_and_loading_show_real_score_diagnostics_cached_per_model(monke
     def recompute(*_a, **_k):
         raise AssertionError("diagnostics recomputed instead of served from the cache")
 
-    monkeypatch.setattr(worker, "diagnose_job", recompute)
+    monkeypatch.setattr(stages, "diagnose_model", recompute)
     tab.load_model = True  # same file, same simulation: served from the cache
     assert tab.runner.stage == "done", tab.status
     assert tab.diagnostics == loaded
+
+
+def test_the_shipped_models_own_diagnostics_serve_a_simulation_of_its_very_config(monkeypatch):
+    def recompute(*_a, **_k):
+        raise AssertionError("diagnostics recomputed for the shipped model's own config")
+
+    tab = SystemTab("ou", sync=True)  # the classroom preset: what the shipped model was made on
+    monkeypatch.setattr(stages, "diagnose_model", recompute)
+    tab.run_all = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.model_info["in use"] == "loaded: shipped model"
+    assert tab.diagnostics["source"].startswith("stored with the checkpoint: its own training")
+    stored = tab.model.metadata["diagnostics"]
+    assert tab.diagnostics["stein_error"] == stored["stein_error"]
+    monkeypatch.undo()
+    tab.mirror.param.update(**TINY)  # other sampling settings: diagnosed on this simulation
+    tab.simulate = True
+    tab.load_model = True
+    assert tab.runner.stage == "done", tab.status
+    assert tab.diagnostics["source"].startswith("this session's simulation")
 
 
 def test_loading_without_a_simulation_keeps_the_checkpoint_diagnostics():
@@ -429,7 +453,7 @@ def test_served_figures_are_rendered_one_paced_callback_each(monkeypatch):
     monkeypatch.setattr(PACER, "submit", lambda sched, fn: submitted.append((sched, fn)))
     tab = SystemTab("ou")
     tab.__panel__()
-    names = [*tab_module._CURVES, "maps"]
+    names = [*_CURVES, "maps"]
     tab._reveal("curves", "maps")
     assert all(sched is tab._schedule for sched, _ in submitted)
     shown = []
@@ -635,12 +659,10 @@ def test_run_all_never_pairs_a_model_with_data_of_other_parameters():
     from gfdt_dash import score
 
     shipped = score.load_checkpoint(score.shipped_model_path("allen_cahn"), device="cpu")
-    config = tab_module.get_config("allen_cahn", "classroom")
-    assert tab_module.model_differences(shipped, config) == ""
-    assert tab_module.model_differences(shipped, config.replace(record=40.0)) == ""  # sampling
-    assert tab_module.model_differences(shipped, config.replace(lam=500.0)) == (
-        "λ = 1000 (now 500)"
-    )
+    config = get_config("allen_cahn", "classroom")
+    assert model_differences(shipped, config) == ""
+    assert model_differences(shipped, config.replace(record=40.0)) == ""  # sampling
+    assert model_differences(shipped, config.replace(lam=500.0)) == ("λ = 1000 (now 500)")
     tab = tiny_tab(train_steps=10)
     tab.run_all = True
     assert tab.runner.stage == "done", tab.status
@@ -650,7 +672,7 @@ def test_run_all_never_pairs_a_model_with_data_of_other_parameters():
     tab.run_all = True
     assert tab.runner.stage == "done", tab.status
     assert tab.model_info["in use"] == "trained in this session"
-    assert tab_module.model_differences(tab.model, tab.config()) == ""
+    assert model_differences(tab.model, tab.config()) == ""
     assert "Trained for other parameters" not in tab._model_pane_text()
     assert "⚠" not in tab.verdict
 
@@ -664,13 +686,13 @@ def test_a_verdict_explains_the_results_from_the_numbers():
             "error": [0.0, 0.03, 0.02, 0.45],
         }
     )
-    bimodal = tab_module.shape_statistics(np.r_[np.full(500, -1.0), np.full(500, 1.0)])
-    text = tab_module.verdict("allen_cahn", table, bimodal)
+    bimodal = shape_statistics(np.r_[np.full(500, -1.0), np.full(500, 1.0)])
+    text = verdict("allen_cahn", table, bimodal)
     assert "Gaussian error 0.45 vs learned score 0.03" in text and "bimodal" in text
-    gaussian = tab_module.shape_statistics(np.random.default_rng(0).normal(size=100_000))
+    gaussian = shape_statistics(np.random.default_rng(0).normal(size=100_000))
     same = table.assign(error=[0.0, 0.05, 0.04, 0.05])
-    assert "close to Gaussian" in tab_module.verdict("ou", same, gaussian)
-    warned = tab_module.verdict("allen_cahn", table, bimodal, "λ = 1000 (now 500)")
+    assert "close to Gaussian" in verdict("ou", same, gaussian)
+    warned = verdict("allen_cahn", table, bimodal, "λ = 1000 (now 500)")
     assert warned.startswith("⚠ The learned score comes from a model trained for λ = 1000")
 
 
@@ -681,7 +703,7 @@ def test_a_job_over_a_minute_shows_its_estimate_and_starts_only_when_asked_again
     tab = page.views["ou"]
     tab.mirror.kappa = 0.003  # the shipped model does not fit: Run all would train one
     estimate = tab.estimate_s("run all", tab.config())
-    assert estimate > tab_module.ASK_ABOVE_S
+    assert estimate > ASK_ABOVE_S
     assert "Run all ≈ " in tab.job_summary()
     tab.run_all = True
     assert not tab.runner.running and tab.runner.job == ""  # asked, not started

@@ -2,6 +2,7 @@
 clock and fake documents (no server)."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -82,6 +83,89 @@ def test_one_callback_at_a_time_with_the_loop_free_as_long_as_it_ran(monkeypatch
     assert pacer.pending() == 0
     loop.advance(10)  # the watchdogs of callbacks that ran do nothing
     assert a.ready == b.ready == []
+
+
+def test_a_session_alone_gets_its_callbacks_with_only_the_short_gap(monkeypatch):
+    # one user: nothing to leave the loop free for, so figures are not kept waiting
+    loop = FakeLoop()
+    pacer = Pacer(gap_s=0.05, stall_s=5.0, call_later=loop.call_later)
+    a, b = Session(), Session()
+    clock = [0.0]
+    monkeypatch.setattr("gfdt_dash.ui.pacing.time.perf_counter", lambda: clock[0])
+
+    def slow():
+        clock[0] += 0.5
+
+    for _ in range(3):
+        pacer.submit(a.schedule, slow)
+    a.tick()
+    loop.advance(0.06)
+    assert len(a.ready) == 1  # 0.05 s after a 0.5 s callback, not 0.5 s
+    pacer.submit(b.schedule, slow)  # another session waits now: a's next is paced
+    a.tick()
+    loop.advance(0.06)
+    assert a.ready == [] and b.ready == []
+    loop.advance(0.45)
+    assert len(a.ready) == 1  # a's last, queued before b's
+    a.tick()
+    loop.advance(0.06)
+    assert b.ready == []  # b waits as long as a's callback ran
+    loop.advance(0.45)
+    assert len(b.ready) == 1
+
+
+def test_a_crowded_server_paces_even_a_session_alone_in_the_queue(monkeypatch):
+    loop = FakeLoop()
+    crowded = [True]
+    pacer = Pacer(gap_s=0.05, call_later=loop.call_later, crowded=lambda: crowded[0])
+    a = Session()
+    clock = [0.0]
+    monkeypatch.setattr("gfdt_dash.ui.pacing.time.perf_counter", lambda: clock[0])
+
+    def slow():
+        clock[0] += 0.5
+
+    for _ in range(3):
+        pacer.submit(a.schedule, slow)
+    a.tick()
+    loop.advance(0.06)
+    assert a.ready == []  # other sessions' jobs run: the loop stays free as long as it ran
+    loop.advance(0.45)
+    assert len(a.ready) == 1
+    crowded[0] = False
+    a.tick()
+    loop.advance(0.06)
+    assert len(a.ready) == 1
+
+
+def test_the_servers_pacer_counts_jobs_of_the_pool():
+    from gfdt_dash.ui import jobs
+    from gfdt_dash.ui.pacing import PACER
+
+    release = threading.Event()
+    runners = [jobs.JobRunner(lambda fn: fn()) for _ in range(2)]
+    before = jobs.jobs_in_pool()  # 0 unless an earlier test left a job behind
+    try:
+        assert PACER.crowded() == (before > 1)
+        assert runners[0].submit("one", lambda cb, stop: release.wait(60))
+        assert jobs.jobs_in_pool() == before + 1
+        assert PACER.crowded() == (before > 0)
+        assert runners[1].submit("two", lambda cb, stop: release.wait(60))
+        assert jobs.jobs_in_pool() == before + 2 and PACER.crowded()
+    finally:
+        release.set()
+        for runner in runners:
+            runner.wait(timeout=60)  # a hang guard
+    assert jobs.jobs_in_pool() == before
+
+
+def test_schedules_of_one_served_document_are_one_session():
+    from gfdt_dash.ui.pacing import _session
+
+    doc = RecordingDoc()
+    assert _session(schedule_on(doc)) is _session(schedule_on(doc)) is doc
+    other = schedule_on(RecordingDoc())
+    assert _session(other) is not doc
 
 
 def test_first_goes_ahead_of_queued_figures_in_its_own_order():

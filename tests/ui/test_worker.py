@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gfdt_dash import score
+from gfdt_dash import score, stages
 from gfdt_dash.progress import Cancelled
 from gfdt_dash.systems import SimulationDiverged, get_config, simulate
 from gfdt_dash.ui import worker
@@ -92,14 +92,14 @@ def test_models_cross_processes_as_safetensors_bytes():
     torch.testing.assert_close(back.score_fn("cpu")(x), model.score_fn("cpu")(x))
 
 
-def test_responses_job_in_a_worker_matches_in_process():
+def test_responses_in_a_worker_match_in_process():
     model = score.load_checkpoint(score.shipped_model_path("ou"), device="cpu")
     cfg = CFG.replace(n_experiments=4, max_lag=4.0)
     sim = simulate(cfg, seed=0, device="cpu")
     got, table = worker.call(
-        worker.responses_job, cfg, sim, model, seed=0, device="cpu", processes=True
+        stages.responses_and_errors, cfg, sim, model, seed=0, device="cpu", processes=True
     )
-    ref, ref_table = worker.responses_job(cfg, sim, model, seed=0, device="cpu")
+    ref, ref_table = stages.responses_and_errors(cfg, sim, model, seed=0, device="cpu")
     assert set(got["estimator"].values) == set(ref["estimator"].values)
     np.testing.assert_allclose(
         got["response"].values, ref["response"].values, rtol=1e-5, atol=1e-7, equal_nan=True

@@ -1,0 +1,389 @@
+"""The widgets, panes and figures of a system tab: what :class:`gfdt_dash.ui.tab.SystemTab` shows.
+
+Figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are sent to
+(the ``_draw_*`` methods). The figures are rendered only when their first data arrives (a
+one-line placeholder until then): rendering empty HoloViews figures server-side made up most of
+the time a new session's page took to appear. The panes (model, diagnostics, error table,
+verdict, out-of-date mark, downloads, buttons) are refreshed by the ``_update_*`` methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+import xarray as xr
+
+from gfdt_dash.systems import system_spec
+from gfdt_dash.ui import views
+from gfdt_dash.ui.controller import model_differences
+from gfdt_dash.ui.params import NumberField, mirror_widgets
+
+__all__ = ["METHOD_TEXT", "TabLayout"]
+
+METHOD_TEXT = """
+Kick a stochastic field by a small **δ** at one pixel: how does the mean field respond downstream
+over time? The *generalized fluctuation–dissipation theorem* answers from unperturbed data alone,
+**R(t) = −⟨x(t) s(x(0))ᵀ⟩**, where **s = ∇ log p** is the score of the stationary density. Here the
+score is **learned** by denoising score matching (a small circular U-Net), and compared with
+
+- the **exact score** (Ornstein–Uhlenbeck and Allen–Cahn have closed forms),
+- the **Gaussian** (quasi-Gaussian) estimate **C(t) C(0)⁻¹**,
+- **direct perturbation** (paired runs with the same noise, the ground truth),
+- the **analytic** response (Ornstein–Uhlenbeck only).
+
+Score responses are shown **raw** and **normalized** (R(t)R(0)⁻¹); the raw one and the
+Stein-identity error expose amplitude errors of the learned score. Bands are one standard error;
+lags are in the model's time units.
+"""
+
+# The downstream response panels (the kicked pixel, then 1, 2, … cells downstream).
+_CURVES = tuple(f"curves{dx}" for dx in range(views.N_DOWNSTREAM))
+
+
+class TabLayout:
+    """The view half of a system tab (mixed into :class:`gfdt_dash.ui.tab.SystemTab` before
+    the controller, whose state it reads and whose ``_draw_*``/``_update_*`` calls it answers)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.methods = views.system_methods(self.system)
+        # streams (figures are created in __panel__, once)
+        self._snapshot = hv.streams.Pipe(data={})
+        self._hist = hv.streams.Pipe(data={})
+        self._losses = hv.streams.Buffer(views.empty_loss_frame(), length=50_000, index=False)
+        self._responses = hv.streams.Pipe(data={})
+        self._layout: pn.viewable.Viewable | None = None
+        self._figures: dict[str, views.LazyFigure] = {}  # filled by _build_layout
+
+    # -- results into the figures (event loop) -----------------------------------------------
+    def _draw_snapshot(self, field: np.ndarray, title: str) -> None:
+        self._snapshot.send({"field": field, "title": title})
+        self._reveal("snapshot")
+
+    def _draw_histogram(self, values: np.ndarray) -> None:
+        self._hist.send({"values": values})
+        self._reveal("hist")
+
+    def _clear_losses(self) -> None:
+        self._losses.clear()
+
+    def _draw_losses(self, rows: pd.DataFrame) -> None:
+        self._losses.send(rows[list(views.empty_loss_frame().columns)])
+        self._reveal("losses")
+
+    def _draw_responses(self, combined: xr.Dataset | None) -> None:
+        """Send the responses to their figures (``None`` empties them)."""
+        if combined is None:
+            self._responses.send({})
+            return
+        self._responses.send({"responses": combined})
+        self._reveal("curves", "maps")
+
+    def _update_downloads(self) -> None:
+        if hasattr(self, "_dl_sim"):
+            self._dl_sim.disabled = self.sim is None
+            self._dl_resp.disabled = self.responses is None
+
+    def _reveal(self, *names: str) -> None:
+        """Render these figures if not yet shown (once; their streams update them afterwards).
+
+        ``"curves"`` names every downstream panel. Each figure is one paced callback
+        (``LazyFigure.reveal``), so that every session's clicks are answered between them.
+        """
+        if self.runner.closed:  # the session is gone: nothing to render for
+            return
+        for name in names:
+            for key in _CURVES if name == "curves" else (name,):
+                if key in self._figures:
+                    self._figures[key].reveal(self._schedule)
+
+    def _model_pane_text(self) -> str:
+        text = _markdown_table("Model in use", self.model_info)
+        if self.model is not None:
+            try:
+                diff = model_differences(self.model, self.config())
+            except ValueError:
+                diff = ""
+            if diff:
+                text += (
+                    f"\n\n⚠ **Trained for other parameters:** {diff}. Its learned score "
+                    "does not describe these parameters: Run all trains a matching one."
+                )
+        return text
+
+    def _update_model_pane(self) -> None:
+        if hasattr(self, "_model_pane"):
+            self._model_pane.object = self._model_pane_text()
+            self._diag_pane.object = _markdown_table("Score diagnostics", self.diagnostics)
+
+    def _update_table(self) -> None:
+        if hasattr(self, "_table"):
+            self._table.object = views.error_table_html(self.error_table)
+            self._verdict.object = self.verdict
+            self._verdict.visible = bool(self.verdict)
+
+    def _update_stale(self, *_: Any) -> None:
+        if not hasattr(self, "_stale"):
+            return
+        reason = self.stale_reason()
+        self._stale.object = (
+            f"<div class='gfdt-stale' style='background:#fff3cd;border:1px solid #e0a800;"
+            f"padding:6px 10px;border-radius:4px'>⚠ <b>Out of date:</b> the results below were "
+            f"computed before these changes: {reason}. Press <b>Run all</b> to recompute.</div>"
+            if reason
+            else ""
+        )
+        self._stale.visible = bool(reason)
+        self._results.styles = {"opacity": "0.45"} if reason else {"opacity": "1"}
+        self._update_model_pane()
+
+    # -- layout ------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        if self._layout is None:
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _parameters_card(self) -> pn.Card:
+        """The parameter widgets, in a card whose content is built when first opened (about a
+        third of a new page's cost on the server otherwise)."""
+        card = pn.Card(title="Parameters", collapsed=True)
+
+        def on_toggle(event: param.parameterized.Event) -> None:
+            if not event.new and not card.objects:
+                card[:] = [mirror_widgets(self.mirror, self._on_input_error)]
+
+        card.param.watch(on_toggle, "collapsed")
+        return card
+
+    def _number(self, p: param.Integer) -> NumberField:
+        lo, hi = p.bounds
+        return NumberField(
+            self,
+            p.name,
+            p.label,
+            integer=True,
+            lo=lo,
+            hi=hi,
+            doc=p.doc,
+            on_error=self._on_input_error,
+        )
+
+    def _build_layout(self) -> pn.viewable.Viewable:
+        btn = pn.widgets.Button.from_param
+        self._buttons = {
+            "run_all": btn(self.param.run_all, color="primary"),
+            "simulate": btn(self.param.simulate),
+            "train": btn(self.param.train),
+            "load_model": btn(self.param.load_model),
+            "compute": btn(self.param.compute),
+            "cancel": btn(self.param.cancel, color="danger", disabled=True),
+        }
+        save = btn(self.param.save_model)
+        device = pn.widgets.Select.from_param(
+            self.param.device,
+            options=["cpu", "cuda", "mps"],
+            disabled_options=self._devices_disabled,
+        )
+        progress = pn.indicators.Progress(value=0, max=1000, sizing_mode="stretch_width")
+        queue = pn.pane.Markdown("", margin=(0, 10))
+
+        def on_progress(*_: Any) -> None:
+            r = self.runner
+            progress.value = int(1000 * r.fraction)
+            # a cancelled or failed job's bar stops where it was, greyed
+            progress.bar_color = {"done": "success", "cancelled": "secondary"}.get(
+                r.stage, "secondary" if r.stage == "error" else "primary"
+            )
+            if r.running and r.queue_position:
+                queue.object = f"queued: position {r.queue_position} in the shared pool"
+            elif r.running:
+                eta = f" — ETA {r.eta_s:.0f} s" if r.eta_s else ""
+                queue.object = f"**{r.job}** · {r.stage}{eta}"
+            else:
+                queue.object = f"{r.job}: {r.stage}" if r.job else ""
+
+        self.runner.param.watch(on_progress, ["fraction", "stage", "queue_position", "running"])
+
+        summary = self._summary = pn.pane.Markdown(
+            self.job_summary(), styles={"font-size": "0.9em"}
+        )
+
+        def on_edit(*_: Any) -> None:
+            summary.object = self.job_summary()
+            self._update_buttons()
+
+        self.mirror.param.watch(on_edit, list(self.config_cls.field_specs()))
+        self.param.watch(on_edit, ["train_steps"])
+
+        self._model_pane = pn.pane.Markdown(_markdown_table("Model in use", self.model_info))
+        self._diag_pane = pn.pane.Markdown(_markdown_table("Score diagnostics", self.diagnostics))
+        self._table = pn.pane.HTML(views.error_table_html(self.error_table))
+        self._verdict = pn.pane.Markdown(
+            self.verdict,
+            visible=bool(self.verdict),
+            styles={"background": "#eef6ee", "padding": "2px 12px", "border-radius": "4px"},
+        )
+        self._stale = pn.pane.HTML("", visible=False)
+        self._dl_sim = pn.widgets.FileDownload(
+            callback=lambda: self.netcdf_bytes("simulation"),
+            filename=f"{self.system}_simulation.nc",
+            label="Download simulation (netCDF)",
+            disabled=True,
+        )
+        self._dl_resp = pn.widgets.FileDownload(
+            callback=lambda: self.netcdf_bytes("responses"),
+            filename=f"{self.system}_responses.nc",
+            label="Download responses (netCDF)",
+            disabled=True,
+        )
+
+        controls = pn.Column(
+            pn.widgets.RadioButtonGroup.from_param(self.param.preset),
+            device,
+            self._number(self.param.seed),
+            summary,
+            self._buttons["run_all"],
+            pn.Row(self._buttons["simulate"], self._buttons["compute"]),
+            pn.Row(self._buttons["train"], self._buttons["cancel"]),
+            self._number(self.param.train_steps),
+            _rule(),
+            pn.widgets.Select.from_param(self.param.model_source),
+            self._buttons["load_model"],
+            self._model_pane,
+            pn.Row(pn.widgets.TextInput.from_param(self.param.model_name, label="save as"), save),
+            _rule(),
+            self._parameters_card(),
+            width=340,
+        )
+
+        params_stream = hv.streams.Params(self, ["normalized", "lag_index"])
+
+        norm_stream = hv.streams.Params(self, ["normalized"])
+        methods = self.methods
+
+        def curves_for(dx: int) -> hv.DynamicMap:
+            def curves(data: dict, normalized: bool) -> hv.Overlay:
+                return views.response_curves(data, dx, normalized, methods)
+
+            # not on the lag stream: moving the lag slider redraws the maps only
+            return hv.DynamicMap(curves, streams=[self._responses, norm_stream])
+
+        def map_for(method: str) -> hv.DynamicMap:
+            def image(data: dict, normalized: bool, lag_index: int) -> hv.Image:
+                return views.response_map(data, method, lag_index, normalized)
+
+            return hv.DynamicMap(image, streams=[self._responses, params_stream])
+
+        # Built on first data, not here: see views.LazyFigure.
+        fig = self._figures
+        fig["snapshot"] = views.LazyFigure(
+            lambda: hv.DynamicMap(views.snapshot_image, streams=[self._snapshot]),
+            "Field snapshot: shown live once a simulation runs.",
+            width=340,
+        )
+        fig["losses"] = views.LazyFigure(
+            lambda: hv.DynamicMap(views.loss_overlay, streams=[self._losses]),
+            "Score-matching loss: shown once a model is trained or loaded.",
+            width=380,
+        )
+        fig["hist"] = views.LazyFigure(
+            lambda: hv.DynamicMap(views.histogram_overlay, streams=[self._hist]),
+            "Pixel values vs Gaussian: shown once a simulation finishes.",
+            width=380,
+        )
+        no_responses = "No responses yet: press **Compute responses** (or **Run all**)."
+        for dx, key in enumerate(_CURVES):  # one placeholder line for the group
+            fig[key] = views.LazyFigure(
+                lambda dx=dx: curves_for(dx), "" if dx else no_responses, width=0 if dx else 440
+            )
+        fig["maps"] = views.LazyFigure(
+            lambda: hv.Layout([map_for(m) for m in methods]).cols(3).opts(shared_axes=False),
+            "The maps appear with the responses.",
+            width=900,
+        )
+
+        status = pn.pane.Markdown(self.param.status, margin=(0, 10))
+        self._results = pn.Column(
+            pn.FlexBox(fig["snapshot"].panel, fig["losses"].panel, fig["hist"].panel),
+            pn.pane.Markdown("### Response at the kicked pixel and downstream"),
+            pn.Card(
+                pn.pane.Markdown(METHOD_TEXT),
+                title="How are the responses predicted?",
+                collapsed=True,
+            ),
+            pn.Row(
+                pn.widgets.Checkbox.from_param(self.param.normalized, width=120),
+                pn.pane.HTML(views.method_legend_html(methods)),
+            ),
+            pn.FlexBox(*(fig[key].panel for key in _CURVES)),
+            pn.pane.Markdown(
+                "### Response maps (dx right = downstream; colours: ± the largest "
+                "value at that lag)"
+            ),
+            pn.widgets.IntSlider.from_param(self.param.lag_index),
+            fig["maps"].panel,
+            pn.Row(
+                pn.Column("### Error against the reference", self._table),
+                pn.Column(self._diag_pane),
+            ),
+            pn.Row(self._dl_sim, self._dl_resp),
+            sizing_mode="stretch_width",
+        )
+        main = pn.Column(
+            pn.pane.Markdown(system_spec(self.system).story, styles={"font-size": "0.95em"}),
+            pn.Row(status, queue),
+            progress,
+            self._stale,
+            self._verdict,
+            self._results,
+            sizing_mode="stretch_width",
+        )
+        self.mirror.param.watch(self._update_stale, list(self.config_cls.field_specs()))
+        self.param.watch(self._update_stale, ["seed"])
+        layout = pn.Row(controls, main, sizing_mode="stretch_width")
+        # State that arrived before the layout was built (e.g. results of a synchronous job).
+        if self.sim is not None:
+            self._reveal("snapshot", "hist")
+        if len(self._losses.data):
+            self._reveal("losses")
+        if self.responses is not None:
+            self._reveal("curves", "maps")
+        self._update_stale()
+        self._update_buttons()
+        return layout
+
+    def _update_buttons(self) -> None:
+        """Buttons that start jobs are off while a job runs or the inputs are refused."""
+        running, refused = self.runner.running, bool(self.refusal())
+        for name, button in getattr(self, "_buttons", {}).items():
+            if name == "cancel":
+                button.disabled = not running
+            elif name == "load_model":
+                button.disabled = running
+            else:
+                button.disabled = running or refused
+
+    def _update_summary(self) -> None:
+        if hasattr(self, "_summary"):
+            self._summary.object = self.job_summary()
+        self._update_buttons()
+
+
+def _rule() -> pn.pane.HTML:
+    # Not pn.layout.Divider: its stylesheet is always fetched from the CDN (offline machines).
+    return pn.pane.HTML("<hr style='margin:4px 0'>", sizing_mode="stretch_width")
+
+
+def _markdown_table(title: str, values: dict[str, Any]) -> str:
+    if not values:
+        return f"**{title}:** none yet"
+    rows = []
+    for k, v in values.items():
+        text = f"{v:.4g}" if isinstance(v, float) else str(v)
+        rows.append(f"| {k} | {text} |")
+    return f"**{title}**\n\n| | |\n|---|---|\n" + "\n".join(rows)
