@@ -377,5 +377,9 @@ class JobContext:
 
 
 def simulation_key(config: Any, seed: int, device: str) -> tuple:
-    """The result cache's key of a simulation."""
-    return ("simulate", config.to_json(), int(seed), device)
+    """The result cache's key of a simulation: only the fields a simulation depends on (physics,
+    grid, integrator, ensemble; :data:`gfdt_dash.pipeline.SIMULATION_GROUPS`), so a new kick δ or
+    perturbation protocol reuses the simulation, as the pipeline's cache does."""
+    from gfdt_dash.pipeline import SIMULATION_GROUPS
+
+    return ("simulate", config.key(*SIMULATION_GROUPS), int(seed), device)

@@ -1,5 +1,6 @@
 """SystemTab driven through its params and events, without a browser (synchronous runner)."""
 
+import json
 import re
 import threading
 import time
@@ -73,6 +74,25 @@ def test_repeating_a_simulation_is_served_from_the_cache():
     other.seed = 1
     other.simulate = True
     assert other.sim is not first
+
+
+def test_a_new_kick_reuses_the_simulation_and_recomputes_the_responses():
+    tab = tiny_tab()
+    tab.simulate = True
+    tab.compute = True
+    first_sim = tab.sim
+    tab.mirror.delta = 0.125  # the perturbation experiment only: the simulation is unchanged
+    assert "δ" in tab.stale_reason() or "delta" in tab.stale_reason()
+    tab.simulate = True
+    assert tab.sim is first_sim  # served from the cache
+    assert tab.stale_reason()  # the responses shown were made with the old kick
+    tab.compute = True
+    assert tab.stale_reason() == ""
+    made = json.loads(tab.responses.attrs["estimator_attrs"])["perturbation"]
+    assert made["delta"] == 0.125
+    tab.mirror.kappa = 0.005  # physics: a new simulation
+    tab.simulate = True
+    assert tab.sim is not first_sim
 
 
 def test_downloads_are_readable_netcdf(tmp_path):
