@@ -74,11 +74,13 @@ def obtain_model(
     seed: int = 0,
     device: str = "auto",
     train_config: Any = None,
+    net_config: Any = None,
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ):
-    """The score model: ``"shipped"``, ``"train"`` (on the simulation's snapshots), a checkpoint
-    path, or a :class:`~gfdt_dash.score.ScoreModel` as is. ``None`` means no model."""
+    """The score model: ``"shipped"``, ``"train"`` (on the simulation's snapshots, with
+    ``net_config`` and ``train_config``; default the classroom presets), a checkpoint path, or a
+    :class:`~gfdt_dash.score.ScoreModel` as is. ``None`` means no model."""
     from gfdt_dash.score import ScoreModel, load_checkpoint, load_shipped, train_score
 
     seed = check_seed(seed)
@@ -90,6 +92,7 @@ def obtain_model(
         return train_score(
             simulation,
             system_config=config,
+            net_config=net_config,
             train_config=train_config,
             seed=seed,
             device=device,
@@ -182,11 +185,15 @@ class PipelineResult:
     model: Any = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cpu_times: dict[str, float] = field(default_factory=dict)
 
 
-def _cache_key(config: SystemConfig, seed: int, model: ModelChoice) -> str:
+def _cache_key(config: SystemConfig, seed: int, model: ModelChoice, training: Any = None) -> str:
     tag = model if isinstance(model, str | os.PathLike) else ("none" if model is None else "given")
-    raw = json.dumps({"config": config.to_dict(), "seed": seed, "model": str(tag)}, sort_keys=True)
+    key = {"config": config.to_dict(), "seed": seed, "model": str(tag)}
+    if training is not None:  # a trained model depends on its network and training configs
+        key["training"] = training
+    raw = json.dumps(key, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -231,6 +238,7 @@ def run_pipeline(
     model: ModelChoice = "shipped",
     methods: Sequence[str] | None = None,
     train_config: Any = None,
+    net_config: Any = None,
     diagnose_model: bool = True,
     cache_dir: str | os.PathLike | None = None,
     limits: CostLimits | None = None,
@@ -240,9 +248,13 @@ def run_pipeline(
     """Simulate, obtain the score model, compute every response and the error table.
 
     ``model``: ``"shipped"`` (the classroom checkpoint; grid must match), ``"train"``, a
-    checkpoint path, a ScoreModel, or ``None`` (no learned-score method). Stage wall times are in
-    ``timings``; with ``cache_dir`` finished stages are reused (the simulation and responses as
-    netCDF, a trained model as a checkpoint, diagnostics as JSON). With ``limits`` the whole
+    checkpoint path, a ScoreModel, or ``None`` (no learned-score method); ``"train"`` uses
+    ``net_config`` and ``train_config`` (default: the classroom presets). Stage wall times are in
+    ``timings`` and the process CPU times in ``cpu_times`` (seconds); with ``cache_dir`` finished
+    stages are reused (the simulation and responses as netCDF, a trained model as a checkpoint,
+    diagnostics as JSON), and so are the times recorded when they were computed
+    (``timings.json``). The diagnostics are those of :func:`gfdt_dash.score.diagnose`: on the
+    held-out snapshots when the model was trained on this simulation. With ``limits`` the whole
     job's cost (:func:`pipeline_cost`) is checked before anything runs.
     """
     from gfdt_dash.score import diagnose, load_checkpoint, save_checkpoint
@@ -256,15 +268,41 @@ def run_pipeline(
         limits.check(cost, f"{config.system} run")
     dev = str(resolve_device(device))
     folder = None
+    training = None
+    if model == "train":
+        from gfdt_dash.score import ScoreNetConfig, TrainConfig
+
+        net_config = net_config or ScoreNetConfig.preset("classroom")
+        train_config = train_config or TrainConfig.preset("classroom")
+        training = {"net": net_config.to_dict(), "train": train_config.to_dict()}
     if cache_dir is not None:
-        folder = Path(cache_dir) / f"{config.system}-{_cache_key(config, seed, model)}"
+        folder = Path(cache_dir) / f"{config.system}-{_cache_key(config, seed, model, training)}"
         folder.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    cpu_times: dict[str, float] = {}
+    recorded: dict[str, dict[str, float]] = {}
+    if folder is not None and (folder / "timings.json").is_file():
+        recorded = json.loads((folder / "timings.json").read_text())
 
     def cached(name: str) -> Path | None:
         return folder / name if folder is not None else None
 
-    t0 = time.perf_counter()
+    def timed(stage: str, product: str | None, t0: float, c0: float) -> None:
+        """Record a stage's wall and CPU time; a stage whose product came from the cache keeps
+        the times recorded when it was computed."""
+        path = cached(product) if product is not None else None
+        from_cache = path is not None and path.is_file() and path.stat().st_mtime < t_start
+        if stage in recorded and from_cache:
+            timings[stage], cpu_times[stage] = recorded[stage]["wall_s"], recorded[stage]["cpu_s"]
+        else:
+            timings[stage] = time.perf_counter() - t0
+            cpu_times[stage] = time.process_time() - c0
+            recorded[stage] = {"wall_s": timings[stage], "cpu_s": cpu_times[stage]}
+            if folder is not None:
+                atomic_write_bytes(folder / "timings.json", json.dumps(recorded).encode())
+
+    t_start = time.time()
+    t0, c0 = time.perf_counter(), time.process_time()
     simulation = _stage(
         cached("simulation.nc"),
         lambda: simulate(
@@ -275,9 +313,9 @@ def run_pipeline(
             should_stop=should_stop,
         ),
     )
-    timings["simulate"] = time.perf_counter() - t0
+    timed("simulate", "simulation.nc", t0, c0)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     score_model = None
     if model is not None:
         ckpt = cached("model.safetensors")
@@ -293,14 +331,15 @@ def run_pipeline(
                 seed=seed,
                 device=dev,
                 train_config=train_config,
+                net_config=net_config,
                 callback=_staged(callback, "train"),
                 should_stop=should_stop,
             )
             if model == "train" and ckpt is not None:
                 save_checkpoint(score_model, ckpt)
-    timings["model"] = time.perf_counter() - t0
+    timed("model", "model.safetensors" if model == "train" else None, t0, c0)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     responses = _stage(
         cached("responses.nc"),
         lambda: compute_responses(
@@ -314,11 +353,11 @@ def run_pipeline(
             should_stop=should_stop,
         ),
     )
-    timings["responses"] = time.perf_counter() - t0
+    timed("responses", "responses.nc", t0, c0)
 
     diagnostics: dict[str, Any] = {}
     if score_model is not None and diagnose_model:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         from gfdt_dash.response import exact_score
 
         exact = exact_score(config, device=dev) if config.system != "navier_stokes" else None
@@ -336,7 +375,7 @@ def run_pipeline(
             load=lambda path: json.loads(path.read_text()),
             save=lambda value, path: atomic_write_bytes(path, json.dumps(value).encode()),
         )
-        timings["diagnose"] = time.perf_counter() - t0
+        timed("diagnose", "diagnostics.json", t0, c0)
 
     from gfdt_dash.response import error_table
 
@@ -351,4 +390,5 @@ def run_pipeline(
         model=score_model,
         diagnostics=diagnostics,
         timings=timings,
+        cpu_times=cpu_times,
     )

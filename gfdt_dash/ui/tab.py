@@ -579,8 +579,10 @@ class SystemTab(pn.viewable.Viewer):
     def _show_diagnostics(self, diag: dict[str, Any], model_key: str | None) -> None:
         if model_key != self.model_key:
             return  # another model was loaded meanwhile
+        where = diag.get("diagnosed_on", "this session's simulation")
         self.diagnostics = {
-            "source": f"this session's simulation, {DIAG_SAMPLES} samples × {DIAG_STEPS} steps",
+            "source": f"this session's simulation: {where}; {DIAG_SAMPLES} samples × "
+            f"{DIAG_STEPS} steps",
             **{k: diag[k] for k in _DIAG_KEYS if k in diag},
         }
         self._update_model_pane()
@@ -1129,13 +1131,16 @@ lags are in the model's time units.
 # The downstream response panels (the kicked pixel, then 1, 2, … cells downstream).
 _CURVES = tuple(f"curves{dx}" for dx in range(views.N_DOWNSTREAM))
 
-# Scalar diagnostics shown in the table, in this order (``score.diagnose``'s keys).
+# Scalar diagnostics shown in the table, in this order (``score.diagnose``'s keys; checkpoints
+# made before the diagnostics were named for their held-out fields store ``val_loss``, also the
+# loss on held-out snapshots).
 _DIAG_KEYS = (
     "stein_error",
     "stein_error_exact",
     "score_rel_error",
     "hist_distance",
     "spectrum_distance",
+    "held_out_loss",
     "val_loss",
     "n_fields",
 )
