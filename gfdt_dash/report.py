@@ -2,7 +2,9 @@
 
 ``write_report(results, out_dir)`` writes, per system, ``<system>.png`` (a field snapshot and the
 response at the kicked pixel and 1–3 cells downstream, every method with its ±2σ band),
-``<system>_errors.csv``, ``<system>_timings.csv`` (wall and process CPU seconds per stage), and
+``<system>_errors.csv``, ``<system>_timings.csv`` (wall and process CPU seconds per stage),
+``<system>_config.json``, ``<system>_diagnostics.json``, ``<system>_model.json`` (the score
+model's metadata without its loss curves), and
 one ``report.md`` with the run protocol, the error tables, the reference's own noise, the score
 network, its diagnostics (on fields it was not trained on, and which) and the stage times.
 Figures use matplotlib's non-interactive Agg canvas, so nothing process-wide is touched.
@@ -182,6 +184,11 @@ def write_report(
         atomic_write_bytes(
             out / f"{system}_diagnostics.json", json.dumps(r.diagnostics, default=float).encode()
         )
+        if r.model is not None:  # the score model's settings and provenance, without the curves
+            meta = {k: v for k, v in r.model.metadata.items() if k != "history"}
+            atomic_write_bytes(
+                out / f"{system}_model.json", json.dumps(meta, indent=1, default=float).encode()
+            )
     path = out / "report.md"
     atomic_write_bytes(path, "\n".join(parts).encode())
     return path

@@ -36,12 +36,16 @@ def test_pipeline_without_model_caches_every_stage(tmp_path):
     assert first.errors.loc["perturbation", "error"] < 1e-3
     assert first.errors.loc["gaussian", "error"] < 0.2
     files = sorted(p.name for p in next(tmp_path.iterdir()).iterdir())
-    assert files == ["responses.nc", "simulation.nc"]
+    assert files == ["responses.nc", "simulation.nc", "timings.json"]
     again = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
     np.testing.assert_array_equal(
         again.responses["response"].values, first.responses["response"].values
     )
-    assert again.timings["simulate"] < first.timings["simulate"]
+    # Stages read from the cache report the times measured when they were computed.
+    for stage in ("simulate", "responses"):
+        assert again.timings[stage] == first.timings[stage]
+        assert again.cpu_times[stage] == first.cpu_times[stage]
+    assert set(first.cpu_times) == {"simulate", "model", "responses"}
 
 
 def test_learned_score_needs_a_model():
@@ -55,7 +59,9 @@ def test_report_has_figures_tables_and_timings(tmp_path):
     text = path.read_text()
     assert "## Ornstein–Uhlenbeck" in text
     assert "| exact_score |" in text
-    assert "Wall time on cpu" in text
+    assert "Stage times on cpu, wall (process CPU): simulate" in text
+    timings = (tmp_path / "ou_timings.csv").read_text().splitlines()
+    assert timings[0] == "stage,wall_s,cpu_s" and timings[1].startswith("simulate,")
     png = (tmp_path / "ou.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "ou_errors.csv").read_text().startswith("method,error")
