@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gfdt_dash.reproduce import CPU_PAPER_PROTOCOL, reproduction_setup
+from gfdt_dash.reproduce import CPU_PAPER_PROTOCOL, CPU_PAPER_TRAIN_STEPS, reproduction_setup
 from gfdt_dash.score import ScoreNetConfig, ScoreUNet, TrainConfig
 from gfdt_dash.systems import get_config
 
@@ -14,7 +14,8 @@ def test_paper_preset_on_a_cpu_runs_the_cpu_protocol_and_the_cpu_network(system)
     config, net, train = reproduction_setup(system, "paper", device="cpu")
     assert config == get_config(system, "paper", **CPU_PAPER_PROTOCOL.get(system, {}))
     assert net == ScoreNetConfig.preset("cpu_paper")
-    assert train == TrainConfig.preset("cpu_paper")
+    steps = CPU_PAPER_TRAIN_STEPS.get(system, TrainConfig.preset("cpu_paper").n_steps)
+    assert train == TrainConfig.preset("cpu_paper", n_steps=steps)
     study = get_config(system, "paper")
     # The paper grid and physics stay; only the listed protocol fields change.
     changed = {k for k, v in config.to_dict().items() if study.to_dict()[k] != v}
@@ -26,6 +27,8 @@ def test_cpu_protocol_keeps_at_least_1280_allen_cahn_experiments():
     config, _, _ = reproduction_setup("allen_cahn", "paper", device="cpu")
     assert config.n_experiments >= 1280
     assert config.spinup == 1000 and config.record == 2000 and config.members == 128
+    _, _, train = reproduction_setup("allen_cahn", "paper", device="cpu")
+    assert train == TrainConfig.preset("cpu_paper")  # the full 8000 steps
 
 
 def test_study_protocol_and_study_network_on_request():
