@@ -33,13 +33,13 @@ lint: setup
 # the reason printed; everything else runs.
 test: setup
 	$(BIN)/ruff check .
-	@if bash .ci/browsers; then marker="not gpu"; else \
+	@if bash .ci/browsers; then marker="not gpu and not paper"; else \
 	  echo "make test: SKIPPING the browser tests (marker ui), reason above" >&2; \
-	  marker="not gpu and not ui"; fi; \
+	  marker="not gpu and not paper and not ui"; fi; \
 	$(BIN)/python -m pytest -m "$$marker" -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not ui and not gpu" -q
+	$(BIN)/python -m pytest -m "not slow and not ui and not gpu and not paper" -q
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -285,42 +285,53 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gfdt_dash.cost import JobCost
     from gfdt_dash.pipeline import pipeline_cost, run_pipeline
     from gfdt_dash.report import write_report
-    from gfdt_dash.systems import get_config, system_names, system_spec
+    from gfdt_dash.reproduce import reproduction_setup
+    from gfdt_dash.systems import system_names, system_spec
 
     systems = args.systems.split(",") if args.systems else list(system_names())
     model = "shipped" if args.use_shipped else "train"
     if args.use_shipped and args.preset != "classroom":
         raise ValueError("--use-shipped: the shipped models are for the classroom preset only")
+    if args.protocol == "cpu" and args.preset != "paper":
+        raise ValueError("--protocol: 'cpu' changes the paper preset only; use --preset paper")
     out = _check_folder(args.out)
     overrides = _parse_overrides(args.set or [])
-    configs = []
+    setups = []
     for system in systems:
         try:
-            config = get_config(system.strip(), args.preset)
+            config, net_config, train_config = reproduction_setup(
+                system.strip(),
+                args.preset,
+                protocol=args.protocol,
+                score_net=args.score_net,
+                device=args.device,
+            )
         except ValueError as exc:
             raise ValueError(f"--systems: {exc}") from None
         try:
-            configs.append(config.replace(**overrides))
+            setups.append((config.replace(**overrides), net_config, train_config))
         except ValueError as exc:
             raise ValueError(f"--set: {config.system}: {exc}") from None
     if args.use_shipped:
-        missing = [c.system for c in configs if system_spec(c).shipped_model is None]
+        missing = [c.system for c, _, _ in setups if system_spec(c).shipped_model is None]
         if missing:
             raise ValueError(
                 f"--use-shipped: no shipped model for {', '.join(missing)}; leave it out of "
                 "--systems or train (without --use-shipped)"
             )
     limits = _limits(args)
-    total = sum((pipeline_cost(c, model=model) for c in configs), JobCost())
+    total = sum((pipeline_cost(c, model=model, train_config=tc) for c, _, tc in setups), JobCost())
     limits.check(total, "reproduction")
     results = []
-    for config in configs:
+    for config, net_config, train_config in setups:
         print(f"== {config.title} ({args.preset}) ==", file=sys.stderr)
         result = run_pipeline(
             config,
             seed=args.seed,
             device=args.device,
             model=model,
+            net_config=net_config if model == "train" else None,
+            train_config=train_config if model == "train" else None,
             cache_dir=out / "cache",
             limits=limits,
             callback=_ProgressBar(not args.quiet),
@@ -545,6 +556,21 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=VALUE",
         help="override a config parameter of every system (repeatable), e.g. --set members=8",
+    )
+    p.add_argument(
+        "--protocol",
+        default="auto",
+        choices=["auto", "study", "cpu"],
+        help="run protocol of the paper preset: study (as the original study), cpu (fewer "
+        "Allen–Cahn perturbation experiments, a smaller Navier–Stokes ensemble; see "
+        "gfdt_dash.reproduce) or auto (cpu on a CPU device, else study)",
+    )
+    p.add_argument(
+        "--score-net",
+        default="auto",
+        choices=["auto", "classroom", "cpu_paper", "paper"],
+        help="score network and training preset: auto (classroom for the classroom preset; for "
+        "the paper preset cpu_paper on a CPU, the study-size U-Net paper on a GPU)",
     )
     p.add_argument("--out", default="report", help="report folder (default ./report)")
     _add_common(p)

@@ -75,13 +75,15 @@ def obtain_model(
     seed: int = 0,
     device: str = "auto",
     train_config: Any = None,
+    net_config: Any = None,
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ):
-    """The score model: ``"shipped"``, ``"train"`` (on the simulation's snapshots, with the
-    classroom network, :func:`~gfdt_dash.stages.score_net_for`), ``"auto"`` (the shipped model
-    if it was trained for these physical parameters, else train, as the dashboard's Run all
-    does: :func:`~gfdt_dash.stages.choose_model`), a checkpoint path, or a
+    """The score model: ``"shipped"``, ``"train"`` (on the simulation's snapshots, with
+    ``net_config`` and ``train_config``; default the classroom network,
+    :func:`~gfdt_dash.stages.score_net_for`), ``"auto"`` (the shipped model if it was trained for
+    these physical parameters, else train, as the dashboard's Run all does:
+    :func:`~gfdt_dash.stages.choose_model`), a checkpoint path, or a
     :class:`~gfdt_dash.score.ScoreModel` as is. ``None`` means no model."""
     from gfdt_dash.score import ScoreModel, load_checkpoint, load_shipped, train_score
 
@@ -99,11 +101,11 @@ def obtain_model(
         log.info("%s: training a score model (%s)", config.system, plan.reason)
         choice = "train"
     if choice == "train":
-        net_config, default_train = stages.score_net_for("classroom")
+        default_net, default_train = stages.score_net_for("classroom")
         return train_score(
             simulation,
             system_config=config,
-            net_config=net_config,
+            net_config=net_config or default_net,
             train_config=train_config or default_train,
             seed=seed,
             device=device,
@@ -186,20 +188,26 @@ class PipelineResult:
     model: Any = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cpu_times: dict[str, float] = field(default_factory=dict)
 
 
 # What the simulation reads of a config; the other stages depend on every field.
 SIMULATION_GROUPS = ("physics", "grid", "integrator", "ensemble")
 
 
-def _model_tag(model: ModelChoice, config: SystemConfig, train_config: Any) -> Any:
+def _model_tag(
+    model: ModelChoice, config: SystemConfig, train_config: Any, net_config: Any = None
+) -> Any:
     """What identifies the score model in a cache key (a checkpoint by its bytes, a trained one by
     its training settings); ``None`` when it cannot be identified (a model object, a missing
     file), so that nothing depending on it is cached."""
     if model is None:
         return "none"
     if model == "train":
-        return {"train": None if train_config is None else train_config.to_dict()}
+        return {
+            "train": None if train_config is None else train_config.to_dict(),
+            "net": None if net_config is None else net_config.to_dict(),
+        }
     if isinstance(model, str | os.PathLike):
         from gfdt_dash.score import shipped_model_path
 
@@ -260,6 +268,7 @@ def run_pipeline(
     model: ModelChoice = "shipped",
     methods: Sequence[str] | None = None,
     train_config: Any = None,
+    net_config: Any = None,
     diagnose_model: bool = True,
     cache_dir: str | os.PathLike | None = None,
     limits: CostLimits | None = None,
@@ -269,12 +278,16 @@ def run_pipeline(
     """Simulate, obtain the score model, compute every response and the error table.
 
     ``model``: ``"shipped"`` (the classroom checkpoint; grid must match), ``"train"``, a
-    checkpoint path, a ScoreModel, or ``None`` (no learned-score method). Stage wall times are in
-    ``timings``; with ``cache_dir`` finished stages are reused, each keyed on what it depends on
-    (the simulation and responses as netCDF, a trained model as a checkpoint, diagnostics as
-    JSON, in ``<cache_dir>/<system>/<stage>-<key>``; nothing that depends on a ScoreModel object
-    is cached, as it has no key). With ``limits`` the whole job's cost (:func:`pipeline_cost`)
-    is checked before anything runs.
+    checkpoint path, a ScoreModel, or ``None`` (no learned-score method); ``"train"`` uses
+    ``net_config`` and ``train_config`` (default: the classroom presets). Stage wall times are in
+    ``timings`` and the process CPU times in ``cpu_times`` (seconds); with ``cache_dir`` finished
+    stages are reused, each keyed on what it depends on (the simulation and responses as netCDF, a
+    trained model as a checkpoint, diagnostics as JSON, in ``<cache_dir>/<system>/<stage>-<key>``;
+    nothing that depends on a ScoreModel object is cached, as it has no key), and so are the times
+    recorded when they were computed (``timings.json`` beside them). The diagnostics are those of
+    :func:`gfdt_dash.stages.diagnose_model`: on the held-out snapshots when the model was trained
+    on this simulation. With ``limits`` the whole job's cost (:func:`pipeline_cost`) is checked
+    before anything runs.
     """
     from gfdt_dash.score import load_checkpoint, save_checkpoint
 
@@ -287,6 +300,9 @@ def run_pipeline(
         limits.check(cost, f"{config.system} run")
     dev = str(resolve_device(device))
     folder = None
+    if model == "train":  # the defaults spelled out: a trained model is keyed on them
+        default_net, default_train = stages.score_net_for("classroom")
+        net_config, train_config = net_config or default_net, train_config or default_train
     if cache_dir is not None:
         folder = Path(cache_dir) / config.system
         folder.mkdir(parents=True, exist_ok=True)
@@ -294,13 +310,17 @@ def run_pipeline(
     # Each stage is keyed on what it depends on: the simulation on its config groups and the
     # seed (so a new kick δ reuses it), the model and its diagnostics (on the simulated data)
     # also on the model choice, the responses on everything (the methods too).
-    tag = _model_tag(model, config, train_config)
+    tag = _model_tag(model, config, train_config, net_config)
     keys = {
         "simulation": _cache_key(config, seed, groups=SIMULATION_GROUPS),
         "model": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
         "responses": _cache_key(config, seed, tag, list(methods)),
         "diagnostics": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
     }
+    cpu_times: dict[str, float] = {}
+    recorded: dict[str, dict[str, float]] = {}
+    if folder is not None and (folder / "timings.json").is_file():
+        recorded = json.loads((folder / "timings.json").read_text())
 
     def cached(stage: str, suffix: str, needs_model: bool = False) -> Path | None:
         if folder is None or (needs_model and tag is None):
@@ -313,7 +333,24 @@ def run_pipeline(
         ds.attrs["config"] = config.to_json()
         return ds
 
-    t0 = time.perf_counter()
+    def timed(stage: str, path: Path | None, t0: float, c0: float) -> None:
+        """Record a stage's wall and CPU time; a stage whose product (``path``) came from the
+        cache keeps the times recorded when it was computed (``timings.json``, by file name)."""
+        from_cache = path is not None and path.is_file() and path.stat().st_mtime < t_start
+        if from_cache and path.name in recorded:
+            timings[stage], cpu_times[stage] = (
+                recorded[path.name]["wall_s"],
+                recorded[path.name]["cpu_s"],
+            )
+            return
+        timings[stage] = time.perf_counter() - t0
+        cpu_times[stage] = time.process_time() - c0
+        if path is not None and folder is not None:
+            recorded[path.name] = {"wall_s": timings[stage], "cpu_s": cpu_times[stage]}
+            atomic_write_bytes(folder / "timings.json", json.dumps(recorded).encode())
+
+    t_start = time.time()
+    t0, c0 = time.perf_counter(), time.process_time()
     simulation = _stage(
         cached("simulation", ".nc"),
         lambda: simulate(
@@ -325,9 +362,9 @@ def run_pipeline(
         ),
         load=load_simulation,
     )
-    timings["simulate"] = time.perf_counter() - t0
+    timed("simulate", cached("simulation", ".nc"), t0, c0)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     score_model = None
     if model is not None:
         ckpt = cached("model", ".safetensors", needs_model=True)
@@ -343,14 +380,15 @@ def run_pipeline(
                 seed=seed,
                 device=dev,
                 train_config=train_config,
+                net_config=net_config,
                 callback=_staged(callback, "train"),
                 should_stop=should_stop,
             )
             if model == "train" and ckpt is not None:
                 save_checkpoint(score_model, ckpt)
-    timings["model"] = time.perf_counter() - t0
+    timed("model", ckpt if model == "train" else None, t0, c0)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     responses = _stage(
         cached("responses", ".nc", needs_model=True),
         lambda: compute_responses(
@@ -364,11 +402,11 @@ def run_pipeline(
             should_stop=should_stop,
         ),
     )
-    timings["responses"] = time.perf_counter() - t0
+    timed("responses", cached("responses", ".nc", needs_model=True), t0, c0)
 
     diagnostics: dict[str, Any] = {}
     if score_model is not None and diagnose_model:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         diagnostics = _stage(
             cached("diagnostics", ".json", needs_model=True),
             lambda: stages.diagnose_model(
@@ -383,7 +421,7 @@ def run_pipeline(
             load=lambda path: json.loads(path.read_text()),
             save=lambda value, path: atomic_write_bytes(path, json.dumps(value).encode()),
         )
-        timings["diagnose"] = time.perf_counter() - t0
+        timed("diagnose", cached("diagnostics", ".json", needs_model=True), t0, c0)
 
     errors = stages.errors_of(responses, config)
     return PipelineResult(
@@ -396,4 +434,5 @@ def run_pipeline(
         model=score_model,
         diagnostics=diagnostics,
         timings=timings,
+        cpu_times=cpu_times,
     )

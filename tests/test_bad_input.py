@@ -746,6 +746,11 @@ CLI_CASES = [
      "--out: '{d}/run.nc' exists and is not a folder", False),
     ("reproduce unknown system", "reproduce --systems lorenz --out {d}/rep",
      "--systems: system: unknown system 'lorenz'", False),
+    ("reproduce cpu protocol of the classroom preset",
+     "reproduce --preset classroom --protocol cpu --out {d}/rep",
+     "--protocol: 'cpu' changes the paper preset only", False),
+    ("reproduce unknown score net", "reproduce --preset paper --score-net huge --out {d}/rep",
+     "argument --score-net: invalid choice: 'huge'", False),
 ]
 
 

@@ -41,12 +41,16 @@ def test_pipeline_without_model_caches_every_stage(tmp_path):
     assert first.errors.loc["perturbation", "error"] < 1e-3
     assert first.errors.loc["gaussian", "error"] < 0.2
     files = sorted(p.name.split("-")[0] for p in (tmp_path / "ou").iterdir())
-    assert files == ["responses", "simulation"]
+    assert files == ["responses", "simulation", "timings.json"]
     again = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
     np.testing.assert_array_equal(
         again.responses["response"].values, first.responses["response"].values
     )
-    assert again.timings["simulate"] < first.timings["simulate"]
+    # Stages read from the cache report the times measured when they were computed.
+    for stage in ("simulate", "responses"):
+        assert again.timings[stage] == first.timings[stage]
+        assert again.cpu_times[stage] == first.cpu_times[stage]
+    assert set(first.cpu_times) == {"simulate", "model", "responses"}
     # A cache written before the methods' dimension was named `estimator` is still used.
     cached = next((tmp_path / "ou").glob("responses-*"))
     write_netcdf(xr.load_dataset(cached, engine="h5netcdf").rename(estimator="method"), cached)
@@ -83,7 +87,7 @@ def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_responses(
         second.responses["response"].values, first.responses["response"].values, atol=1e-3
     )
     names = sorted(p.name.split("-")[0] for p in (tmp_path / "ou").iterdir())
-    assert names == ["responses", "responses", "simulation"]
+    assert names == ["responses", "responses", "simulation", "timings.json"]
     run_pipeline(TINY_OU.replace(record=40.0), **run)  # a recorded-duration change re-simulates
     assert len(calls) == 2
 
@@ -99,7 +103,9 @@ def test_report_has_figures_tables_and_timings(tmp_path):
     text = path.read_text()
     assert "## Ornstein–Uhlenbeck" in text
     assert "| exact_score |" in text
-    assert "Wall time on cpu" in text
+    assert "Stage times on cpu, wall (process CPU): simulate" in text
+    timings = (tmp_path / "ou_timings.csv").read_text().splitlines()
+    assert timings[0] == "stage,wall_s,cpu_s" and timings[1].startswith("simulate,")
     png = (tmp_path / "ou.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "ou_errors.csv").read_text().startswith("estimator,error")

@@ -298,6 +298,7 @@ def test_dashboard_worker_processes_load_the_plugins_of_the_environment(
     from gfdt_dash.systems import get_config, plugins_from_env, simulate
     from gfdt_dash.ui import worker
 
+    worker.shutdown()  # workers of earlier tests started before the plug-in was configured
     monkeypatch.setenv("GFDT_DASH_PLUGINS", str(PLUGIN))
     plugins_from_env()
     config = get_config(

@@ -56,8 +56,14 @@ class _Stub:
         self.n, self.system_config, self.metadata = model.n, config, {}
 
 
-def test_score_net_for_sizes_the_network_by_preset():
-    paper_net, paper_train = stages.score_net_for("paper")
+def test_score_net_for_sizes_the_network_by_preset_and_device():
+    import torch
+
+    # the paper preset: the study-size U-Net on a GPU, the CPU-trainable one on a CPU
+    paper_net, paper_train = stages.score_net_for("paper", device=torch.device("cuda"))
+    cpu_net, cpu_train = stages.score_net_for("paper", device="cpu")
+    assert cpu_net == score.ScoreNetConfig.preset("cpu_paper") != paper_net
+    assert cpu_train == score.TrainConfig.preset("cpu_paper")
     class_net, class_train = stages.score_net_for("classroom", n_steps=123)
     assert paper_net == score.ScoreNetConfig.preset("paper")
     assert paper_train == score.TrainConfig.preset("paper")

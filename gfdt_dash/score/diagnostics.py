@@ -1,6 +1,10 @@
 """Score-quality diagnostics shown to the user.
 
-- ``val_loss``: the DSM loss of the EMA net on held-out fields (fixed noise draw);
+Every diagnostic is computed on fields the model was not trained on (:func:`held_out_fields`):
+given the simulation a model was trained on, only the snapshots its training held out; given
+other data, all of them. ``diagnosed_on`` says which.
+
+- ``held_out_loss``: the DSM loss of the EMA net on those fields (fixed noise draw);
 - ``stein_error``: ``‖⟨x ŝᵀ⟩ + I‖_F/‖I‖_F``. For homogeneous fields ``⟨x ŝᵀ⟩`` is circulant with
   eigenvalues ``⟨x̂(k) conj(ŝ(k))⟩/N²``, which a true score makes −1 at every ``k`` (Stein's
   identity: integrate ``x ∇log p`` by parts);
@@ -21,11 +25,12 @@ import torch
 from gfdt_dash.devices import resolve_device
 from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
 from gfdt_dash.score.losses import VESchedule
-from gfdt_dash.score.model import ScoreFn, ScoreModel
-from gfdt_dash.score.training import as_snapshots
+from gfdt_dash.score.model import ScoreFn, ScoreModel, noised_score
+from gfdt_dash.score.training import _fingerprint, as_snapshots, split_snapshots
 
 __all__ = [
     "diagnose",
+    "held_out_fields",
     "histogram_distance",
     "radial_spectrum",
     "sample",
@@ -119,8 +124,7 @@ def sample(
             x = sched.sigma_max * torch.randn(b, n, n, generator=gen, device=dev, dtype=dtype)
             for i in range(n_steps):
                 t = torch.full((b,), 1.0 - i * dt, device=dev, dtype=dtype)
-                sigma = sched.sigma(t)
-                score = net(x, sigma) / sigma[:, None, None]
+                score = noised_score(net, x, sched.sigma(t))
                 g2 = sched.g2(t)[:, None, None]
                 x = x + g2 * score * dt
                 if i < n_steps - 1:
@@ -130,12 +134,40 @@ def sample(
                     reporter.update(i + 1)
                 else:
                     reporter.check()
-            sig0 = torch.full((b,), sched.sigma_min, device=dev, dtype=dtype)
-            x = x + sched.sigma_min * net(x, sig0)
+            x = x + sched.sigma_min**2 * noised_score(net, x, sched.sigma_min)
             out.append(x * model.scale)
     finally:
         net.to(net_dev).train(was_training)
     return torch.cat(out)
+
+
+def held_out_fields(model: ScoreModel, fields: Any) -> tuple[np.ndarray, str]:
+    """The fields of ``fields`` that ``model`` was not trained on, ``(S, n, n)``, and a label.
+
+    ``fields`` is anything :func:`~gfdt_dash.score.training.as_snapshots` accepts. If they are
+    the model's training data (same fingerprint as ``metadata["data_fingerprint"]``), the part
+    its training held out is returned: :func:`~gfdt_dash.score.training.split_snapshots` with
+    the model's ``val_fraction`` (the last snapshot times of every member), the complement of
+    what it was trained on; with no held-out part this is refused. Other data are returned
+    whole.
+    """
+    arr, _ = as_snapshots(fields)
+    n = arr.shape[-1]
+    if _fingerprint(arr) != model.metadata.get("data_fingerprint"):
+        count = arr.shape[0] * arr.shape[1]
+        return arr.reshape(-1, n, n), f"{count} fields the model was not trained on"
+    fraction = model.train_config.val_fraction
+    held_out = split_snapshots(arr, fraction)[1]
+    if held_out.shape[0] == 0:
+        raise ValueError(
+            "fields: these are the model's training data and its training held none out "
+            "(val_fraction = 0); diagnose it on other data"
+        )
+    what = "snapshot times of every member" if arr.shape[1] >= 2 else "members"
+    return held_out, (
+        f"{held_out.shape[0]} held-out training snapshots (the last {fraction:.0%} of the {what}, "
+        "not trained on)"
+    )
 
 
 def diagnose(
@@ -151,31 +183,37 @@ def diagnose(
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> dict[str, Any]:
-    """All diagnostics of ``model`` on held-out stationary ``fields`` (physical units).
+    """All diagnostics of ``model`` on stationary ``fields`` (physical units) it was not trained
+    on.
 
     ``fields``: anything :func:`~gfdt_dash.score.training.as_snapshots` accepts (a simulate
-    Dataset's ``snapshot`` is used); at most ``max_fields`` of them, evenly spaced, are used.
+    Dataset's ``snapshot`` is used); if they are the model's training data only the held-out
+    part is used (:func:`held_out_fields`); at most ``max_fields`` of them, evenly spaced.
     ``exact_score`` (a callable on ``(B, n, n)`` tensors) adds ``score_rel_error`` and the exact
     score's own ``stein_error_exact`` (the sampling floor). ``n_samples=0`` skips sampling.
 
-    Returns a JSON-able dict: ``val_loss``, ``stein_error``, [``score_rel_error``,
+    Returns a JSON-able dict: ``held_out_loss``, ``stein_error``, [``score_rel_error``,
     ``stein_error_exact``], [``hist_distance``, ``spectrum_distance``, ``spectrum`` (shells,
-    data, samples), ``histogram`` (bin edges, data and sample densities)], ``n_fields``.
+    data, samples), ``histogram`` (bin edges, data and sample densities)], ``n_fields`` and
+    ``diagnosed_on`` (which fields, in words).
     """
     from gfdt_dash.score.losses import dsm_loss
 
-    arr, _ = as_snapshots(fields)
     n = model.n
-    if arr.shape[-1] != n:
-        raise ValueError(f"fields: grid {arr.shape[-1]} does not match the model's {n}")
-    flat = arr.reshape(-1, n, n)
+    flat, diagnosed_on = held_out_fields(model, fields)
+    if flat.shape[-1] != n:
+        raise ValueError(f"fields: grid {flat.shape[-1]} does not match the model's {n}")
     if flat.shape[0] > max_fields:
         flat = flat[np.linspace(0, flat.shape[0] - 1, max_fields).round().astype(int)]
     dev = resolve_device(device)
     x = torch.as_tensor(np.ascontiguousarray(flat), device=dev).contiguous()
     reporter = Reporter("diagnose", 3, callback, should_stop)
     score = model.score_fn(device=dev)(x)
-    out: dict[str, Any] = {"n_fields": int(x.shape[0]), "stein_error": stein_error(x, score)}
+    out: dict[str, Any] = {
+        "diagnosed_on": diagnosed_on,
+        "n_fields": int(x.shape[0]),
+        "stein_error": stein_error(x, score),
+    }
 
     gen = torch.Generator(device=dev).manual_seed(seed)
     sched = VESchedule(model.sigma_min, model.sigma_max)
@@ -191,7 +229,7 @@ def diagnose(
             ]
         finally:
             net.to(net_dev)
-    out["val_loss"] = sum(losses) / x.shape[0]
+    out["held_out_loss"] = sum(losses) / x.shape[0]
     reporter.update(1)
     if exact_score is not None:
         exact = torch.as_tensor(exact_score(x.clone())).to(dev)

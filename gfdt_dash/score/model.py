@@ -6,7 +6,9 @@ network/training configs, data scale, σ's, loss history, diagnostics, code vers
 
 Units: the network works on *scaled* fields ``x/scale``; :meth:`ScoreModel.score_fn` returns the
 score of the *physical* fields, ``s_phys(x) = s_scaled(x/scale)/scale`` with
-``s_scaled(y) = D_ema(y, σ_min)/σ_min``.
+``s_scaled(y) = D_ema(y, σ_min)/σ_min``. :func:`noised_score` is the one place where a network
+output becomes a score (``D(y, σ)/σ``); the GFDT score, the sampler and the diagnostics all go
+through it.
 """
 
 from __future__ import annotations
@@ -23,10 +25,19 @@ from gfdt_dash.devices import resolve_device
 from gfdt_dash.score.config import ScoreNetConfig, TrainConfig
 from gfdt_dash.score.network import ScoreUNet
 
-__all__ = ["FORMAT", "ScoreFn", "ScoreModel", "make_ema"]
+__all__ = ["FORMAT", "ScoreFn", "ScoreModel", "make_ema", "noised_score"]
 
 FORMAT = "gfdt-dash-score/1"
 ScoreFn = Callable[[Any], Any]
+
+
+def noised_score(net: ScoreUNet, y: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+    """``∇ log p_σ(y) = D(y, σ)/σ``: the score of the σ-noised *scaled* data ``y`` ``(B, n, n)``
+    from the denoiser network (trained to return ``σ ∇ log p_σ``); ``sigma`` a scalar or ``(B,)``.
+    """
+    sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device)
+    out = net(y, sigma)
+    return out / (sigma[:, None, None] if sigma.ndim else sigma)
 
 
 def make_ema(net: ScoreUNet, decay: float) -> AveragedModel:
@@ -158,9 +169,7 @@ class ScoreModel:
             with torch.inference_mode():
                 for i in range(0, flat.shape[0], batch_size):
                     y = flat[i : i + batch_size].to(device=dev, dtype=dtype) / scale
-                    s = net(y, torch.tensor(sigma_min, device=dev, dtype=dtype)) / (
-                        sigma_min * scale
-                    )
+                    s = noised_score(net, y, sigma_min) / scale
                     out[i : i + batch_size] = s.to(device=out.device, dtype=out.dtype)
             out = out.reshape(xt.shape)
             return out.numpy() if as_numpy else out

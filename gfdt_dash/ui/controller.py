@@ -74,6 +74,7 @@ _DIAG_KEYS = (
     "score_rel_error",
     "hist_distance",
     "spectrum_distance",
+    "held_out_loss",
     "val_loss",
     "n_fields",
 )
@@ -423,7 +424,7 @@ class TabController(param.Parameterized):
 
         sim = ctx.require_simulation()
         ctx.ui(self._clear_losses)
-        net_config, train_config = stages.score_net_for(ctx.preset, ctx.train_steps)
+        net_config, train_config = stages.score_net_for(ctx.preset, ctx.train_steps, device=ctx.device)
         model = ctx.call(
             score.train_score,
             sim,
@@ -570,7 +571,8 @@ class TabController(param.Parameterized):
     ) -> None:
         if model_key != self.model_key:
             return  # another model was loaded meanwhile
-        own = f"this session's simulation, {DIAG_SAMPLES} samples × {DIAG_STEPS} steps"
+        where = diag.get("diagnosed_on", "this session's simulation")
+        own = f"this session's simulation: {where}; {DIAG_SAMPLES} samples × {DIAG_STEPS} steps"
         self.diagnostics = {
             "source": source or own,
             **{k: diag[k] for k in _DIAG_KEYS if k in diag},

@@ -30,7 +30,9 @@ from gfdt_dash.systems import get_config, simulate
 
 pytestmark = pytest.mark.slow
 
-FRESH_SEED = 11  # the shipped models were trained on seed-0 simulations
+# The shipped models were trained on seed-0 simulations, and their settings were chosen by
+# measuring on seed 11; the acceptance evaluates on a seed used for neither.
+FRESH_SEED = 29
 
 
 def _setup(system):
@@ -86,16 +88,23 @@ def test_allen_cahn_learned_score_beats_the_gaussian_approximation(
     record_property, allen_cahn_table
 ):
     """The study's central claim with a learned score: below the Gaussian error (measured
-    0.0625 vs 0.553 against direct perturbation)."""
+    0.071 vs 0.617 against direct perturbation on seed 29)."""
     _report(record_property, "allen_cahn", allen_cahn_table)
     err = allen_cahn_table["error"]
     assert err["learned_score"] < err["gaussian"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="on the held-out seed 29 the shipped model reaches 0.071 against 1.5 × 0.0428 = "
+    "0.064 (it passed on seed 11, the seed its settings were chosen with)",
+)
 def test_allen_cahn_learned_score_within_1p5_of_the_exact_score(allen_cahn_table):
     """The shipped model (SHIPPED_SETTINGS: widths 16/32/64, cosine lr decay, 128 simulated
-    members) within 1.5× the exact-score GFDT error (measured 0.0625 vs 0.0532; the earlier
-    classroom-net model trained on 32 members reached 0.175)."""
+    members) within 1.5× the exact-score GFDT error. Measured on seed 11, used to choose those
+    settings: 0.051 vs 0.055; on the held-out seed 29: 0.071 vs 0.043 (1.66×), so the claim
+    does not hold on fresh data yet; the earlier classroom-net model trained on 32 members
+    reached 0.175."""
     err = allen_cahn_table["error"]
     assert err["learned_score"] <= 1.5 * err["exact_score"]
 

@@ -81,7 +81,7 @@ def test_diagnostics_and_sampler(tiny_snapshots):
                         device="cpu")
     d = diagnose(model, tiny_snapshots, exact_score=lambda x: -x, n_samples=16,
                  sample_steps=10, device="cpu")
-    for key in ("val_loss", "stein_error", "score_rel_error", "stein_error_exact",
+    for key in ("held_out_loss", "stein_error", "score_rel_error", "stein_error_exact",
                 "hist_distance", "spectrum_distance"):
         assert np.isfinite(d[key]), key
     assert len(d["spectrum"]["data"]) == 8 // 2 + 1
