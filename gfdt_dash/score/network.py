@@ -13,9 +13,9 @@ Glorot-uniform; harmless).
 
 Speed (CPU training and sampling are dominated by the convolutions around the full-resolution
 maps): the circular padding has a hand-written backward (:class:`_CircularPad`), and each
-"nearest ×2 up-sampling + 3×3 conv" is computed at the coarse resolution as one 3×3 conv with four
-output channels per channel (one per output-pixel parity) followed by a pixel shuffle
-(:class:`UpsampleConv`). Both compute the same function with the same parameters as
+"nearest ×2 up-sampling + 3×3 conv" is computed at the coarse resolution as one 2×2 conv with four
+output channels per channel (one per output-pixel parity) followed by a pixel shuffle that picks
+each parity's window (:class:`UpsampleConv`). Both compute the same function with the same parameters as
 ``nn.Conv2d(padding_mode="circular")`` after ``F.interpolate`` (to float32 round-off: the merged
 kernel taps are summed before the products); ``benchmarks/bench_score.py`` measures the effect.
 """
@@ -72,33 +72,69 @@ class CircularConv2d(nn.Conv2d):
 
 # _PHASE[a, p, u]: the share of kernel row u (offset u - 1) that lands on coarse row i - 1 + p
 # when fine row 2i + a of a nearest ×2 up-sampled map is convolved (fine rows 2i + a + u - 1
-# come from coarse rows ⌊(2i + a + u - 1)/2⌋).
+# come from coarse rows ⌊(2i + a + u - 1)/2⌋). Even rows (a = 0) only see coarse rows i - 1 and
+# i, odd rows (a = 1) only i and i + 1: _WINDOW[a] keeps those two rows of _PHASE[a], so
+# _WINDOW[a, p, u] is the share of row u on coarse row i - 1 + a + p.
 _PHASE = ((1, 0, 0), (0, 1, 1), (0, 0, 0)), ((0, 0, 0), (1, 1, 0), (0, 0, 1))
+_WINDOW = _PHASE[0][:2], _PHASE[1][1:]
 
 
 @functools.cache
-def _phase(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor(_PHASE, dtype=dtype, device=device)
+def _window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(_WINDOW, dtype=dtype, device=device)
+
+
+class _Interleave(torch.autograd.Function):
+    """``(B, 4C, m + 1, m + 1)`` parity maps to the ``(B, C, 2m, 2m)`` fine map: fine pixel
+    ``(2i + a, 2j + b)`` is channel ``4c + 2a + b`` at ``(i + a, j + b)``.
+
+    One strided view (the indices enter the offset linearly) and one copy each way: a pixel
+    shuffle that also picks each parity's ``m × m`` window.
+    """
+
+    @staticmethod
+    def _view(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        b, c4, m1, _ = shape
+        s_b, s_c, s_r, s_s = t.stride()
+        size = (b, c4 // 4, m1 - 1, 2, m1 - 1, 2)
+        return t.as_strided(size, (s_b, 4 * s_c, s_r, 2 * s_c + s_r, s_s, s_c + s_s))
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        y = y.contiguous()
+        ctx.shape = y.shape
+        b, c4, m1, _ = y.shape
+        return _Interleave._view(y, y.shape).reshape(b, c4 // 4, 2 * (m1 - 1), 2 * (m1 - 1))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.new_zeros(ctx.shape)
+        view = _Interleave._view(out, ctx.shape)
+        view.copy_(grad.reshape(view.shape))
+        return out
 
 
 class UpsampleConv(CircularConv2d):
     """Nearest ×2 up-sampling followed by a circular 3×3 convolution, as one coarse-grid conv.
 
-    Output pixel ``(2i + a, 2j + b)`` only sees coarse pixels ``i - 1 … i + 1``, ``j - 1 … j + 1``
-    through a kernel whose taps are sums of the original ones (``_PHASE``); the four parities
-    become four output channels of one circular conv on the ``(m, m)`` map, and a pixel shuffle
-    puts them in place. Same parameters and (to round-off) the same output as
-    ``CircularConv2d(F.interpolate(x, scale_factor=2))``, with 9/4 fewer input pixels and none
-    of the up-sampled copies.
+    Output pixel ``(2i + a, 2j + b)`` only sees the coarse pixels ``i - 1 + a + p``,
+    ``j - 1 + b + q`` (``p, q ∈ {0, 1}``) through a 2×2 kernel whose taps are sums of the
+    original ones (``_WINDOW``); the four parities become four output channels of one 2×2 conv
+    on the circularly padded ``(m + 2, m + 2)`` map (``(m + 1)²`` outputs each), and
+    :class:`_Interleave` puts each parity's window in place. Same parameters and (to round-off)
+    the same output as ``CircularConv2d(F.interpolate(x, scale_factor=2))``, with 9/4 fewer input
+    pixels, none of the up-sampled copies, and 4/9 of the taps (a 3×3 coarse kernel per parity
+    would hold five structural zeros).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        phase = _phase(self.weight.dtype, self.weight.device)
+        window = _window(self.weight.dtype, self.weight.device)
         c_out, c_in = self.weight.shape[:2]
-        kernel = torch.einsum("apu,bqv,ocuv->oabcpq", phase, phase, self.weight)
-        kernel = kernel.reshape(4 * c_out, c_in, 3, 3)
+        kernel = torch.einsum("apu,bqv,ocuv->oabcpq", window, window, self.weight)
+        kernel = kernel.reshape(4 * c_out, c_in, 2, 2)
         out = F.conv2d(_CircularPad.apply(x), kernel, self.bias.repeat_interleave(4))
-        return F.pixel_shuffle(out, 2)
+        return _Interleave.apply(out)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> CircularConv2d:
@@ -140,9 +176,9 @@ class ResBlock(nn.Module):
         self.norm2 = _norm(channels, groups)
         self.conv2 = _conv(channels, channels)
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(F.silu(self.norm1(h)))
-        out = out + self.dense(emb)[:, :, None, None]
+    def forward(self, h: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """``shift``: this block's ``dense(embedding)`` as ``(B, channels, 1, 1)``."""
+        out = self.conv1(F.silu(self.norm1(h))) + shift
         out = self.conv2(F.silu(self.norm2(out)))
         return h + out
 
@@ -204,6 +240,16 @@ class ScoreUNet(nn.Module):
         self.prior_mean.copy_(mean)
         self.prior_var.copy_(power.clamp_min(1e-12))
 
+    def _shifts(self, emb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every level's ``dense(embedding)`` as ``(B, C, 1, 1)`` views, in the order the forward
+        uses them (encoder, bottleneck blocks, decoder), from one matrix product with the
+        layers' weights stacked: the same products as one ``nn.Linear`` call per level."""
+        denses = [*self.down_dense, *(block.dense for block in self.mid), *self.up_dense]
+        weight = torch.cat([d.weight for d in denses])
+        bias = torch.cat([d.bias for d in denses])
+        out = torch.addmm(bias, emb, weight.t())[:, :, None, None]
+        return out.split([d.out_features for d in denses], dim=1)
+
     def _gaussian_denoiser(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``−σ F⁻¹[(x̂ − μ̂)/(λ_k + σ²)]``: σ times the score of the noised Gaussian prior."""
         if tuple(self.prior_var.shape) != (x.shape[-1], x.shape[-1] // 2 + 1):
@@ -224,19 +270,20 @@ class ScoreUNet(nn.Module):
         self.config.check_grid(x.shape[-1])
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         emb = self.embed(sigma.log())
+        shifts = iter(self._shifts(emb))
         h = x[:, None]
         if self.config.mean_bypass:
             mean = h.mean(dim=(-2, -1), keepdim=True)
             h = h - mean
         skips = []
-        for conv, dense, norm in zip(self.down, self.down_dense, self.down_norm, strict=True):
-            h = F.silu(norm(conv(h) + dense(emb)[:, :, None, None]))
+        for conv, norm in zip(self.down, self.down_norm, strict=True):
+            h = F.silu(norm(conv(h) + next(shifts)))
             skips.append(h)
         for block in self.mid:
-            h = block(h, emb)
+            h = block(h, next(shifts))
         skips.pop()  # the bottleneck map is ``h`` itself
-        for conv, dense, norm in zip(self.up, self.up_dense, self.up_norm, strict=True):
-            h = F.silu(norm(conv(h) + dense(emb)[:, :, None, None]))
+        for conv, norm in zip(self.up, self.up_norm, strict=True):
+            h = F.silu(norm(conv(h) + next(shifts)))
             h = torch.cat([h, skips.pop()], dim=1)
         out = self.final(h)
         if self.config.mean_bypass:
