@@ -12,12 +12,15 @@ check this). PyTorch's default Kaiming-uniform initialisation is used (the origi
 Glorot-uniform; harmless).
 
 Speed (CPU training and sampling are dominated by the convolutions around the full-resolution
-maps): the circular padding has a hand-written backward (:class:`_CircularPad`), and each
-"nearest ×2 up-sampling + 3×3 conv" is computed at the coarse resolution as one 2×2 conv with four
-output channels per channel (one per output-pixel parity) followed by a pixel shuffle that picks
-each parity's window (:class:`UpsampleConv`). Both compute the same function with the same parameters as
-``nn.Conv2d(padding_mode="circular")`` after ``F.interpolate`` (to float32 round-off: the merged
-kernel taps are summed before the products); ``benchmarks/bench_score.py`` measures the effect.
+maps): the circular padding has a hand-written backward (:class:`_CircularPad`); each "nearest ×2
+up-sampling + 3×3 conv" is computed at the coarse resolution as one 2×2 conv with four output
+channels per channel (one per output-pixel parity), whose outputs are interleaved into place
+(:class:`UpsampleConv`); and the per-level ``dense(embedding)`` projections are one matrix
+product (:meth:`ScoreUNet._shifts`). All compute the same function with the same parameters as
+the textbook layers (``nn.Conv2d(padding_mode="circular")`` after ``F.interpolate``, one
+``nn.Linear`` call per level) to float32 round-off (the merged kernel taps are summed before the
+products); ``tests/score/test_network.py`` checks this against stored outputs and
+``benchmarks/bench_score.py --compare REV`` measures the effect.
 """
 
 from __future__ import annotations
@@ -80,8 +83,11 @@ _WINDOW = _PHASE[0][:2], _PHASE[1][1:]
 
 
 @functools.cache
-def _window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor(_WINDOW, dtype=dtype, device=device)
+def _window_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(9, 16)``: row ``(u, v)``, column ``(a, b, p, q)`` holds
+    ``_WINDOW[a, p, u] · _WINDOW[b, q, v]`` (zeros and ones)."""
+    window = torch.tensor(_WINDOW, dtype=dtype, device=device)
+    return torch.einsum("apu,bqv->uvabpq", window, window).reshape(9, 16)
 
 
 class _Interleave(torch.autograd.Function):
@@ -129,10 +135,10 @@ class UpsampleConv(CircularConv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        window = _window(self.weight.dtype, self.weight.device)
+        taps = _window_taps(self.weight.dtype, self.weight.device)
         c_out, c_in = self.weight.shape[:2]
-        kernel = torch.einsum("apu,bqv,ocuv->oabcpq", window, window, self.weight)
-        kernel = kernel.reshape(4 * c_out, c_in, 2, 2)
+        kernel = (self.weight.reshape(c_out, c_in, 9) @ taps).view(c_out, c_in, 2, 2, 2, 2)
+        kernel = kernel.permute(0, 2, 3, 1, 4, 5).reshape(4 * c_out, c_in, 2, 2)
         out = F.conv2d(_CircularPad.apply(x), kernel, self.bias.repeat_interleave(4))
         return _Interleave.apply(out)
 
