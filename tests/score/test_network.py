@@ -67,10 +67,13 @@ def test_zero_padding_would_be_caught():
     assert diff.abs().max() > 1e-3
 
 
-@pytest.mark.parametrize(("m", "stride"), [(1, 1), (2, 1), (5, 1), (8, 2), (16, 1)])
+@pytest.mark.parametrize(
+    ("m", "stride"), [(1, 1), (2, 1), (5, 1), (2, 2), (5, 2), (8, 2), (16, 1), (16, 2)]
+)
 def test_fast_layers_match_the_textbook_layers(m, stride):
     """CircularConv2d is nn.Conv2d(padding_mode="circular") exactly (the same ops forward; its
-    hand-written backward folds the padding's gradient); UpsampleConv is nearest ×2 + that conv
+    hand-written backward folds the padding's gradient, or at stride 2 on even maps computes the
+    input gradient per parity; odd maps take the plain path); UpsampleConv is nearest ×2 + that conv
     to float32 round-off (its merged taps are summed first: relative errors ~1e-7, bound 1e-5),
     in the output and in the gradients of input, weight and bias."""
     gen = torch.Generator().manual_seed(m)
