@@ -121,10 +121,46 @@ class _StrideTwoConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+class _TapSum(torch.autograd.Function):
+    """``out[:, 0, h, w] = Σ_{u,v} z[:, 3u + v, h + u - 1, w + v - 1]`` (indices mod the map size):
+    the sum of nine per-tap maps, each shifted circularly by its tap's offset. Backward: the
+    output gradient shifted back by each offset, one channel per tap."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        h, w = z.shape[-2:]
+        padded = F.pad(z, (1, 1, 1, 1), mode="circular")
+        out = padded[:, :1, :h, :w].clone()
+        for tap in range(1, 9):
+            u, v = divmod(tap, 3)
+            out += padded[:, tap : tap + 1, u : u + h, v : v + w]
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        h, w = grad.shape[-2:]
+        padded = F.pad(grad, (1, 1, 1, 1), mode="circular")
+        return torch.cat(
+            [
+                padded[:, :, 2 - u : 2 - u + h, 2 - v : 2 - v + w]
+                for u in range(3)
+                for v in range(3)
+            ],
+            dim=1,
+        )
+
+
 class CircularConv2d(nn.Conv2d):
     """3×3 convolution with circular padding: ``nn.Conv2d(c_in, c_out, 3, stride, padding=1,
     padding_mode="circular")`` (same parameters, same output) with a cheaper backward
-    (:class:`_CircularPad`; :class:`_StrideTwoConv` for stride 2 on even-sized maps)."""
+    (:class:`_CircularPad`; :class:`_StrideTwoConv` for stride 2 on even-sized maps).
+
+    With one output channel (the network's last layer) and stride 1 it is computed as a 1×1 conv
+    to nine per-tap maps and their circularly shifted sum (:class:`_TapSum`), the same products
+    summed in another order (float32 round-off): oneDNN's kernels for a single output channel
+    are several times slower than for nine.
+    """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__(c_in, c_out, 3, stride=stride, padding=1, padding_mode="circular")
@@ -132,6 +168,10 @@ class CircularConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == (2, 2) and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
             return _StrideTwoConv.apply(x, self.weight, self.bias)
+        if self.out_channels == 1 and self.stride == (1, 1):
+            c_in = self.in_channels
+            per_tap = self.weight.reshape(c_in, 9).t().reshape(9, c_in, 1, 1)
+            return _TapSum.apply(F.conv2d(x, per_tap)) + self.bias.view(1, 1, 1, 1)
         return F.conv2d(_CircularPad.apply(x), self.weight, self.bias, self.stride)
 
 
