@@ -3,6 +3,13 @@ for the classroom (16×16) and paper (32×32) network presets, at each torch thr
 for. Prints a markdown table.
 
     python benchmarks/bench_score.py [--device auto] [--threads 1,2] [--steps 20] [--repeat 3]
+    python benchmarks/bench_score.py --compare REV [--grids 16,32] [--steps 20] [--repeat 7]
+
+``--compare REV`` instead times a classroom training step (the step of ``train_score``: DSM loss,
+backward, clipping, fused Adam, EMA) of the network as of git revision ``REV`` (its
+``gfdt_dash/score/network.py``, loaded from git) against the current network with the same
+weights, and the current one with denormals flushed to zero, in one process on one thread with
+the repeats interleaved: CPU-time medians and their ratios, comparable on a shared machine.
 
 Not a test: numbers depend on the machine and its load (the load average is printed with the
 table). The thread counts are measured in turn within each repeat and the medians reported, so
@@ -13,9 +20,14 @@ torch's threads itself (``gfdt_dash.threads``), which the library never does.
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib.util
 import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -55,13 +67,115 @@ def bench(preset: str, dev: torch.device, steps: int) -> tuple[float, float]:
     return train_rate, x.shape[0] / (time.perf_counter() - t0)
 
 
+def _network_at(rev: str):
+    """The ``gfdt_dash.score.network`` module as of git revision ``rev``."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{rev}:gfdt_dash/score/network.py"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    spec = importlib.util.spec_from_loader(f"network_at_{rev}", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    exec(compile(source, f"{rev}:network.py", "exec"), module.__dict__)
+    return module
+
+
+def _train_step(net, data: torch.Tensor, batch: int, flush: bool):
+    """One ``train_score`` step (same calls) on ``net``, as a closure."""
+    from gfdt_dash.score.losses import VESchedule, dsm_loss
+    from gfdt_dash.score.model import make_ema
+    from gfdt_dash.score.training import _adam_kernels, _EmaUpdate
+
+    net.train()
+    params = list(net.parameters())
+    optimizer = torch.optim.Adam(params, lr=1e-3, **_adam_kernels(data.device))
+    ema = _EmaUpdate(make_ema(net, 0.999), net, 0.999)
+    gen = torch.Generator().manual_seed(0)
+    schedule = VESchedule(0.01, 20.0)
+
+    def step() -> None:
+        previous = torch.get_flush_denormal() if hasattr(torch, "get_flush_denormal") else False
+        torch.set_flush_denormal(flush)
+        idx = torch.randint(data.shape[0], (batch,), generator=gen)
+        loss = dsm_loss(net, data[idx], schedule, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+        optimizer.step()
+        ema()
+        torch.set_flush_denormal(previous)
+
+    return step
+
+
+def compare(rev: str, grids: list[int], steps: int, repeat: int) -> None:
+    """Classroom training step: the network at ``rev`` vs the current one (see the docstring)."""
+    set_threads(1)
+    old = _network_at(rev)
+    cfg = ScoreNetConfig.preset("classroom")
+    batch = TrainConfig.preset("classroom").batch_size
+    load0 = os.getloadavg()[0]
+    rows = []
+    for n in grids:
+        gen = torch.Generator().manual_seed(0)
+        data = torch.randn(512, n, n, generator=gen).cumsum(-1) / 4
+        torch.manual_seed(0)
+        new_net = ScoreUNet(cfg, n=n)
+        new_net.set_gaussian_prior(data)
+        old_net = old.ScoreUNet(cfg, n=n)
+        old_net.load_state_dict(new_net.state_dict())
+        variants = {
+            f"network at {rev}": _train_step(old_net, data, batch, flush=False),
+            "current network": _train_step(copy.deepcopy(new_net), data, batch, flush=False),
+            "current, denormals flushed": _train_step(
+                copy.deepcopy(new_net), data, batch, flush=True
+            ),
+        }
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for step in variants.values():  # warm-up
+            for _ in range(3):
+                step()
+        for _ in range(repeat):
+            for name, step in variants.items():
+                t0 = time.process_time()
+                for _ in range(steps):
+                    step()
+                times[name].append((time.process_time() - t0) / steps)
+        base = statistics.median(times[f"network at {rev}"])
+        for name in variants:
+            t = statistics.median(times[name])
+            rows.append((n, name, t * 1e3, batch / t, base / t))
+    print(
+        f"classroom network, batch {batch}, torch {torch.__version__}, 1 thread, CPU time per "
+        f"step, median of {repeat} interleaved repeats of {steps} steps; 1-min load average "
+        f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores\n"
+    )
+    print("| grid | variant | ms/step | training samples/s | speed-up |")
+    print("|---|---|---|---|---|")
+    for n, name, ms, rate, ratio in rows:
+        print(f"| {n}×{n} | {name} | {ms:.2f} | {rate:,.0f} | {ratio:.2f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--steps", type=int, default=20, help="classroom steps (paper: 1/4)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="time the training step against the network at this git revision instead (one thread)",
+    )
+    parser.add_argument("--grids", default="16,32", help="grid sizes for --compare")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.compare, [int(n) for n in args.grids.split(",")], args.steps, args.repeat)
+        return
     counts = [int(t) for t in args.threads.split(",")]
     dev = resolve_device(args.device)
     load0 = os.getloadavg()[0]
@@ -89,8 +203,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for preset, n, n_params, batch, t, train, score in rows:
         print(
-            f"| {preset} | {n}×{n} | {n_params:,} | {batch} | {t} | {train:,.0f} | "
-            f"{score:,.0f} |"
+            f"| {preset} | {n}×{n} | {n_params:,} | {batch} | {t} | {train:,.0f} | {score:,.0f} |"
         )
 
 

@@ -1,0 +1,56 @@
+"""Fixed inputs for the network-output fixture ``data/network_reference.safetensors``.
+
+The fixture holds the outputs of the shipped networks and of freshly initialised classroom and
+paper-layout networks on these inputs, computed with the layer-by-layer forward the network had
+before its speed work (each dense projection of the noise embedding, each conv, one at a time).
+``test_network.py`` checks that the current forward reproduces them to float32 round-off.
+Regenerate (only on purpose, when the network's function changes) with
+``python tests/score/network_reference.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gfdt_dash.score import ScoreNetConfig, ScoreUNet, load_shipped
+
+FIXTURE = Path(__file__).parent / "data" / "network_reference.safetensors"
+
+
+def cases() -> dict[str, tuple[ScoreUNet, torch.Tensor, torch.Tensor]]:
+    """name → (network in eval mode, fields ``(4, n, n)``, noise levels ``(4,)``)."""
+    out = {}
+    for system in ("ou", "allen_cahn", "navier_stokes"):
+        model = load_shipped(system, device="cpu")
+        n = model.n
+        x = torch.randn(4, n, n, generator=torch.Generator().manual_seed(0))
+        sigma = torch.tensor([model.sigma_min, 0.1, 1.0, 10.0])
+        out[f"{system}_net"] = (model.net.eval(), x, sigma)
+        out[f"{system}_ema"] = (model.ema_net.eval(), x, sigma)
+    for name, cfg, n in (
+        ("classroom_bypass_32", ScoreNetConfig.preset("classroom", mean_bypass=True), 32),
+        ("paper2_bypass_16", ScoreNetConfig.preset("paper", n_res_blocks=2, mean_bypass=True), 16),
+    ):
+        torch.manual_seed(0)
+        net = ScoreUNet(cfg, n=n).eval()
+        gen = torch.Generator().manual_seed(1)
+        if cfg.gaussian_skip:
+            net.set_gaussian_prior(torch.randn(20, n, n, generator=gen).cumsum(-1))
+        x = torch.randn(4, n, n, generator=gen) + 0.5
+        out[name] = (net, x, torch.tensor([0.01, 0.1, 1.0, 10.0]))
+    return out
+
+
+def main() -> None:
+    from safetensors.torch import save_file
+
+    with torch.no_grad():
+        outputs = {name: net(x, s).contiguous() for name, (net, x, s) in cases().items()}
+    FIXTURE.parent.mkdir(exist_ok=True)
+    save_file(outputs, str(FIXTURE))
+
+
+if __name__ == "__main__":
+    main()
