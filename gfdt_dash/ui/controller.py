@@ -424,7 +424,9 @@ class TabController(param.Parameterized):
 
         sim = ctx.require_simulation()
         ctx.ui(self._clear_losses)
-        net_config, train_config = stages.score_net_for(ctx.preset, ctx.train_steps, device=ctx.device)
+        net_config, train_config = stages.score_net_for(
+            ctx.preset, ctx.train_steps, device=ctx.device
+        )
         model = ctx.call(
             score.train_score,
             sim,
