@@ -9,6 +9,7 @@ verdict, out-of-date mark, downloads, buttons) are refreshed by the ``_update_*`
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import holoviews as hv
@@ -21,6 +22,7 @@ import xarray as xr
 from gfdt_dash.systems import system_spec
 from gfdt_dash.ui import views
 from gfdt_dash.ui.controller import model_differences
+from gfdt_dash.ui.pacing import PACER
 from gfdt_dash.ui.params import NumberField, mirror_widgets
 
 __all__ = ["METHOD_TEXT", "TabLayout"]
@@ -77,12 +79,24 @@ class TabLayout:
         self._reveal("losses")
 
     def _draw_responses(self, combined: xr.Dataset | None) -> None:
-        """Send the responses to their figures (``None`` empties them)."""
-        if combined is None:
-            self._responses.send({})
-            return
-        self._responses.send({"responses": combined})
-        self._reveal("curves", "maps")
+        """Send the responses to their figures (``None`` empties them).
+
+        One paced callback updates every response figure already drawn (their bokeh data
+        sources, in one document patch); a figure not drawn yet is drawn with the data.
+        """
+        data = {} if combined is None else {"responses": combined}
+        if self.runner.closed or not (data or self._responses.data):
+            return  # the session is gone, or its figures are empty already
+
+        def send() -> None:
+            # One patch and one walk over the document's models for all the figures (a walk
+            # per figure was most of an update's time).
+            with _batched(self._doc):
+                self._responses.send(data)
+
+        PACER.submit(self._schedule, send)
+        if combined is not None:
+            self._reveal("curves", "maps")
 
     def _update_downloads(self) -> None:
         if hasattr(self, "_dl_sim"):
@@ -92,15 +106,22 @@ class TabLayout:
     def _reveal(self, *names: str) -> None:
         """Render these figures if not yet shown (once; their streams update them afterwards).
 
-        ``"curves"`` names every downstream panel. Each figure is one paced callback
-        (``LazyFigure.reveal``), so that every session's clicks are answered between them.
+        ``"curves"`` names every downstream panel. Each figure is one paced callback (``PACER``:
+        every session's clicks are answered between them) whose changes go to the browser as one
+        document patch, with one walk over the document's models (``_batched``): the browser
+        builds one figure while the server renders the next.
         """
         if self.runner.closed:  # the session is gone: nothing to render for
             return
         for name in names:
             for key in _CURVES if name == "curves" else (name,):
-                if key in self._figures:
-                    self._figures[key].reveal(self._schedule)
+                figure = self._figures.get(key)
+                if figure is not None and figure.pane is None:
+                    PACER.submit(self._schedule, lambda f=figure: self._show(f))
+
+    def _show(self, figure: views.LazyFigure) -> None:
+        with _batched(self._doc):
+            figure.show()  # once, if revealed twice before its turn
 
     def _model_pane_text(self) -> str:
         text = _markdown_table("Model in use", self.model_info)
@@ -372,6 +393,15 @@ class TabLayout:
         if hasattr(self, "_summary"):
             self._summary.object = self.job_summary()
         self._update_buttons()
+
+
+def _batched(doc: Any) -> contextlib.AbstractContextManager:
+    """Hold ``doc``'s change events and freeze its model graph: what is changed inside goes to
+    the browser as one document patch when the block ends, and bokeh walks the document's models
+    once for it, not once per figure (nothing without a document)."""
+    if getattr(doc, "models", None) is None:
+        return contextlib.nullcontext()
+    return pn.io.hold(doc, freeze=True)
 
 
 def _rule() -> pn.pane.HTML:

@@ -4,8 +4,7 @@ Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter 
 once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
 rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
 result) because a ``DynamicMap`` cannot add layers after its first render. ``LazyFigure`` defers
-a figure's first render to its first data, and paces it; ``results_table`` is the read-only table
-of results.
+a figure's first render to its first data; ``results_table`` is the read-only table of results.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import panel as pn
 import xarray as xr
 
 from gfdt_dash.response.methods import ESTIMATORS, applicable_methods, reference_method
-from gfdt_dash.ui.pacing import PACER
 
 __all__ = [
     "DRAW_ORDER",
@@ -187,10 +185,20 @@ def response_map(data: dict | None, method: str, lag_index: int, normalized: boo
     colour scale of that lag (:func:`map_scale`)."""
     ds = (data or {}).get("responses")
     label = ESTIMATORS[method].label
-    common = dict(width=250, height=230, framewise=True, shared_axes=False)
+    # The same options with and without data: a map emptied (a new simulation) and filled
+    # again is updated in place, and keeps the plot options of its first render.
+    common = dict(
+        width=250,
+        height=230,
+        framewise=True,
+        shared_axes=False,
+        cmap="RdBu_r",
+        colorbar=True,
+        tools=["hover"],
+    )
     if ds is None or method not in methods_of(ds):
-        img = hv.Image(np.zeros((2, 2)), ["dx", "dy"], bounds=(-0.5, -0.5, 0.5, 0.5))
-        return img.opts(title=f"{label}: waiting for results", **common)
+        img = hv.Image(np.zeros((2, 2)), ["dx", "dy"], "response", bounds=(-0.5, -0.5, 0.5, 0.5))
+        return img.opts(title=f"{label}: waiting for results", clim=(-1.0, 1.0), **common)
     r, _ = _variable(ds, method, normalized)
     i = int(min(max(lag_index, 0), ds.sizes["lag"] - 1))
     field = r.isel(lag=i).transpose("dy", "dx")
@@ -201,14 +209,7 @@ def response_map(data: dict | None, method: str, lag_index: int, normalized: boo
         ["dx", "dy"],
         "response",
     )
-    return img.opts(
-        title=f"{label}, t = {lag_value:.3g}",
-        cmap="RdBu_r",
-        clim=(-scale, scale),
-        colorbar=True,
-        tools=["hover"],
-        **common,
-    )
+    return img.opts(title=f"{label}, t = {lag_value:.3g}", clim=(-scale, scale), **common)
 
 
 def snapshot_image(data: dict | None) -> hv.Image:
@@ -310,13 +311,6 @@ class LazyFigure:
             # range). Each figure keeps its own ranges, recomputed for each new data.
             self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
             self.panel[:] = [self.pane]
-
-    def reveal(self, schedule: Callable[[Callable[[], None]], None]) -> None:
-        """:meth:`show` as one paced callback through the session's ``schedule``: a first
-        render takes a few hundred milliseconds of the server's only thread
-        (:mod:`gfdt_dash.ui.pacing`)."""
-        if self.pane is None:
-            PACER.submit(schedule, self.show)  # shows once if revealed twice
 
 
 # The error table's columns in words (``gfdt_dash.response.error_table``'s names).

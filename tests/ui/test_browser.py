@@ -374,12 +374,38 @@ def test_allen_cahn_error_table_in_a_fresh_session(server, browser):
     context.close()
 
 
+# The response figures of the page (downstream panels and maps): each plot's bokeh model id, its
+# renderers' data source ids, and the downstream panels' response values (a signature of the data).
+RESPONSE_PLOTS_JS = """
+() => Bokeh.documents.flatMap(d => Array.from(d.all_models))
+  .filter(m => m.renderers && m.title && /kicked pixel|downstream|, t = /.test(m.title.text || ""))
+  .map(m => ({
+    id: m.id,
+    sources: m.renderers.filter(r => r.data_source).map(r => r.data_source.id),
+    values: m.renderers.filter(r => r.data_source).map(r => {
+      const data = r.data_source.data;
+      const col = data instanceof Map ? data.get("response") : data.response;
+      return col && col.length !== undefined && typeof col[0] === "number"
+        ? Array.from(col).join(",") : "";
+    }).join("|"),
+  }))
+"""
+
+
+def response_plots(page) -> dict[str, dict]:
+    return {p["id"]: p for p in page.evaluate(RESPONSE_PLOTS_JS)}
+
+
 def test_changed_seed_marks_results_out_of_date_until_recomputed(server, browser):
+    # ... and the new results update the figures already drawn in place: the same bokeh plots and
+    # data sources with new data, not new plots (a second result costs no first render).
     from playwright.sync_api import expect
 
     context, page, errors = open_page(browser, server)
     placeholders = run_all_in_shown_tab(page)
     wait_figures_drawn(page, placeholders)
+    first = response_plots(page)
+    assert len(first) == 4 + len(EXPECTED_METHODS["ou"]), first  # 4 panels, a map per method
     stale = page.locator(".gfdt-stale")
     assert stale.count() == 0
     set_seed(page, 5)
@@ -389,6 +415,16 @@ def test_changed_seed_marks_results_out_of_date_until_recomputed(server, browser
     run_all_in_shown_tab(page)
     expect(stale).to_have_count(0, timeout=30_000)
     assert_ranges_fit(page)  # the figures re-ranged on the new results
+    deadline = time.monotonic() + 30  # a hang guard for the update
+    while True:
+        second = response_plots(page)
+        changed = [i for i in first if i in second and second[i]["values"] != first[i]["values"]]
+        if changed or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert changed, "the downstream panels kept the first seed's values"
+    assert second.keys() == first.keys()  # the same plots, updated in place
+    assert all(second[i]["sources"] == first[i]["sources"] for i in first)
     assert errors == []
     context.close()
 

@@ -483,6 +483,8 @@ def test_served_figures_are_rendered_one_paced_callback_each(monkeypatch):
         shown.append({k for k in names if tab._figures[k].pane is not None} - before)
     assert shown == [{name} for name in names]  # in order, exactly one per callback
     submitted.clear()
+    tab._reveal("curves", "maps")  # shown already: nothing more to render
+    assert submitted == []
     tab.runner.close()  # a closed session submits nothing more
     tab._reveal("snapshot")
     assert submitted == [] and tab._figures["snapshot"].pane is None
