@@ -381,6 +381,7 @@ RESPONSE_PLOTS_JS = """
   .filter(m => m.renderers && m.title && /kicked pixel|downstream|, t = /.test(m.title.text || ""))
   .map(m => ({
     id: m.id,
+    title: m.title.text || "",
     sources: m.renderers.filter(r => r.data_source).map(r => r.data_source.id),
     values: m.renderers.filter(r => r.data_source).map(r => {
       const data = r.data_source.data;
@@ -423,8 +424,11 @@ def test_changed_seed_marks_results_out_of_date_until_recomputed(server, browser
             break
         time.sleep(0.5)
     assert changed, "the downstream panels kept the first seed's values"
-    assert second.keys() == first.keys()  # the same plots, updated in place
-    assert all(second[i]["sources"] == first[i]["sources"] for i in first)
+    # The four downstream panels are the same plots with the same sources, updated in place (the
+    # maps, emptied by the new simulation, may be drawn anew when their data return).
+    panels = [i for i in first if ", t = " not in first[i]["title"]]
+    assert len(panels) == 4, [first[i]["title"] for i in first]
+    assert all(i in second and second[i]["sources"] == first[i]["sources"] for i in panels)
     assert errors == []
     context.close()
 
