@@ -30,26 +30,50 @@ from gfdt_dash.systems import get_config, simulate
 
 pytestmark = pytest.mark.slow
 
-# The shipped models were trained on seed-0 simulations, and their settings were chosen by
-# measuring on seed 11; the acceptance evaluates on a seed used for neither.
+# The shipped models were trained on seed-0 simulations; the Allen–Cahn model's settings were
+# chosen, and alternatives to them compared, by measuring on seeds 1–7 and 11. The acceptance
+# evaluates on seeds used for neither.
 FRESH_SEED = 29
+# The Allen–Cahn claims are checked on every one of these held-out seeds.
+FRESH_SEEDS = (29, 41)
 
 
-def _setup(system):
+def _setup(system, seed=FRESH_SEED, model=None):
+    """Fresh classroom data of ``system`` (simulation ``seed``) and the learned-score GFDT of
+    ``model`` (default: the shipped one) on them."""
     cfg = get_config(system, "classroom")
     if system == "ou":
         cfg = cfg.replace(spinup=0.0)  # OU starts stationary: no spin-up needed
-    ds = simulate(cfg, seed=FRESH_SEED, device="cpu")
-    model = load_shipped(system, device="cpu")
+    ds = simulate(cfg, seed=seed, device="cpu")
+    model = model or load_shipped(system, device="cpu")
     max_lag = cfg.n_lags - 1
     learned = gfdt_response(ds, model.score_fn("cpu"), max_lag, device="cpu")
     return cfg, ds, model, max_lag, learned
 
 
-def _report(record_property, system, table):
-    print(f"\n{system} classroom, shipped model, fresh data (seed {FRESH_SEED}):\n{table}")
+def allen_cahn_references(cfg, ds, max_lag, seed):
+    """Exact-score GFDT and Gaussian responses of the data ``ds`` and the direct perturbation
+    (seed ``seed + 1``), against which the learned score is measured."""
+    return [
+        gfdt_response(
+            ds, exact_score(cfg, device="cpu"), max_lag, device="cpu", estimator="exact_score"
+        ),
+        gaussian_response(ds, max_lag, device="cpu"),
+        perturbation_response(cfg, seed=seed + 1, device="cpu"),
+    ]
+
+
+def allen_cahn_error_table(seed, model=None):
+    """The Allen–Cahn acceptance's error table on fresh data of simulation ``seed``."""
+    cfg, ds, _, max_lag, learned = _setup("allen_cahn", seed, model)
+    return error_table([learned, *allen_cahn_references(cfg, ds, max_lag, seed)])
+
+
+def _report(record_property, system, table, seed=FRESH_SEED):
+    print(f"\n{system} classroom, shipped model, fresh data (seed {seed}):\n{table}")
+    suffix = "" if seed == FRESH_SEED else f"_seed{seed}"
     for method, row in table.iterrows():
-        record_property(f"{system}_{method}_error", float(row["error"]))
+        record_property(f"{system}_{method}_error{suffix}", float(row["error"]))
 
 
 def test_ou_learned_score_and_response(record_property):
@@ -70,42 +94,40 @@ def test_ou_learned_score_and_response(record_property):
     assert table.loc["learned_score", "error"] < 0.10
 
 
-@pytest.fixture(scope="module")
-def allen_cahn_table():
-    cfg, ds, _, max_lag, learned = _setup("allen_cahn")
-    results = [
-        learned,
-        gfdt_response(
-            ds, exact_score(cfg, device="cpu"), max_lag, device="cpu", estimator="exact_score"
-        ),
-        gaussian_response(ds, max_lag, device="cpu"),
-        perturbation_response(cfg, seed=FRESH_SEED + 1, device="cpu"),
-    ]
-    return error_table(results)
+@pytest.fixture(scope="module", params=FRESH_SEEDS, ids=lambda s: f"seed{s}")
+def allen_cahn_table(request):
+    return request.param, allen_cahn_error_table(request.param)
 
 
 def test_allen_cahn_learned_score_beats_the_gaussian_approximation(
     record_property, allen_cahn_table
 ):
     """The study's central claim with a learned score: below the Gaussian error (measured
-    0.071 vs 0.617 against direct perturbation on seed 29)."""
-    _report(record_property, "allen_cahn", allen_cahn_table)
-    err = allen_cahn_table["error"]
+    0.071 vs 0.617 against direct perturbation on seed 29, 0.031 vs 0.404 on seed 41)."""
+    seed, table = allen_cahn_table
+    _report(record_property, "allen_cahn", table, seed)
+    err = table["error"]
     assert err["learned_score"] < err["gaussian"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on the held-out seed 29 the shipped model reaches 0.071 against 1.5 × 0.0428 = "
-    "0.064 (it passed on seed 11, the seed its settings were chosen with)",
-)
-def test_allen_cahn_learned_score_within_1p5_of_the_exact_score(allen_cahn_table):
+# Held-out seeds on which the shipped Allen–Cahn model misses the 1.5× bound: recorded as strict
+# expected failures, so that a pass there is reported too.
+ALLEN_CAHN_1P5_MISSES = {
+    29: "on the held-out seed 29 the shipped model reaches 0.071 against 1.5 × 0.0428 = 0.064",
+}
+
+
+def test_allen_cahn_learned_score_within_1p5_of_the_exact_score(request, allen_cahn_table):
     """The shipped model (SHIPPED_SETTINGS: widths 16/32/64, cosine lr decay, 128 simulated
-    members) within 1.5× the exact-score GFDT error. Measured on seed 11, used to choose those
-    settings: 0.051 vs 0.055; on the held-out seed 29: 0.071 vs 0.043 (1.66×), so the claim
-    does not hold on fresh data yet; the earlier classroom-net model trained on 32 members
-    reached 0.175."""
-    err = allen_cahn_table["error"]
+    members) within 1.5× the exact-score GFDT error. On the held-out seeds: 0.071 vs 0.043 on
+    seed 29 (1.66×, a strict expected failure) and 0.031 vs 0.037 on seed 41. On the tuning
+    seeds 1–7 and 11 (0.051 vs 0.055 on seed 11) the ratio ranges 0.35–2.06 (above 1.5 on
+    seeds 6 and 7), since the exact-score error itself ranges 0.018–0.19 there. The earlier
+    classroom-net model trained on 32 members reached 0.175."""
+    seed, table = allen_cahn_table
+    if seed in ALLEN_CAHN_1P5_MISSES:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=ALLEN_CAHN_1P5_MISSES[seed]))
+    err = table["error"]
     assert err["learned_score"] <= 1.5 * err["exact_score"]
 
 
