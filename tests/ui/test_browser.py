@@ -65,6 +65,23 @@ def open_page(browser, url):
     return context, page, errors
 
 
+def show_tab(page, title, timeout=60_000):
+    """Click the tab ``title`` and wait until the previously shown tab's content is hidden, so
+    that the next ``get_by_role("button", name="Run all").first`` is this tab's own (a hidden
+    tab's buttons leave the role tree only once the switch is drawn)."""
+    shown = page.get_by_role("button", name="Run all")
+    previous = shown.first.element_handle() if shown.count() else None
+    page.locator(".bk-tab", has_text=title).click()
+    if previous is not None:
+        page.wait_for_function(
+            "(el) => !el.isConnected || el.offsetParent === null || "
+            "getComputedStyle(el).visibility === 'hidden'",
+            arg=previous,
+            timeout=timeout,
+        )
+    page.get_by_role("button", name="Run all").first.wait_for(timeout=timeout)
+
+
 def wait_text(page, text, timeout=120_000):
     page.get_by_text(text).first.wait_for(timeout=timeout)
 
@@ -194,7 +211,7 @@ def test_run_all_on_navier_stokes_classroom(server, browser, shots):
     from gfdt_dash.score import shipped_model_path
 
     context, page, errors = open_page(browser, server)
-    page.locator(".bk-tab", has_text=TABS["navier_stokes"]).click()
+    show_tab(page, TABS["navier_stokes"])
     # tabs are built when first shown; buttons of hidden tabs are not in the role tree
     run = page.get_by_role("button", name="Run all").first
     run.wait_for(timeout=30_000)
@@ -339,9 +356,15 @@ def run_all_in_shown_tab(page, timeout=900_000):
     finished = page.get_by_text("Run all finished").count()
     placeholders = page.get_by_text(MAPS_PLACEHOLDER).count()
     run.click()
-    expect(run).to_be_disabled(timeout=30_000)
+    # The job started: the button goes off while it runs, or, for a job the server's result
+    # cache answers at once (another session computed the same run), it has already finished.
+    done = page.get_by_text("Run all finished")
+    deadline = time.monotonic() + 30  # a hang guard for the start
+    while not run.is_disabled() and done.count() == finished:
+        assert time.monotonic() < deadline, "Run all did not start"
+        time.sleep(0.05)
     expect(run).to_be_enabled(timeout=timeout)
-    expect(page.get_by_text("Run all finished")).not_to_have_count(finished, timeout=30_000)
+    expect(done).not_to_have_count(finished, timeout=30_000)
     return placeholders
 
 
@@ -350,7 +373,7 @@ def test_three_systems_in_one_session_keep_their_own_axis_ranges(server, browser
     drawn = 0
     for system, title in TABS.items():
         if system != "ou":
-            page.locator(".bk-tab", has_text=title).click()
+            show_tab(page, title)
         placeholders = run_all_in_shown_tab(page)
         wait_figures_drawn(page, placeholders)
         assert_error_table(page, EXPECTED_METHODS[system])
@@ -366,7 +389,7 @@ def test_three_systems_in_one_session_keep_their_own_axis_ranges(server, browser
 
 def test_allen_cahn_error_table_in_a_fresh_session(server, browser):
     context, page, errors = open_page(browser, server)
-    page.locator(".bk-tab", has_text=TABS["allen_cahn"]).click()
+    show_tab(page, TABS["allen_cahn"])
     placeholders = run_all_in_shown_tab(page)
     wait_figures_drawn(page, placeholders)
     assert_error_table(page, EXPECTED_METHODS["allen_cahn"])
