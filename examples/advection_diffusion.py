@@ -49,6 +49,7 @@ from gfdt_dash.systems import (
     SystemConfig,
     SystemSpec,
     config_field,
+    linear_stationary_state,
     make_stepper,
     register_system,
 )
@@ -200,19 +201,9 @@ class AdvectionDiffusionSystem(System):
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:
         """An exact draw from the scheme's stationary law (as the package's OU field does)."""
-        w_hat = self.grid.white_hat(batch, generator)
-        var = self.stepper.ou_stationary_variance()
-        carries = self.stepper.carries_noise
-        prev_hat = self.noise_hat(self.draw_noise(batch, generator)) if carries else None
-        if carries:  # θ = Z + ξ/2 with Z independent of the carried increment ξ
-            var = var - self.dt * self.grid.n**2 * self.sigma_hat / 4
-        start = torch.sqrt(var).to(w_hat.dtype) * w_hat
-        if carries:
-            start = start + 0.5 * prev_hat
-        state = {"field_hat": self.grid.hermitian_(start)}
-        if carries:
-            state["noise_prev"] = prev_hat
-        return state
+        return linear_stationary_state(
+            self, self.stepper.ou_stationary_variance(), batch, generator
+        )
 
     def score(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact score ``−C⁻¹θ``: ``(2/N²) F⁻¹[−(r/Σ̂) θ̂]`` of fields ``(batch, y, x)``."""

@@ -27,7 +27,7 @@ from gfdt_dash.systems.config import (
     get_config,
 )
 from gfdt_dash.systems.config import spec as config_field
-from gfdt_dash.systems.fields import FieldSystem
+from gfdt_dash.systems.fields import FieldSystem, linear_stationary_state
 from gfdt_dash.systems.grid import Grid
 from gfdt_dash.systems.navier_stokes import NavierStokesSystem
 from gfdt_dash.systems.registry import (
@@ -69,6 +69,7 @@ __all__ = [
     "config_from_dict",
     "config_from_json",
     "get_config",
+    "linear_stationary_state",
     "load_plugin",
     "load_plugins",
     "loaded_plugins",

@@ -26,6 +26,7 @@ kept as the ``rfft2`` coefficients of θ, projected after every step onto those 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -33,7 +34,7 @@ from gfdt_dash.systems.base import State, System
 from gfdt_dash.systems.config import AllenCahnConfig, OUConfig
 from gfdt_dash.systems.steppers import make_stepper, rk4_amplification
 
-__all__ = ["FieldSystem", "rk4_amplification"]
+__all__ = ["FieldSystem", "linear_stationary_state", "rk4_amplification"]
 
 
 class FieldSystem(System):
@@ -121,19 +122,12 @@ class FieldSystem(System):
         field is then ``Z + ξ/2`` with ``Z`` independent of ``ξ`` (see
         :meth:`~gfdt_dash.systems.steppers.LeimkuhlerMatthews.ou_stationary_variance`).
         """
-        n = self.grid.n
+        if not self.lam:
+            return linear_stationary_state(self, self.ou_stationary_spectrum(), batch, generator)
         w_hat = self.grid.white_hat(batch, generator)  # E|ŵ|² = N²
         carries = self.stepper.carries_noise
         prev_hat = self.noise_hat(self.draw_noise(batch, generator)) if carries else None
-        if self.lam:
-            start = 0.1 * self.noise_amp_hat / math.sqrt(self.dt) * w_hat
-        else:
-            var = self.ou_stationary_spectrum()
-            if carries:  # the part of the variance not carried by ξ/2
-                var = var - self.dt * n**2 * self.sigma_hat / 4
-            start = torch.sqrt(var).to(w_hat.dtype) * w_hat
-            if carries:
-                start = start + 0.5 * prev_hat
+        start = 0.1 * self.noise_amp_hat / math.sqrt(self.dt) * w_hat
         state = {"field_hat": self.grid.hermitian_(start)}
         if carries:
             state["noise_prev"] = prev_hat
@@ -177,3 +171,27 @@ class FieldSystem(System):
         real = max(-float(lowest.min()), 0.0)
         imag = abs(c.U) * (g.n // 2 - 1)
         return max(real * self.dt / st.real_limit, imag * self.dt / st.imag_limit)
+
+
+def linear_stationary_state(system: Any, var: torch.Tensor, batch: int, generator: Any) -> State:
+    """An exact draw from the stationary law of a linear field under ``system``'s stepper.
+
+    ``var`` is the scheme's stationary spectrum per mode (``E|θ̂|²``; for a stepper's own law
+    :meth:`~gfdt_dash.systems.steppers.LeimkuhlerMatthews.ou_stationary_variance`). ``system``
+    provides ``grid``, ``stepper``, ``dt``, ``sigma_hat``, ``draw_noise`` and ``noise_hat``. A
+    stepper that carries the last noise increment ξ gets a fresh one, and the field is then
+    ``Z + ξ/2`` with ``Z`` independent of ξ (the part of the variance ξ/2 does not carry).
+    """
+    grid = system.grid
+    w_hat = grid.white_hat(batch, generator)  # E|ŵ|² = N²
+    carries = system.stepper.carries_noise
+    prev_hat = system.noise_hat(system.draw_noise(batch, generator)) if carries else None
+    if carries:
+        var = var - system.dt * grid.n**2 * system.sigma_hat / 4
+    start = torch.sqrt(var).to(w_hat.dtype) * w_hat
+    if carries:
+        start = start + 0.5 * prev_hat
+    state = {"field_hat": grid.hermitian_(start)}
+    if carries:
+        state["noise_prev"] = prev_hat
+    return state
