@@ -102,7 +102,7 @@ def test_report_has_figures_tables_and_timings(tmp_path):
     path = write_report([result], tmp_path, title="test report")
     text = path.read_text()
     assert "## Ornstein–Uhlenbeck" in text
-    assert "| exact_score |" in text
+    assert "| estimator | error | error_raw |" in text and "| exact_score |" in text
     assert "Stage times on cpu, wall (process CPU): simulate" in text
     timings = (tmp_path / "ou_timings.csv").read_text().splitlines()
     assert timings[0] == "stage,wall_s,cpu_s" and timings[1].startswith("simulate,")
