@@ -415,6 +415,8 @@ def run_pipeline(
 
     def load_estimate(path: Path) -> xr.Dataset:
         ds = open_dataset(path)
+        if _ESTIMATE_ATTRS not in ds.attrs:
+            raise ValueError(f"cache_dir: {str(path)!r} is not a cached estimate; remove it")
         ds.attrs = json.loads(ds.attrs[_ESTIMATE_ATTRS])
         if "config" in ds.attrs:  # the same estimate as this config's run would give
             ds.attrs["config"] = config.to_json()

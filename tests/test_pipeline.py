@@ -71,6 +71,11 @@ def test_pipeline_without_model_caches_every_stage(tmp_path):
     old = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
     xr.testing.assert_identical(old.responses, first.responses)
     pd.testing.assert_frame_equal(old.errors, first.errors)
+    # A file in an estimate's place that is not one is refused, not read as one.
+    foreign = next((tmp_path / "ou").glob("estimate-gaussian-*"))
+    write_netcdf(first.responses.sel(estimator="gaussian"), foreign)
+    with pytest.raises(ValueError, match="^cache_dir: .*estimate-gaussian-.* not a cached"):
+        run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
 
 
 def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_perturbation(
