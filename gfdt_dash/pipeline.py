@@ -3,9 +3,11 @@
 Used by ``gfdt-dash reproduce`` and ``gfdt-dash scan``; each stage is also a function of its own.
 With a ``cache_dir`` every stage's product is stored under a key of what it depends on (the
 simulation: the config's physics, grid, integrator and ensemble, and the seed; the model and its
-diagnostics: also the model choice; the responses: the whole config, the model and the methods)
-and reused on the next call, so an interrupted run resumes at the first unfinished stage and a
-changed kick δ reuses the simulation, the model and its diagnostics.
+diagnostics: also the model choice; each method's response: what that estimate reads, its
+``reads`` in :data:`gfdt_dash.response.methods.ESTIMATORS`) and reused on the next call, so an
+interrupted run resumes at the first unfinished stage, a changed kick δ reuses the simulation,
+the model, its diagnostics and the GFDT and Gaussian estimates, and a changed recorded run, score
+model or list of methods reuses the direct-perturbation experiment.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -32,6 +35,7 @@ from gfdt_dash.response.methods import (
     ESTIMATORS,
     applicable_methods,
     check_methods,
+    estimate_inputs,
     missing_requirement,
 )
 from gfdt_dash.seeds import check_seed
@@ -115,6 +119,30 @@ def obtain_model(
     return load_checkpoint(choice, expect_system=config.system, expect_n=config.n, device=device)
 
 
+def _checked_request(
+    config: SystemConfig | None,
+    methods: Sequence[str] | None,
+    with_score: bool,
+    max_lag: int | None,
+) -> tuple[tuple[str, ...], int]:
+    """The methods (default: every one that applies) and ``max_lag`` in frames of a responses
+    request, each refused (``ValueError`` naming it) when it cannot run."""
+    if methods is None:
+        methods = default_methods(config, with_score)
+    elif isinstance(methods, str):
+        raise ValueError(f"methods: must be a sequence of method names, got the text {methods!r}")
+    methods = check_methods(methods)
+    for method in methods:
+        why = missing_requirement(method, config, with_score)
+        if why is not None:
+            raise ValueError(f"methods: {method!r} {why}")
+    if max_lag is None:
+        if config is None:
+            raise ValueError("max_lag: required when the data carry no system config")
+        max_lag = config.n_lags - 1
+    return methods, max_lag
+
+
 def compute_responses(
     config: SystemConfig | None,
     simulation: xr.Dataset,
@@ -143,36 +171,32 @@ def compute_responses(
     """
     from gfdt_dash.response import combine
 
-    if methods is None:
-        methods = default_methods(config, score is not None)
-    elif isinstance(methods, str):
-        raise ValueError(f"methods: must be a sequence of method names, got the text {methods!r}")
-    methods = check_methods(methods)
-    for method in methods:
-        why = missing_requirement(method, config, score is not None)
-        if why is not None:
-            raise ValueError(f"methods: {method!r} {why}")
-    if max_lag is None:
-        if config is None:
-            raise ValueError("max_lag: required when the data carry no system config")
-        max_lag = config.n_lags - 1
+    methods, max_lag = _checked_request(config, methods, score is not None, max_lag)
     seed = check_seed(seed)
     if limits is not None and "perturbation" in methods:
         limits.check(job_cost(config, simulate=False, perturbation=True), "perturbation experiment")
-    results = [
-        ESTIMATORS[method].estimate(
-            config,
-            simulation,
-            score=score,
-            max_lag=max_lag,
-            seed=seed,
-            device=device,
-            callback=_staged(callback, method),
-            should_stop=should_stop,
-        )
-        for method in methods
-    ]
-    return combine(results)
+    return combine(
+        [
+            _estimate(
+                method, config, simulation, score, max_lag, seed, device, callback, should_stop
+            )
+            for method in methods
+        ]
+    )
+
+
+def _estimate(method, config, simulation, score, max_lag, seed, device, callback, should_stop):
+    """One method's result (the common layout), its progress reported as stage ``method``."""
+    return ESTIMATORS[method].estimate(
+        config,
+        simulation,
+        score=score,
+        max_lag=max_lag,
+        seed=seed,
+        device=device,
+        callback=_staged(callback, method),
+        should_stop=should_stop,
+    )
 
 
 @dataclass
@@ -191,7 +215,7 @@ class PipelineResult:
     cpu_times: dict[str, float] = field(default_factory=dict)
 
 
-# What the simulation reads of a config; the other stages depend on every field.
+# What the simulation reads of a config; each response method's reads are in its table entry.
 SIMULATION_GROUPS = ("physics", "grid", "integrator", "ensemble")
 
 
@@ -222,6 +246,30 @@ def _cache_key(config: SystemConfig, seed: int, *parts: Any, groups: Sequence[st
     and whatever else the stage depends on (``parts``)."""
     raw = json.dumps([config.key(*groups), seed, *parts], sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar or array as the Python value JSON can hold; anything else as its text
+    (as :func:`~gfdt_dash.response.combine` keeps attrs)."""
+    return value.tolist() if isinstance(value, np.generic | np.ndarray) else str(value)
+
+
+def _plain_attrs(result: xr.Dataset) -> xr.Dataset:
+    """``result`` with its attrs as they read back from a cached estimate (JSON values), so that
+    a fresh estimate and a cached one combine to the same dataset."""
+    result.attrs = json.loads(json.dumps(result.attrs, default=_plain))
+    return result
+
+
+# A cached estimate keeps its attrs as one JSON text (netCDF attributes hold only text and
+# numbers), read back as they were.
+_ESTIMATE_ATTRS = "estimate_attrs"
+
+
+def _save_estimate(result: xr.Dataset, path: Path) -> None:
+    stored = result.copy()
+    stored.attrs = {_ESTIMATE_ATTRS: json.dumps(result.attrs, default=_plain)}
+    write_netcdf(stored, path)
 
 
 def _stage(path: Path | None, compute, load=open_dataset, save=write_netcdf):
@@ -280,21 +328,26 @@ def run_pipeline(
     ``model``: ``"shipped"`` (the classroom checkpoint; grid must match), ``"train"``, a
     checkpoint path, a ScoreModel, or ``None`` (no learned-score method); ``"train"`` uses
     ``net_config`` and ``train_config`` (default: the classroom presets). Stage wall times are in
-    ``timings`` and the process CPU times in ``cpu_times`` (seconds); with ``cache_dir`` finished
-    stages are reused, each keyed on what it depends on (the simulation and responses as netCDF, a
-    trained model as a checkpoint, diagnostics as JSON, in ``<cache_dir>/<system>/<stage>-<key>``;
-    nothing that depends on a ScoreModel object is cached, as it has no key), and so are the times
-    recorded when they were computed (``timings.json`` beside them). The diagnostics are those of
+    ``timings`` and the process CPU times in ``cpu_times`` (seconds; the responses stage's are the
+    sums of its methods'); with ``cache_dir`` finished stages are reused, each keyed on what it
+    depends on (the simulation as netCDF, a trained model as a checkpoint, diagnostics as JSON, in
+    ``<cache_dir>/<system>/<stage>-<key>``; each method's estimate as netCDF,
+    ``estimate-<method>-<key>.nc``, keyed on what it reads,
+    :func:`gfdt_dash.response.methods.estimate_inputs`; nothing that depends on a ScoreModel
+    object is cached, as it has no key), and so are the times recorded when they were computed
+    (``timings.json`` beside them, by file name). The diagnostics are those of
     :func:`gfdt_dash.stages.diagnose_model`: on the held-out snapshots when the model was trained
     on this simulation. With ``limits`` the whole job's cost (:func:`pipeline_cost`) is checked
     before anything runs.
     """
+    from gfdt_dash.response import combine
     from gfdt_dash.score import load_checkpoint, save_checkpoint
 
     seed = check_seed(seed)
     methods = check_methods(default_methods(config) if methods is None else methods)
     if model is None:
         methods = tuple(m for m in methods if not ESTIMATORS[m].needs_score_model)
+    methods, max_lag = _checked_request(config, methods, model is not None, None)
     if limits is not None:
         cost = pipeline_cost(config, model=model, methods=methods, train_config=train_config)
         limits.check(cost, f"{config.system} run")
@@ -309,12 +362,11 @@ def run_pipeline(
     timings: dict[str, float] = {}
     # Each stage is keyed on what it depends on: the simulation on its config groups and the
     # seed (so a new kick δ reuses it), the model and its diagnostics (on the simulated data)
-    # also on the model choice, the responses on everything (the methods too).
+    # also on the model choice, each method's estimate on what it reads (its table entry).
     tag = _model_tag(model, config, train_config, net_config)
     keys = {
         "simulation": _cache_key(config, seed, groups=SIMULATION_GROUPS),
         "model": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
-        "responses": _cache_key(config, seed, tag, list(methods)),
         "diagnostics": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
     }
     cpu_times: dict[str, float] = {}
@@ -333,21 +385,42 @@ def run_pipeline(
         ds.attrs["config"] = config.to_json()
         return ds
 
-    def timed(stage: str, path: Path | None, t0: float, c0: float) -> None:
-        """Record a stage's wall and CPU time; a stage whose product (``path``) came from the
-        cache keeps the times recorded when it was computed (``timings.json``, by file name)."""
+    def measured(path: Path | None, t0: float, c0: float) -> tuple[float, float]:
+        """Wall and CPU seconds of a product (``path``) since ``t0``, ``c0``; one that came
+        from the cache keeps the times recorded when it was computed (``timings.json``, by file
+        name)."""
         from_cache = path is not None and path.is_file() and path.stat().st_mtime < t_start
         if from_cache and path.name in recorded:
-            timings[stage], cpu_times[stage] = (
-                recorded[path.name]["wall_s"],
-                recorded[path.name]["cpu_s"],
-            )
-            return
-        timings[stage] = time.perf_counter() - t0
-        cpu_times[stage] = time.process_time() - c0
+            return recorded[path.name]["wall_s"], recorded[path.name]["cpu_s"]
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if path is not None and folder is not None:
-            recorded[path.name] = {"wall_s": timings[stage], "cpu_s": cpu_times[stage]}
+            recorded[path.name] = {"wall_s": wall, "cpu_s": cpu}
             atomic_write_bytes(folder / "timings.json", json.dumps(recorded).encode())
+        return wall, cpu
+
+    def timed(stage: str, path: Path | None, t0: float, c0: float) -> None:
+        timings[stage], cpu_times[stage] = measured(path, t0, c0)
+
+    def estimate_path(method: str) -> Path | None:
+        """Where ``method``'s estimate is cached: keyed on everything it reads; ``None`` (not
+        cached) without a cache or when an input it reads cannot be identified (a model
+        object)."""
+        inputs = estimate_inputs(
+            method, config, seed=seed, simulation=keys["simulation"], score_model=tag
+        )
+        if folder is None or inputs is None:
+            return None
+        raw = json.dumps(inputs, sort_keys=True, default=str)
+        return folder / f"estimate-{method}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}.nc"
+
+    def load_estimate(path: Path) -> xr.Dataset:
+        ds = open_dataset(path)
+        if _ESTIMATE_ATTRS not in ds.attrs:
+            raise ValueError(f"cache_dir: {str(path)!r} is not a cached estimate; remove it")
+        ds.attrs = json.loads(ds.attrs[_ESTIMATE_ATTRS])
+        if "config" in ds.attrs:  # the same estimate as this config's run would give
+            ds.attrs["config"] = config.to_json()
+        return ds
 
     t_start = time.time()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -388,21 +461,30 @@ def run_pipeline(
                 save_checkpoint(score_model, ckpt)
     timed("model", ckpt if model == "train" else None, t0, c0)
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    responses = _stage(
-        cached("responses", ".nc", needs_model=True),
-        lambda: compute_responses(
-            config,
-            simulation,
-            score=score_model.score_fn(dev) if score_model is not None else None,
-            methods=methods,
-            seed=seed,
-            device=dev,
-            callback=callback,
-            should_stop=should_stop,
-        ),
-    )
-    timed("responses", cached("responses", ".nc", needs_model=True), t0, c0)
+    # The responses stage's times are the sums of its methods' (each measured, or recorded
+    # when its cached estimate was computed).
+    score = score_model.score_fn(dev) if score_model is not None else None
+    results = []
+    timings["responses"] = cpu_times["responses"] = 0.0
+    for method in methods:
+        t0, c0 = time.perf_counter(), time.process_time()
+        path = estimate_path(method)
+        results.append(
+            _stage(
+                path,
+                lambda m=method: _plain_attrs(
+                    _estimate(
+                        m, config, simulation, score, max_lag, seed, dev, callback, should_stop
+                    )
+                ),
+                load=load_estimate,
+                save=_save_estimate,
+            )
+        )
+        wall, cpu = measured(path, t0, c0)
+        timings["responses"] += wall
+        cpu_times["responses"] += cpu
+    responses = combine(results)
 
     diagnostics: dict[str, Any] = {}
     if score_model is not None and diagnose_model:

@@ -68,7 +68,7 @@ def response_figure(result: PipelineResult, n_down: int = 4, normalized: bool = 
 
 def _markdown_table(df) -> str:
     cols = list(df.columns)
-    lines = ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = ["| estimator | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for idx, row in df.iterrows():
         cells = [("—" if np.isnan(v) else f"{v:.3g}") for v in row.to_numpy(dtype=float)]
         lines.append(f"| {idx} | " + " | ".join(cells) + " |")

@@ -8,9 +8,10 @@ import pytest
 import xarray as xr
 
 from gfdt_dash.data import write_netcdf
-from gfdt_dash.pipeline import compute_responses, default_methods, run_pipeline
+from gfdt_dash.pipeline import _cache_key, compute_responses, default_methods, run_pipeline
 from gfdt_dash.report import write_report
-from gfdt_dash.systems import AllenCahnConfig, NavierStokesConfig, OUConfig
+from gfdt_dash.response.methods import ESTIMATORS, RUN_INPUTS, estimate_inputs
+from gfdt_dash.systems import SYSTEMS, AllenCahnConfig, NavierStokesConfig, OUConfig
 
 TINY_OU = OUConfig.preset(
     "classroom",
@@ -40,26 +41,44 @@ def test_pipeline_without_model_caches_every_stage(tmp_path):
     # form only by the default `lm` integrator's first-order transient error (2.0e-4 here).
     assert first.errors.loc["perturbation", "error"] < 1e-3
     assert first.errors.loc["gaussian", "error"] < 0.2
-    files = sorted(p.name.split("-")[0] for p in (tmp_path / "ou").iterdir())
-    assert files == ["responses", "simulation", "timings.json"]
+    files = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "ou").iterdir())
+    assert files == [
+        "estimate-analytic",
+        "estimate-exact_score",
+        "estimate-gaussian",
+        "estimate-perturbation",
+        "simulation",
+        "timings.json",
+    ]
     again = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
-    np.testing.assert_array_equal(
-        again.responses["response"].values, first.responses["response"].values
-    )
-    # Stages read from the cache report the times measured when they were computed.
+    xr.testing.assert_identical(again.responses, first.responses)
+    # Stages read from the cache report the times measured when they were computed; the
+    # responses stage's are the sums of its methods' (each recorded by its file).
     for stage in ("simulate", "responses"):
         assert again.timings[stage] == first.timings[stage]
         assert again.cpu_times[stage] == first.cpu_times[stage]
     assert set(first.cpu_times) == {"simulate", "model", "responses"}
-    # A cache written before the methods' dimension was named `estimator` is still used.
-    cached = next((tmp_path / "ou").glob("responses-*"))
-    write_netcdf(xr.load_dataset(cached, engine="h5netcdf").rename(estimator="method"), cached)
+    recorded = json.loads((tmp_path / "ou" / "timings.json").read_text())
+    per_method = [v["wall_s"] for k, v in recorded.items() if k.startswith("estimate-")]
+    assert len(per_method) == 4
+    assert first.timings["responses"] == pytest.approx(sum(per_method), rel=1e-12)
+    # A combined responses file of the earlier stage cache (one file keyed on everything, with
+    # the methods' dimension still named `method`) is not read: the estimates come from their
+    # own files.
+    old_key = _cache_key(TINY_OU, 2, "none", list(first.errors.index))
+    stale = (first.responses * 0 + 7.0).rename(estimator="method")
+    write_netcdf(stale, tmp_path / "ou" / f"responses-{old_key}.nc")
     old = run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
-    assert old.responses["response"].dims == ("estimator", "lag", "dy", "dx")
+    xr.testing.assert_identical(old.responses, first.responses)
     pd.testing.assert_frame_equal(old.errors, first.errors)
+    # A file in an estimate's place that is not one is refused, not read as one.
+    foreign = next((tmp_path / "ou").glob("estimate-gaussian-*"))
+    write_netcdf(first.responses.sel(estimator="gaussian"), foreign)
+    with pytest.raises(ValueError, match="^cache_dir: .*estimate-gaussian-.* not a cached"):
+        run_pipeline(TINY_OU, seed=2, device="cpu", model=None, cache_dir=tmp_path)
 
 
-def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_responses(
+def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_perturbation(
     tmp_path, monkeypatch
 ):
     import gfdt_dash.pipeline as pipeline
@@ -72,6 +91,7 @@ def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_responses(
         return real_simulate(config, **kwargs)
 
     monkeypatch.setattr(pipeline, "simulate", counting_simulate)
+    estimated = _count_estimates(monkeypatch)
     run = dict(seed=2, device="cpu", model=None, methods=["perturbation"], cache_dir=tmp_path)
     first = run_pipeline(TINY_OU, **run)
     assert len(calls) == 1
@@ -79,17 +99,118 @@ def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_responses(
     second = run_pipeline(kicked, **run)
     assert len(calls) == 1  # the simulation came from the cache
     assert json.loads(second.simulation.attrs["config"])["delta"] == 0.125
-    # the responses were recomputed with the new kick: the perturbation's attrs carry it, and
-    # OU is linear, so the response itself agrees to rounding (float32 differences / δ)
+    # the perturbation was recomputed with the new kick: its attrs carry it, and OU is linear,
+    # so the response itself agrees to rounding (float32 differences / δ)
+    assert estimated == ["perturbation", "perturbation"]
     attrs = json.loads(second.responses.attrs["estimator_attrs"])["perturbation"]
     assert attrs["delta"] == 0.125
     np.testing.assert_allclose(
         second.responses["response"].values, first.responses["response"].values, atol=1e-3
     )
     names = sorted(p.name.split("-")[0] for p in (tmp_path / "ou").iterdir())
-    assert names == ["responses", "responses", "simulation", "timings.json"]
-    run_pipeline(TINY_OU.replace(record=40.0), **run)  # a recorded-duration change re-simulates
+    assert names == ["estimate", "estimate", "simulation", "timings.json"]
+    # A recorded-duration change re-simulates; the direct perturbation runs its own ensemble,
+    # so it is reused, and its attrs name the config of this run.
+    longer = TINY_OU.replace(record=40.0)
+    third = run_pipeline(longer, **run)
     assert len(calls) == 2
+    assert estimated == ["perturbation", "perturbation"]
+    attrs = json.loads(third.responses.attrs["estimator_attrs"])["perturbation"]
+    assert json.loads(attrs["config"])["record"] == 40.0
+    xr.testing.assert_identical(
+        third.responses, run_pipeline(longer, **{**run, "cache_dir": None}).responses
+    )
+
+
+def _count_estimates(monkeypatch) -> list[str]:
+    """The methods whose estimates the pipeline computes from now on, in order."""
+    import gfdt_dash.pipeline as pipeline
+
+    estimated = []
+    real_estimate = pipeline._estimate
+
+    def counting_estimate(method, *args):
+        estimated.append(method)
+        return real_estimate(method, *args)
+
+    monkeypatch.setattr(pipeline, "_estimate", counting_estimate)
+    return estimated
+
+
+def test_every_method_names_only_inputs_that_exist():
+    for name, spec in ESTIMATORS.items():
+        assert spec.reads, name
+        for config_class in SYSTEMS.values():
+            fields = set(config_class.field_specs())
+            for item in spec.reads:
+                assert item in RUN_INPUTS or item in config_class.GROUPS or item in fields, item
+    config = TINY_OU
+    assert estimate_inputs("learned_score", config, seed=0, simulation="s") is None
+    perturbation = estimate_inputs("perturbation", config, seed=3, simulation="s")
+    assert perturbation["seed"] == 3 and "simulation" not in perturbation
+    assert perturbation["experiment"] == config.group("experiment")
+    assert "record" not in json.dumps(perturbation)
+
+
+# One field of each config group (and each ensemble field the direct perturbation reads), the
+# seed, the score model and the list of methods, changed in turn from BASE, and the methods
+# whose estimates must be recomputed. The analytic response is of the equation (not of its
+# integrator) at the frame lags; the direct perturbation runs its own ensemble (members spun up
+# for `spinup`, seeded by the run's seed) and does not read the recorded run; the GFDT and
+# Gaussian estimates read the recorded run and the lags, the learned one also the model.
+GFDT = {"learned_score", "exact_score", "gaussian"}
+CHANGES = [
+    ("physics", {"config": {"kappa": 5e-3}}, GFDT | {"perturbation", "analytic"}),
+    ("grid", {"config": {"dt": 1 / 4}}, GFDT | {"perturbation", "analytic"}),
+    ("integrator", {"config": {"integrator": "rk4"}}, GFDT | {"perturbation"}),
+    ("ensemble: record", {"config": {"record": 40.0}}, GFDT),
+    ("ensemble: frame_members", {"config": {"frame_members": 4}}, GFDT),
+    # the recorded run is identified by its key (all its groups), so the GFDT estimates are
+    # recomputed even where only its training snapshots changed
+    ("ensemble: snapshot_every", {"config": {"snapshot_every": 2.0}}, GFDT),
+    ("ensemble: members", {"config": {"members": 4, "frame_members": 4}}, GFDT | {"perturbation"}),
+    ("ensemble: spinup", {"config": {"spinup": 50.0}}, GFDT | {"perturbation"}),
+    ("ensemble: frame_every", {"config": {"frame_every": 2.0}}, set(ESTIMATORS)),
+    ("experiment: delta", {"config": {"delta": 0.125}}, {"perturbation"}),
+    ("experiment: n_experiments", {"config": {"n_experiments": 32}}, {"perturbation"}),
+    ("experiment: max_lag", {"config": {"max_lag": 4.0}}, set(ESTIMATORS)),
+    ("seed", {"seed": 5}, GFDT | {"perturbation"}),
+    ("score model", {"train_steps": 3}, {"learned_score"}),
+    ("methods", {"methods": ["perturbation", "gaussian", "analytic"]}, set()),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "recomputed"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_each_estimate_is_recomputed_exactly_when_what_it_reads_changes(
+    what, change, recomputed, tmp_path, monkeypatch
+):
+    from gfdt_dash.score import ScoreNetConfig, TrainConfig
+
+    net = ScoreNetConfig.preset("classroom", widths=(4, 8), embed_dim=8, groups=2)
+
+    def run(cache_dir, config=TINY_OU, seed=2, train_steps=2, methods=None):
+        return run_pipeline(
+            config,
+            seed=seed,
+            device="cpu",
+            model="train",
+            methods=methods,
+            net_config=net,
+            train_config=TrainConfig.preset("classroom", n_steps=train_steps, batch_size=8),
+            diagnose_model=False,
+            cache_dir=cache_dir,
+        )
+
+    estimated = _count_estimates(monkeypatch)
+    run(tmp_path)
+    assert sorted(estimated) == sorted(ESTIMATORS)
+    estimated.clear()
+    args = {k: v for k, v in change.items() if k != "config"}
+    config = TINY_OU.replace(**change.get("config", {}))
+    cached = run(tmp_path, config, **args)
+    assert set(estimated) == recomputed
+    # every estimate, recomputed or read back, is what a run without a cache gives
+    xr.testing.assert_identical(cached.responses, run(None, config, **args).responses)
 
 
 def test_learned_score_needs_a_model():
@@ -102,7 +223,7 @@ def test_report_has_figures_tables_and_timings(tmp_path):
     path = write_report([result], tmp_path, title="test report")
     text = path.read_text()
     assert "## Ornstein–Uhlenbeck" in text
-    assert "| exact_score |" in text
+    assert "| estimator | error | error_raw |" in text and "| exact_score |" in text
     assert "Stage times on cpu, wall (process CPU): simulate" in text
     timings = (tmp_path / "ou_timings.csv").read_text().splitlines()
     assert timings[0] == "stage,wall_s,cpu_s" and timings[1].startswith("simulate,")

@@ -17,6 +17,11 @@ name                      estimate                                       needs
 ``analytic``              ``exp(tA)`` per Fourier mode                   a system with one (OU)
 ========================  =============================================  =========================
 
+Each entry also lists what its estimate reads (``reads``): the pipeline caches every estimate
+under a key of exactly those inputs (:func:`estimate_inputs`), so a change that cannot affect an
+estimate (the recorded duration for the direct perturbation, the score model for the Gaussian)
+reuses it.
+
 The table itself imports nothing numerical (each estimator imports its implementation when
 called), so :mod:`gfdt_dash.response.result` can validate names against it.
 """
@@ -30,9 +35,11 @@ from typing import Any
 
 __all__ = [
     "ESTIMATORS",
+    "RUN_INPUTS",
     "MethodSpec",
     "applicable_methods",
     "check_methods",
+    "estimate_inputs",
     "missing_requirement",
     "reference_method",
     "system_has",
@@ -55,6 +62,14 @@ class MethodSpec:
     ``score_based``: a GFDT estimate with a score (:func:`gfdt_dash.response.gfdt_response`),
     which also reports the raw response and the Stein-identity error.
 
+    ``reads``: everything the estimate depends on, by name: config groups (``"physics"``,
+    ``"grid"``, ``"integrator"``, ``"ensemble"``, ``"experiment"``,
+    :attr:`gfdt_dash.systems.SystemConfig.GROUPS`), single config fields (``"max_lag"``), and
+    the run's other inputs (:data:`RUN_INPUTS`): ``"simulation"`` (the recorded run, which is a
+    function of its own config groups and seed), ``"score_model"`` and ``"seed"``. It must name
+    every input, or a cached estimate would be reused where it is wrong
+    (:func:`estimate_inputs`).
+
     ``reference_rank``: methods that can serve as the truth the errors are measured against; of
     those present, the lowest rank is the reference (:func:`reference_method`). ``markers``: drawn
     as markers on top of the curves (direct perturbation), not as a line.
@@ -71,6 +86,11 @@ class MethodSpec:
     score_based: bool = False
     reference_rank: int | None = None
     markers: bool = False
+    reads: tuple[str, ...] = ()
+
+
+# What an estimate can read besides config groups and fields (``MethodSpec.reads``).
+RUN_INPUTS = ("simulation", "score_model", "seed")
 
 
 def system_has(system: Any, capability: str) -> bool:
@@ -135,6 +155,8 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 estimate=_learned_score,
                 needs_score_model=True,
                 score_based=True,
+                # the recorded frames, the score, lags 0..max_lag in frames, the bootstrap seed
+                reads=("simulation", "score_model", "max_lag", "seed"),
             ),
             MethodSpec(
                 name="exact_score",
@@ -144,12 +166,15 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 needs_config=True,
                 needs_exact_score=True,
                 score_based=True,
+                # the closed-form score reads the physical parameters and the grid
+                reads=("simulation", "physics", "grid", "max_lag", "seed"),
             ),
             MethodSpec(
                 name="gaussian",
                 label="Gaussian C(t)C(0)⁻¹",
                 color="#1f77b4",
                 estimate=_gaussian,
+                reads=("simulation", "max_lag", "seed"),
             ),
             MethodSpec(
                 name="perturbation",
@@ -159,6 +184,18 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 needs_config=True,
                 reference_rank=1,
                 markers=True,
+                # its own ensemble (not the recorded run): `members` members spun up for
+                # `spinup`, then the experiment; lags at the frame interval; seeded by the seed
+                reads=(
+                    "physics",
+                    "grid",
+                    "integrator",
+                    "experiment",
+                    "members",
+                    "spinup",
+                    "frame_every",
+                    "seed",
+                ),
             ),
             MethodSpec(
                 name="analytic",
@@ -168,6 +205,8 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 needs_config=True,
                 needs_analytic_response=True,
                 reference_rank=0,
+                # the closed form of the equation (not of its integrator) at the frame lags
+                reads=("physics", "grid", "frame_every", "max_lag"),
             ),
         )
     }
@@ -208,6 +247,29 @@ def applicable_methods(system: Any, with_model: bool = True) -> tuple[str, ...]:
     """Every method that can run on data of ``system`` (a config, a system's name, or ``None``
     for data without a config), in the table's order."""
     return tuple(m for m in ESTIMATORS if missing_requirement(m, system, with_model) is None)
+
+
+def estimate_inputs(
+    name: str, config: Any, *, seed: int, simulation: Any = None, score_model: Any = None
+) -> dict[str, Any] | None:
+    """Everything the estimate of method ``name`` reads (its ``reads``), by name: the values of
+    the config's groups and fields it lists, and of the run's inputs it lists, ``seed`` and the
+    identities the caller gives of ``simulation`` and ``score_model`` (e.g. cache keys). Two runs
+    with equal inputs give the same estimate: this is the key of a cached one. ``None`` when an
+    input it reads has no identity (``None``), so that it must be recomputed."""
+    spec = ESTIMATORS[name]
+    identities = {"simulation": simulation, "score_model": score_model, "seed": seed}
+    inputs: dict[str, Any] = {"estimator": name, "system": config.system}
+    for item in spec.reads:
+        if item in identities:
+            if identities[item] is None:
+                return None
+            inputs[item] = identities[item]
+        elif item in config.GROUPS:
+            inputs[item] = config.group(item)
+        else:
+            inputs[item] = getattr(config, item)
+    return inputs
 
 
 def reference_method(names: Iterable[str]) -> str | None:
