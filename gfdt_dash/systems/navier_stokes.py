@@ -69,7 +69,7 @@ import math
 
 import torch
 
-from gfdt_dash.systems.base import State, System, rk4_step
+from gfdt_dash.systems.base import State, System, rk3_step, rk4_step
 from gfdt_dash.systems.config import NavierStokesConfig
 
 __all__ = ["NavierStokesSystem"]
@@ -280,13 +280,15 @@ class NavierStokesSystem(System):
     block_bytes: int = 2_600_000
 
     def step(self, state: State, noise: State) -> State:
-        """One RK4 step of every member, in blocks of members (:attr:`block_bytes`)."""
+        """One step (RK4 or RK3, ``time_stepper``) of every member, in blocks of members
+        (:attr:`block_bytes`) of equal size."""
         batch = state["field_hat"].shape[0]
         n_fields = sum(self.transforms_per_stage().values())
         per_member = n_fields * self.grid.n**2 * state["field_hat"].element_size()
         block = max(1, self.block_bytes // per_member)
         if batch <= block:
             return self._step(state, noise)
+        block = -(-batch // -(-batch // block))  # blocks of equal size (the last one ≤)
         parts = [
             self._step(
                 {k: v[i : i + block] for k, v in state.items()},
@@ -297,30 +299,33 @@ class NavierStokesSystem(System):
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def _step(self, state: State, noise: State) -> State:
-        """One RK4 step. The state is projected on real fields first (a state made elsewhere
-        may carry a non-Hermitian part, which the step must not evolve). In the conservative
-        and momentum-flux forms the result is then exactly the rfft2 of a real field with no
-        second projection: every stage's tendency is (``real_part_hat``, the forcing's
-        conjugate pairs, a linear multiplier that is real on the k_x = 0 and Nyquist columns
-        and even in k_y), and so are RK4's sums of them. The skew and advective forms take
-        (u·∇)ζ through an ``rfft2``, whose edge columns are Hermitian only to round-off, so
-        their result is projected once more."""
+        """One RK4 or RK3 step; both evaluate the forcing at t, t + dt/2 and t + dt. The state
+        is projected on real fields first (a state made elsewhere may carry a non-Hermitian
+        part, which the step must not evolve). In the conservative and momentum-flux forms the
+        result is then exactly the rfft2 of a real field with no second projection: every
+        stage's tendency is (``real_part_hat``, the forcing's conjugate pairs, a linear
+        multiplier that is real on the k_x = 0 and Nyquist columns and even in k_y), and so
+        are the schemes' combinations of them with real weights. The skew and advective forms
+        take (u·∇)ζ through an ``rfft2``, whose edge columns are Hermitian only to round-off,
+        so their result is projected once more."""
         phase0 = state["phase"]
         # phases at t, t + dt/2, t + dt, stage-major so each stage's forcing is contiguous
         phases = phase0.new_empty(3, *phase0.shape)
         phases[0] = phase0
         torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[1])
         torch.add(phases[1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[2])
+        rk3 = self.config.time_stepper == "rk3"
         if self.config.forcing_amp:
             f = self.forcing_values(phases)
-            forcing = (f[0], f[1], f[1], f[2])
+            forcing = (f[0], f[1], f[2]) if rk3 else (f[0], f[1], f[1], f[2])
         else:
             forcing = (None,) * 4
 
         def tendency(z: torch.Tensor, stage: int) -> torch.Tensor:
             return self.tendency_hat(z, forcing[stage])
 
-        zeta_hat = rk4_step(tendency, self.grid.hermitian(state["field_hat"]), self.dt)
+        scheme = rk3_step if rk3 else rk4_step
+        zeta_hat = scheme(tendency, self.grid.hermitian(state["field_hat"]), self.dt)
         if self._advective_mult is not None:
             self.grid.hermitian_(zeta_hat)
         return {"field_hat": zeta_hat, "phase": torch.remainder(phases[2], 2 * math.pi)}
