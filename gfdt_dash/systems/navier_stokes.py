@@ -5,7 +5,9 @@
     Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)},  dφ_k = √(2D) dW_k,
 
 pseudo-spectral on the rfft2 coefficients of ζ (``(batch, n, n//2+1)``), classical RK4
-(``base.rk4_step``) with the phases advanced at the half-steps. The uniform background flow
+(``base.rk4_step``, the original study's) or Kutta's third-order RK3 (``base.rk3_step``,
+``NavierStokesConfig.time_stepper``), both with the phases advanced at the half-steps, so both
+evaluate the forcing at t, t + dt/2 and t + dt. The uniform background flow
 ``U₀∂ₓζ`` is linear and treated exactly as such. Following the original study, dealiasing is off
 by default (``dealias=False``). Every step starts with ``Grid.hermitian`` and ends with the
 mirrored coefficients exact conjugates (see :meth:`NavierStokesSystem._step`), so the state is
@@ -30,15 +32,43 @@ conserve energy and enstrophy. Without it, a form that conserves a quadratic inv
 flow bounded whatever the viscosity; ``advective`` and ``momentum_flux`` do not (with ν² = 0 the
 classroom preset diverges within 25 time units in those two forms, not in the other two).
 
-**The default stays ``skew``**, chosen by measurement (paper physics, n = 32, float64, frozen
-forcing phases, from a turbulent state): after 2 time units the relative L2 distance on the
-n = 32 modes to a dealiased n = 96 run of the same physics is 0.037 for ``skew``, 0.050 for
-``advective``, 0.061 for ``momentum_flux`` and 0.063 for ``conservative`` (RK4's time error is
-1e-4, dealiasing at n = 32 gives 0.15): the skew form's aliasing errors partly cancel. The
-stationary mean energy and enstrophy of the four agree within the sampling error (a few %; at
-the classroom size also with a dealiased n = 32 run). The cheaper forms are there for speed:
-per step ``advective``/``conservative`` take about 0.65–0.7 and ``momentum_flux`` about 0.57 of
-the skew form's time at the paper size (``benchmarks/RESULTS.md``).
+**Defaults: ``skew`` with ``rk4``**, chosen from accuracy and speed measured together
+(``benchmarks/ns_accuracy.py``, ``benchmarks/bench_systems.py``; ``benchmarks/RESULTS.md``):
+
+- *Transient accuracy* (paper physics, n = 32, float64, frozen forcing phases, 8 members from a
+  state spun up for 16 time units): after 2 time units the relative L2 distance on the n = 32
+  modes to a dealiased n = 96 run of the same physics is 0.056 for ``skew``, 0.063 for
+  ``advective``, 0.078 for ``momentum_flux`` and 0.084 for ``conservative`` (dealiasing at
+  n = 32 gives 0.18): the skew form's aliasing errors partly cancel. The stepper hardly matters
+  there: RK3's own time error at the paper dt is 4.6e-3 (RK4's 2.8e-4, both against dt/8), an
+  order below the aliasing error, and each form's distance with RK3 is within 0.0012 of RK4's.
+- *Stationary law* (classroom physics, float32, 32 members, 400 time units after 50): with RK4
+  the four forms' mean energy and enstrophy agree with a dealiased n = 32 run within the
+  sampling error (≤ 3 %, ≤ 1.5 standard errors). With RK3 the enstrophy is 1.4–4.6 % lower
+  (0.954–0.986 of the reference; 1.3–2.6 standard errors below the same form with RK4, all
+  four the same way). That is RK3's damping of advected modes: on the imaginary axis its
+  amplification is |P(iy)|² = 1 − y⁴/12 + y⁶/36 < 1, which for the background flow alone acts
+  like an extra hyperviscosity U₀⁴dt³/24 along x (1.2e-4 at the classroom dt, more than the
+  preset's ν² = 1e-4; 1.9e-6 at the paper dt, ν² = 1e-5); RK4's counterpart is O(y⁶), 2e-10·k⁶
+  at the classroom dt.
+- *Speed* (paper size, 128 members, one thread, member-steps per second against torch-cfd's
+  spectral solver side by side in one run): ``skew`` 0.71× with RK4, 0.89× with RK3;
+  ``advective`` 1.07× / 1.39×; ``conservative`` 1.03× / 1.34×; ``momentum_flux`` 1.30× / 1.65×
+  (RK3 takes three tendency evaluations per step instead of four: 1.25–1.3× per step). torch-cfd
+  steps the unforced equation; without the forcing (phases, their cosines) ``momentum_flux``
+  with RK3 is 2.0× torch-cfd, with it 1.6×.
+
+So ``skew`` stays the default for accuracy and ``rk4`` for the stationary law (the shipped
+classroom model was trained on RK4 data of the skew form, and a config with RK3 does not fit
+it); ``time_stepper = "rk3"`` and the cheaper forms are there for speed. No combination of the
+forced equation reaches 2× torch-cfd: each step is 2.1–2.8× its FFT floor, the forcing and the
+noise draw take about a quarter of a ``momentum_flux`` step, and the non-FFT work of a stage
+(building the full spectrum, the products, the fold) is small operations on 0.5–1 MB arrays.
+Measured and not used (interleaved, paper size): buffers kept between steps and filled through
+``out=`` (torch's CPU FFTs and ``flip`` compute into a new array and copy, so the step was
+1.1–1.25× slower); the full spectrum gathered through an index map (3× slower than the flips);
+``torch.compile`` of the tendency (inductor generates no code for complex arithmetic: 2.6×
+slower, 4.7 s to compile).
 
 **Transforms.** Two real fields a, b travel as one complex field a + ib through one complex FFT:
 the velocity as w = u + iv, whose fft2 is (k_x + ik_y)ψ̂; the vorticity gradient as
@@ -49,7 +79,7 @@ Y = ½(α − iβ)Q. That last step makes the result the rfft2 of a real field e
 coefficients of the k_x = 0 and Nyquist columns are conjugate by construction). A single real
 field goes through a real transform, which costs about 0.6–0.7 of a complex one of the same
 grid: ζ on the grid (``irfft2`` of the state) and (u·∇)ζ = Re(w·g) (``rfft2``; only its real
-part is needed). FFTs per RK4 stage (n × n each, batched over members;
+part is needed). FFTs per stage (n × n each, batched over members;
 :meth:`NavierStokesSystem.transforms_per_stage`), complex + real: inverse, then forward — skew
 2 + 1, 1 + 1; advective 2 + 0, 0 + 1; conservative 1 + 1, 1 + 0; momentum_flux 1 + 0, 1 + 0.
 

@@ -136,3 +136,16 @@ def test_dt_check_uses_the_chosen_schemes_stability_limits():
     with pytest.raises(ValueError, match=r"^dt: .*RK3 stability"):
         NavierStokesConfig.preset("classroom", n=64, dt=1 / 176, time_stepper="rk3")
     NavierStokesConfig.preset("classroom", n=64, dt=1 / 176)  # RK4: ≤ 0.9·2.785/419 = 0.00598
+
+
+def test_the_shipped_model_fits_the_default_and_not_rk3():
+    """The shipped classroom model was trained on RK4 data (its saved config predates the
+    field): it fits the default config, and a config with RK3 is told apart by name."""
+    from gfdt_dash.score import load_shipped
+    from gfdt_dash.stages import model_fits
+
+    model = load_shipped("navier_stokes", device="cpu")
+    assert model.system_config.time_stepper == "rk4"
+    assert model_fits(model, get_config("navier_stokes", "classroom")) == ""
+    other = get_config("navier_stokes", "classroom", time_stepper="rk3")
+    assert model_fits(model, other) == "time_stepper = rk4 (now rk3)"
