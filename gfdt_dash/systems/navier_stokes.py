@@ -49,14 +49,15 @@ classroom preset diverges within 25 time units in those two forms, not in the ot
   four the same way). That is RK3's damping of advected modes: on the imaginary axis its
   amplification is |P(iy)|² = 1 − y⁴/12 + y⁶/36 < 1, which for the background flow alone acts
   like an extra hyperviscosity U₀⁴dt³/24 along x (1.2e-4 at the classroom dt, more than the
-  preset's ν² = 1e-4; 1.9e-6 at the paper dt, ν² = 1e-5); RK4's counterpart is O(y⁶), 2e-10·k⁶
-  at the classroom dt.
+  preset's ν² = 1e-4; 1.9e-6 at the paper dt, ν² = 1e-5). RK4's counterpart is of order y⁶,
+  U₀⁶dt⁵k_x⁶/144: at k_x = 7 on the classroom grid a damping rate of 0.023 per time unit
+  against RK3's 0.30 and the hyperviscosity's 0.24.
 - *Speed* (paper size, 128 members, one thread, member-steps per second against torch-cfd's
-  spectral solver side by side in one run): ``skew`` 0.71× with RK4, 0.89× with RK3;
-  ``advective`` 1.07× / 1.39×; ``conservative`` 1.03× / 1.34×; ``momentum_flux`` 1.30× / 1.65×
-  (RK3 takes three tendency evaluations per step instead of four: 1.25–1.3× per step). torch-cfd
-  steps the unforced equation; without the forcing (phases, their cosines) ``momentum_flux``
-  with RK3 is 2.0× torch-cfd, with it 1.6×.
+  spectral solver side by side in one run, the allocator keeping freed memory): ``skew`` 0.71×
+  with RK4, 0.89× with RK3; ``advective`` 1.07× / 1.39×; ``conservative`` 1.03× / 1.34×;
+  ``momentum_flux`` 1.30× / 1.65× (RK3 takes three tendency evaluations per step instead of
+  four: 1.25–1.3× per step). torch-cfd steps the unforced equation; without the forcing
+  (phases, their cosines) ``momentum_flux`` with RK3 is 2.0× torch-cfd, with it 1.6×.
 
 So ``skew`` stays the default for accuracy and ``rk4`` for the stationary law (the shipped
 classroom model was trained on RK4 data of the skew form, and a config with RK3 does not fit
@@ -68,7 +69,8 @@ Measured and not used (interleaved, paper size): buffers kept between steps and 
 ``out=`` (torch's CPU FFTs and ``flip`` compute into a new array and copy, so the step was
 1.1–1.25× slower); the full spectrum gathered through an index map (3× slower than the flips);
 ``torch.compile`` of the tendency (inductor generates no code for complex arithmetic: 2.6×
-slower, 4.7 s to compile).
+slower, 4.7 s to compile; rewritten in real arithmetic on ``view_as_real`` arrays, the compiled
+``momentum_flux`` tendency was still 1.24× slower than this one, 16 s to compile).
 
 **Transforms.** Two real fields a, b travel as one complex field a + ib through one complex FFT:
 the velocity as w = u + iv, whose fft2 is (k_x + ik_y)ψ̂; the vorticity gradient as
