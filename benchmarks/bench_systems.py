@@ -3,7 +3,7 @@
 For each system at the classroom and paper grid sizes, on the chosen device:
 
 - **gfdt-dash**: ``System.step`` as the driver calls it (noise draw included); Navier–Stokes once
-  per advection form;
+  per advection form and time stepper (``rk4``: 4 tendency evaluations per step, ``rk3``: 3);
 - **numpy**: a plain NumPy implementation of the same step (same operators, numpy.fft, one
   transform per real field);
 - **peer** (Navier–Stokes only): torch-cfd's ``NavierStokes2DSpectral`` (advective form, no
@@ -21,7 +21,18 @@ Navier–Stokes timings interleave the contenders repeat by repeat and report me
 phases of a shared machine hit all of them alike. Compare the ratios, which are measured in one
 run.
 
+**Allocator.** Every step of every contender allocates and frees dozens of arrays of up to a few
+MB. glibc's malloc returns freed memory at the top of its heap to the system once more than its
+trim threshold is free, and serves large requests with fresh mappings; the pages then fault in
+again on the next touch. How often that happens depends on the process's allocation history
+(measured at the paper size: 0 to 1,700 page faults per Navier–Stokes step, the same step
+taking 3.5 to 7.4 ms; torch-cfd's 1,400 to 6,300, 8.8 to 17 ms), so the ratios swing from run
+to run. ``--allocator keep`` (the default) keeps freed memory in the heap for every contender
+alike, so the ratios measure the arithmetic: it sets glibc's trim threshold to 1 GiB and its
+mmap threshold to 32 MiB first (``mallopt``); ``--allocator default`` leaves them.
+
     python benchmarks/bench_systems.py [--device auto] [--threads N] [--repeat 3] [--clock cpu]
+        [--systems ou,allen_cahn,navier_stokes] [--allocator keep|default]
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ import torch
 from gfdt_dash.systems import NavierStokesConfig, get_config, make_system
 
 BATCH = {"classroom": 32, "paper": 128}
+# Tendency (drift) evaluations per step of each time integrator.
+STAGES = {"rk4": 4, "rk3": 3, "lm": 1}
 
 
 def numpy_field_step(config, batch, rng):
@@ -140,9 +153,13 @@ def numpy_ns_step(system, batch, rng):
 
         k1 = tend(zeta, f0)
         k2 = tend(zeta + 0.5 * dt * k1, fh)
-        k3 = tend(zeta + 0.5 * dt * k2, fh)
-        k4 = tend(zeta + dt * k3, f1)
-        zeta = zeta + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        if c.time_stepper == "rk3":
+            k3 = tend(zeta - dt * k1 + 2 * dt * k2, f1)
+            zeta = zeta + dt / 6 * (k1 + 4 * k2 + k3)
+        else:
+            k3 = tend(zeta + 0.5 * dt * k2, fh)
+            k4 = tend(zeta + dt * k3, f1)
+            zeta = zeta + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         phase = np.remainder(p1, 2 * np.pi)
 
     return step
@@ -193,9 +210,11 @@ def fft_floor(system, batch, rng: bool = False):
         inverse = full[:, None].expand(batch, counts["complex inverse"], n, n).contiguous()
         forward = full[:, None].expand(batch, counts["complex forward"], n, n).contiguous()
 
+        stages = STAGES[system.config.time_stepper]
+
         def run():
             draw()
-            for _ in range(4):  # RK4 stages, each the transforms of one advection evaluation
+            for _ in range(stages):  # each stage the transforms of one advection evaluation
                 torch.fft.ifft2(inverse)
                 if counts["real inverse"]:
                     g.to_physical(spec)
@@ -275,6 +294,7 @@ def bench_field_system(system_name, preset, args, rng):
                 preset,
                 config.n,
                 batch,
+                STAGES[integrator] if config.lam else 0,  # a linear step: one product
                 str(dev),
                 batch / t["ours"],
                 t_np["numpy"] / t["ours"],
@@ -291,53 +311,73 @@ def _clock(args):
 
 
 def bench_navier_stokes(preset, args, rng):
-    """One row per advection form; ours, torch-cfd and the FFT floors timed interleaved."""
+    """One row per advection form and time stepper; ours, torch-cfd and the FFT floors timed
+    interleaved."""
     batch = BATCH[preset]
-    forms = NavierStokesConfig.advection_forms
+    combos = [(f, t) for f in NavierStokesConfig.advection_forms for t in ("rk4", "rk3")]
     systems = {
-        f: make_system(get_config("navier_stokes", preset, advection=f), args.device, "float32")
-        for f in forms
+        (f, t): make_system(
+            get_config("navier_stokes", preset, advection=f, time_stepper=t), args.device, "float32"
+        )
+        for f, t in combos
     }
-    dev = systems[forms[0]].device
+    dev = systems[combos[0]].device
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     fns = {}
-    for form, system in systems.items():
+    for key, system in systems.items():
         gen = system.generator(0)
         state = [system.initial_state(batch, gen)]
 
         def ours(system=system, state=state, gen=gen):
             state[0] = system.step(state[0], system.draw_noise(batch, gen))
 
-        fns[form] = ours
-        fns[form + " floor"] = fft_floor(system, batch)
-        fns[form + " rng floor"] = fft_floor(system, batch, rng=True)
-    peer = peer_ns_step(systems[forms[0]].config, batch, dev)
+        fns[key] = ours
+        fns[key, "floor"] = fft_floor(system, batch)
+        fns[key, "rng floor"] = fft_floor(system, batch, rng=True)
+    peer = peer_ns_step(systems[combos[0]].config, batch, dev)
     if peer is not None:
         fns["torch-cfd"] = peer
     n_iter = 20 if preset == "paper" else 50
     clock = _clock(args)
     t = _interleaved(fns, n_iter, max(args.repeat, 5), sync, clock)
     rows = []
-    for form, system in systems.items():
+    for key, system in systems.items():
         np_step = numpy_ns_step(system, batch, rng)
         t_np = _interleaved({"numpy": np_step}, max(2, n_iter // 5), args.repeat, sync, clock)
         t_np = t_np["numpy"]
         t_peer = t.get("torch-cfd")
         rows.append(
             (
-                f"navier_stokes ({form})",
+                f"navier_stokes ({key[0]}, {key[1]})",
                 preset,
                 system.config.n,
                 batch,
+                STAGES[key[1]],
                 str(dev),
-                batch / t[form],
-                t_np / t[form],
-                (t_peer / t[form]) if t_peer else None,
-                t[form] / t[form + " floor"],
-                t[form] / t[form + " rng floor"],
+                batch / t[key],
+                t_np / t[key],
+                (t_peer / t[key]) if t_peer else None,
+                t[key] / t[key, "floor"],
+                t[key] / t[key, "rng floor"],
             )
         )
     return rows
+
+
+def keep_freed_memory() -> bool:
+    """glibc only: keep freed memory in the heap (trim threshold 1 GiB, mmap threshold 32 MiB),
+    so no step pays for pages returned to the system by an earlier one. ``False`` elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(
+            libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_threshold, 32 << 20)
+        )
+    except (OSError, AttributeError):
+        return False
 
 
 def main() -> None:
@@ -353,7 +393,18 @@ def main() -> None:
         help="timer: wall time, or the process's CPU time (one CPU thread only; the default "
         "then, since it does not count the time a shared machine makes the process wait)",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=("keep", "default"),
+        default="keep",
+        help="keep: glibc keeps freed memory in its heap (mallopt), so no contender pays page "
+        "faults for memory an earlier step returned to the system; default: the allocator as it "
+        "comes (see the module docstring)",
+    )
     args = parser.parse_args()
+    allocator = "default"
+    if args.allocator == "keep":
+        allocator = "glibc keeps freed memory" if keep_freed_memory() else "default (no glibc)"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.clock is None:
@@ -372,28 +423,29 @@ def main() -> None:
                 rows += bench_field_system(system_name, preset, args, rng)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
-        f"clock: {args.clock}; 1-min load average {load0:.1f} before, "
+        f"clock: {args.clock}, allocator: {allocator}; 1-min load average {load0:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores\n"
     )
     print(
-        "| system | preset | N | members | device | member-steps/s | × numpy | × torch-cfd | "
-        "step / FFT floor | step / FFT+RNG floor |"
+        "| system | preset | N | members | stages/step | device | member-steps/s | × numpy | "
+        "× torch-cfd | step / FFT floor | step / FFT+RNG floor |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        peer = f"{r[7]:.2f}" if r[7] is not None else "—"
+        peer = f"{r[8]:.2f}" if r[8] is not None else "—"
         print(
-            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]:,.0f} | {r[6]:.1f} | "
-            f"{peer} | {r[8]:.2f} | {r[9]:.2f} |"
+            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]:,.0f} | {r[7]:.1f} | "
+            f"{peer} | {r[9]:.2f} | {r[10]:.2f} |"
         )
     print(
         "\n× numpy and × torch-cfd: how many times faster our step is (>1: ours faster). "
         "FFT floor: our step time over the time of its FFTs alone (OU: the one rfft2 a "
         "grid-space noise draw would take; the step itself does no FFT). FFT+RNG floor: the "
         "FFTs the step does plus drawing its Gaussian numbers with torch's generator (OU: the "
-        "draw alone). Navier–Stokes: "
-        "medians of interleaved repeats; torch-cfd integrates the unforced equation in "
-        "advective form with 5 RK stages per step, ours the forced one (phases, noise) with 4."
+        "draw alone). stages/step: drift (tendency) evaluations per step (0: the linear "
+        "step is one multiplication). Navier–Stokes: medians of interleaved repeats; rows "
+        "(form, time stepper); torch-cfd integrates the unforced equation in advective form "
+        "with 5 RK stages per step, ours the forced one (phases, noise) with 4 (rk4) or 3 (rk3)."
     )
 
 

@@ -5,7 +5,9 @@
     Ŝ(k) = A_f 1[|k| ≤ k_f] e^{iφ_k(t)},  dφ_k = √(2D) dW_k,
 
 pseudo-spectral on the rfft2 coefficients of ζ (``(batch, n, n//2+1)``), classical RK4
-(``base.rk4_step``) with the phases advanced at the half-steps. The uniform background flow
+(``base.rk4_step``, the original study's) or Kutta's third-order RK3 (``base.rk3_step``,
+``NavierStokesConfig.time_stepper``), both with the phases advanced at the half-steps, so both
+evaluate the forcing at t, t + dt/2 and t + dt. The uniform background flow
 ``U₀∂ₓζ`` is linear and treated exactly as such. Following the original study, dealiasing is off
 by default (``dealias=False``). Every step starts with ``Grid.hermitian`` and ends with the
 mirrored coefficients exact conjugates (see :meth:`NavierStokesSystem._step`), so the state is
@@ -30,15 +32,45 @@ conserve energy and enstrophy. Without it, a form that conserves a quadratic inv
 flow bounded whatever the viscosity; ``advective`` and ``momentum_flux`` do not (with ν² = 0 the
 classroom preset diverges within 25 time units in those two forms, not in the other two).
 
-**The default stays ``skew``**, chosen by measurement (paper physics, n = 32, float64, frozen
-forcing phases, from a turbulent state): after 2 time units the relative L2 distance on the
-n = 32 modes to a dealiased n = 96 run of the same physics is 0.037 for ``skew``, 0.050 for
-``advective``, 0.061 for ``momentum_flux`` and 0.063 for ``conservative`` (RK4's time error is
-1e-4, dealiasing at n = 32 gives 0.15): the skew form's aliasing errors partly cancel. The
-stationary mean energy and enstrophy of the four agree within the sampling error (a few %; at
-the classroom size also with a dealiased n = 32 run). The cheaper forms are there for speed:
-per step ``advective``/``conservative`` take about 0.65–0.7 and ``momentum_flux`` about 0.57 of
-the skew form's time at the paper size (``benchmarks/RESULTS.md``).
+**Defaults: ``skew`` with ``rk4``**, chosen from accuracy and speed measured together
+(``benchmarks/ns_accuracy.py``, ``benchmarks/bench_systems.py``; ``benchmarks/RESULTS.md``):
+
+- *Transient accuracy* (paper physics, n = 32, float64, frozen forcing phases, 8 members from a
+  state spun up for 16 time units): after 2 time units the relative L2 distance on the n = 32
+  modes to a dealiased n = 96 run of the same physics is 0.056 for ``skew``, 0.063 for
+  ``advective``, 0.078 for ``momentum_flux`` and 0.084 for ``conservative`` (dealiasing at
+  n = 32 gives 0.18): the skew form's aliasing errors partly cancel. The stepper hardly matters
+  there: RK3's own time error at the paper dt is 4.6e-3 (RK4's 2.8e-4, both against dt/8), an
+  order below the aliasing error, and each form's distance with RK3 is within 0.0012 of RK4's.
+- *Stationary law* (classroom physics, float32, 32 members, 400 time units after 50): with RK4
+  the four forms' mean energy and enstrophy agree with a dealiased n = 32 run within the
+  sampling error (≤ 3 %, ≤ 1.5 standard errors). With RK3 the enstrophy is 1.4–4.6 % lower
+  (0.954–0.986 of the reference; 1.3–2.6 standard errors below the same form with RK4, all
+  four the same way). That is RK3's damping of advected modes: on the imaginary axis its
+  amplification is |P(iy)|² = 1 − y⁴/12 + y⁶/36 < 1, which for the background flow alone acts
+  like an extra hyperviscosity U₀⁴dt³/24 along x (1.2e-4 at the classroom dt, more than the
+  preset's ν² = 1e-4; 1.9e-6 at the paper dt, ν² = 1e-5). RK4's counterpart is of order y⁶,
+  U₀⁶dt⁵k_x⁶/144: at k_x = 7 on the classroom grid a damping rate of 0.023 per time unit
+  against RK3's 0.30 and the hyperviscosity's 0.24.
+- *Speed* (paper size, 128 members, one thread, member-steps per second against torch-cfd's
+  spectral solver side by side in one run, the allocator keeping freed memory): ``skew`` 0.71×
+  with RK4, 0.89× with RK3; ``advective`` 1.07× / 1.39×; ``conservative`` 1.03× / 1.34×;
+  ``momentum_flux`` 1.30× / 1.65× (RK3 takes three tendency evaluations per step instead of
+  four: 1.25–1.3× per step). torch-cfd steps the unforced equation; without the forcing
+  (phases, their cosines) ``momentum_flux`` with RK3 is 2.0× torch-cfd, with it 1.6×.
+
+So ``skew`` stays the default for accuracy and ``rk4`` for the stationary law (the shipped
+classroom model was trained on RK4 data of the skew form, and a config with RK3 does not fit
+it); ``time_stepper = "rk3"`` and the cheaper forms are there for speed. No combination of the
+forced equation reaches 2× torch-cfd: each step is 2.1–2.8× its FFT floor, the forcing and the
+noise draw take about a quarter of a ``momentum_flux`` step, and the non-FFT work of a stage
+(building the full spectrum, the products, the fold) is small operations on 0.5–1 MB arrays.
+Measured and not used (interleaved, paper size): buffers kept between steps and filled through
+``out=`` (torch's CPU FFTs and ``flip`` compute into a new array and copy, so the step was
+1.1–1.25× slower); the full spectrum gathered through an index map (3× slower than the flips);
+``torch.compile`` of the tendency (inductor generates no code for complex arithmetic: 2.6×
+slower, 4.7 s to compile; rewritten in real arithmetic on ``view_as_real`` arrays, the compiled
+``momentum_flux`` tendency was still 1.24× slower than this one, 16 s to compile).
 
 **Transforms.** Two real fields a, b travel as one complex field a + ib through one complex FFT:
 the velocity as w = u + iv, whose fft2 is (k_x + ik_y)ψ̂; the vorticity gradient as
@@ -49,7 +81,7 @@ Y = ½(α − iβ)Q. That last step makes the result the rfft2 of a real field e
 coefficients of the k_x = 0 and Nyquist columns are conjugate by construction). A single real
 field goes through a real transform, which costs about 0.6–0.7 of a complex one of the same
 grid: ζ on the grid (``irfft2`` of the state) and (u·∇)ζ = Re(w·g) (``rfft2``; only its real
-part is needed). FFTs per RK4 stage (n × n each, batched over members;
+part is needed). FFTs per stage (n × n each, batched over members;
 :meth:`NavierStokesSystem.transforms_per_stage`), complex + real: inverse, then forward — skew
 2 + 1, 1 + 1; advective 2 + 0, 0 + 1; conservative 1 + 1, 1 + 0; momentum_flux 1 + 0, 1 + 0.
 
@@ -69,7 +101,7 @@ import math
 
 import torch
 
-from gfdt_dash.systems.base import State, System, rk4_step
+from gfdt_dash.systems.base import State, System, rk3_step, rk4_step
 from gfdt_dash.systems.config import NavierStokesConfig
 
 __all__ = ["NavierStokesSystem"]
@@ -280,13 +312,15 @@ class NavierStokesSystem(System):
     block_bytes: int = 2_600_000
 
     def step(self, state: State, noise: State) -> State:
-        """One RK4 step of every member, in blocks of members (:attr:`block_bytes`)."""
+        """One step (RK4 or RK3, ``time_stepper``) of every member, in blocks of members
+        (:attr:`block_bytes`) of equal size."""
         batch = state["field_hat"].shape[0]
         n_fields = sum(self.transforms_per_stage().values())
         per_member = n_fields * self.grid.n**2 * state["field_hat"].element_size()
         block = max(1, self.block_bytes // per_member)
         if batch <= block:
             return self._step(state, noise)
+        block = -(-batch // -(-batch // block))  # blocks of equal size (the last one ≤)
         parts = [
             self._step(
                 {k: v[i : i + block] for k, v in state.items()},
@@ -297,30 +331,33 @@ class NavierStokesSystem(System):
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def _step(self, state: State, noise: State) -> State:
-        """One RK4 step. The state is projected on real fields first (a state made elsewhere
-        may carry a non-Hermitian part, which the step must not evolve). In the conservative
-        and momentum-flux forms the result is then exactly the rfft2 of a real field with no
-        second projection: every stage's tendency is (``real_part_hat``, the forcing's
-        conjugate pairs, a linear multiplier that is real on the k_x = 0 and Nyquist columns
-        and even in k_y), and so are RK4's sums of them. The skew and advective forms take
-        (u·∇)ζ through an ``rfft2``, whose edge columns are Hermitian only to round-off, so
-        their result is projected once more."""
+        """One RK4 or RK3 step; both evaluate the forcing at t, t + dt/2 and t + dt. The state
+        is projected on real fields first (a state made elsewhere may carry a non-Hermitian
+        part, which the step must not evolve). In the conservative and momentum-flux forms the
+        result is then exactly the rfft2 of a real field with no second projection: every
+        stage's tendency is (``real_part_hat``, the forcing's conjugate pairs, a linear
+        multiplier that is real on the k_x = 0 and Nyquist columns and even in k_y), and so
+        are the schemes' combinations of them with real weights. The skew and advective forms
+        take (u·∇)ζ through an ``rfft2``, whose edge columns are Hermitian only to round-off,
+        so their result is projected once more."""
         phase0 = state["phase"]
         # phases at t, t + dt/2, t + dt, stage-major so each stage's forcing is contiguous
         phases = phase0.new_empty(3, *phase0.shape)
         phases[0] = phase0
         torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[1])
         torch.add(phases[1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[2])
+        rk3 = self.config.time_stepper == "rk3"
         if self.config.forcing_amp:
             f = self.forcing_values(phases)
-            forcing = (f[0], f[1], f[1], f[2])
+            forcing = (f[0], f[1], f[2]) if rk3 else (f[0], f[1], f[1], f[2])
         else:
             forcing = (None,) * 4
 
         def tendency(z: torch.Tensor, stage: int) -> torch.Tensor:
             return self.tendency_hat(z, forcing[stage])
 
-        zeta_hat = rk4_step(tendency, self.grid.hermitian(state["field_hat"]), self.dt)
+        scheme = rk3_step if rk3 else rk4_step
+        zeta_hat = scheme(tendency, self.grid.hermitian(state["field_hat"]), self.dt)
         if self._advective_mult is not None:
             self.grid.hermitian_(zeta_hat)
         return {"field_hat": zeta_hat, "phase": torch.remainder(phases[2], 2 * math.pi)}
