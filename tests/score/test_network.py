@@ -199,6 +199,6 @@ def test_outputs_match_the_reference_fixture():
                 net(x, sigma), ref, atol=1e-5 * float(ref.abs().max()), rtol=0, msg=name
             )
         net, x, sigma = found["ou_net"]
-        net.mid[0].dense.bias[0] += 1e-2
+        net.up_dense[0].bias[0] += 1e-2
         diff = net(x, sigma) - reference["ou_net"]
     assert diff.abs().max() > 1e-4
