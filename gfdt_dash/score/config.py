@@ -5,7 +5,7 @@ Presets: ``paper`` reconstructs the original study's U-Net (widths 32/64/128/256
 blocks at the bottleneck) and optimiser (a GPU job: 11 M parameters, ≈ 45 training samples/s on
 one CPU thread); ``classroom`` is a much smaller network (widths 8/16/32, no residual blocks,
 16,825 parameters) that learns a useful score of the 16×16 classroom data in its 2000 steps of
-64 in about 30 s of one CPU thread; ``cpu_paper`` is the network and training that
+64 in 20–25 CPU-seconds of one thread; ``cpu_paper`` is the network and training that
 ``gfdt-dash reproduce --preset paper`` uses on a CPU: the shipped Allen–Cahn classroom model's
 layout (widths 16/32/64 with the Gaussian skip, 0.21 M parameters, ≈ 600 training samples/s at
 32×32 on one thread) trained for 8000 steps of 64 with a cosine decay, about 15 CPU-minutes.
