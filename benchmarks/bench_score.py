@@ -1,15 +1,16 @@
 """Score-network speed on the current device: training samples/s and score evaluations fields/s,
-for the classroom (16×16) and paper (32×32) network presets, at each torch thread count asked
-for. Prints a markdown table.
+for the classroom (16×16), cpu_paper and paper (32×32) network presets, at each torch thread count
+asked for. Prints a markdown table.
 
-    python benchmarks/bench_score.py [--device auto] [--threads 1,2] [--steps 20] [--repeat 3]
-    python benchmarks/bench_score.py --compare REV [--grids 16,32] [--steps 20] [--repeat 7]
+    python benchmarks/bench_score.py [--device auto] [--threads 1,2] [--presets ...] [--steps 20]
+    python benchmarks/bench_score.py --compare REV [--presets classroom,cpu_paper] [--repeat 7]
 
-``--compare REV`` instead times a classroom training step (the step of ``train_score``: DSM loss,
-backward, clipping, fused Adam, EMA) of the network as of git revision ``REV`` (its
-``gfdt_dash/score/network.py``, loaded from git) against the current network with the same
-weights, and the current one with denormals flushed to zero, in one process on one thread with
-the repeats interleaved: CPU-time medians and their ratios, comparable on a shared machine.
+``--compare REV`` instead times the training step (the step of ``train_score``: DSM loss,
+backward, clipping, fused Adam, EMA) of each preset as of git revision ``REV`` (its
+``gfdt_dash/score/network.py`` and the presets of its ``gfdt_dash/score/config.py``, loaded from
+git: layout and batch size) against the current code and presets, in one process on one thread
+with the repeats interleaved: CPU-time medians, training samples/s and their ratios, comparable
+on a shared machine.
 
 Not a test: numbers depend on the machine and its load (the load average is printed with the
 table). The thread counts are measured in turn within each repeat and the medians reported, so
@@ -20,7 +21,6 @@ torch's threads itself (``gfdt_dash.threads``), which the library never does.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import os
 import statistics
@@ -35,8 +35,8 @@ from gfdt_dash.devices import resolve_device
 from gfdt_dash.score import ScoreNetConfig, ScoreUNet, TrainConfig, train_score
 from gfdt_dash.threads import set_threads
 
-SIZES = {"classroom": 16, "paper": 32}
-EVAL_FIELDS = {"classroom": 2048, "paper": 256}
+SIZES = {"classroom": 16, "cpu_paper": 32, "paper": 32}
+EVAL_FIELDS = {"classroom": 2048, "cpu_paper": 1024, "paper": 256}
 
 
 def _sync(dev: torch.device) -> None:
@@ -67,24 +67,26 @@ def bench(preset: str, dev: torch.device, steps: int) -> tuple[float, float]:
     return train_rate, x.shape[0] / (time.perf_counter() - t0)
 
 
-def _network_at(rev: str):
-    """The ``gfdt_dash.score.network`` module as of git revision ``rev``."""
+def _module_at(rev: str, path: str):
+    """The module in ``path`` (e.g. ``gfdt_dash/score/network.py``) as of git revision ``rev``,
+    executed against the current package for its imports."""
     root = Path(__file__).resolve().parent.parent
     source = subprocess.run(
-        ["git", "show", f"{rev}:gfdt_dash/score/network.py"],
+        ["git", "show", f"{rev}:{path}"],
         cwd=root,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    spec = importlib.util.spec_from_loader(f"network_at_{rev}", loader=None)
+    name = f"{Path(path).stem}_at_{rev}".replace("-", "_").replace("~", "_").replace("^", "_")
+    spec = importlib.util.spec_from_loader(name, loader=None)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    exec(compile(source, f"{rev}:network.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
     return module
 
 
-def _train_step(net, data: torch.Tensor, batch: int, flush: bool):
+def _train_step(net, data: torch.Tensor, batch: int):
     """One ``train_score`` step (same calls) on ``net``, as a closure."""
     from gfdt_dash.score.losses import VESchedule, dsm_loss
     from gfdt_dash.score.model import make_ema
@@ -98,8 +100,6 @@ def _train_step(net, data: torch.Tensor, batch: int, flush: bool):
     schedule = VESchedule(0.01, 20.0)
 
     def step() -> None:
-        previous = torch.get_flush_denormal() if hasattr(torch, "get_flush_denormal") else False
-        torch.set_flush_denormal(flush)
         idx = torch.randint(data.shape[0], (batch,), generator=gen)
         loss = dsm_loss(net, data[idx], schedule, gen)
         optimizer.zero_grad(set_to_none=True)
@@ -107,81 +107,101 @@ def _train_step(net, data: torch.Tensor, batch: int, flush: bool):
         torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         optimizer.step()
         ema()
-        torch.set_flush_denormal(previous)
 
     return step
 
 
-def compare(rev: str, grids: list[int], steps: int, repeat: int) -> None:
-    """Classroom training step: the network at ``rev`` vs the current one (see the docstring)."""
+def compare(rev: str, presets: list[str], steps: int, repeat: int) -> None:
+    """Training step of each preset as of ``rev`` against now (see the module docstring)."""
     set_threads(1)
-    old = _network_at(rev)
-    cfg = ScoreNetConfig.preset("classroom")
-    batch = TrainConfig.preset("classroom").batch_size
+    old_net = _module_at(rev, "gfdt_dash/score/network.py")
+    old_cfg = _module_at(rev, "gfdt_dash/score/config.py")
     load0 = os.getloadavg()[0]
     rows = []
-    for n in grids:
+    for preset in presets:
+        n = SIZES[preset]
         gen = torch.Generator().manual_seed(0)
         data = torch.randn(512, n, n, generator=gen).cumsum(-1) / 4
-        torch.manual_seed(0)
-        new_net = ScoreUNet(cfg, n=n)
-        new_net.set_gaussian_prior(data)
-        old_net = old.ScoreUNet(cfg, n=n)
-        old_net.load_state_dict(new_net.state_dict())
-        variants = {
-            f"network at {rev}": _train_step(old_net, data, batch, flush=False),
-            "current network": _train_step(copy.deepcopy(new_net), data, batch, flush=False),
-            "current, denormals flushed": _train_step(
-                copy.deepcopy(new_net), data, batch, flush=True
-            ),
-        }
+        variants = {}
+        for label, module, config in (
+            (f"at {rev}", old_net, old_cfg),
+            ("now", sys.modules["gfdt_dash.score.network"], sys.modules["gfdt_dash.score.config"]),
+        ):
+            net_cfg = ScoreNetConfig.from_dict(config.ScoreNetConfig.preset(preset).to_dict())
+            batch = config.TrainConfig.preset(preset).batch_size
+            torch.manual_seed(0)
+            net = module.ScoreUNet(net_cfg, n=n)
+            if net_cfg.gaussian_skip:
+                net.set_gaussian_prior(data)
+            n_params = sum(p.numel() for p in net.parameters())
+            variants[label] = (_train_step(net, data, batch), batch, n_params, net_cfg)
         times: dict[str, list[float]] = {name: [] for name in variants}
-        for step in variants.values():  # warm-up
+        for step, *_ in variants.values():  # warm-up
             for _ in range(3):
                 step()
         for _ in range(repeat):
-            for name, step in variants.items():
+            for name, (step, *_) in variants.items():
                 t0 = time.process_time()
                 for _ in range(steps):
                     step()
                 times[name].append((time.process_time() - t0) / steps)
-        base = statistics.median(times[f"network at {rev}"])
-        for name in variants:
+        base = None
+        for name, (_, batch, n_params, net_cfg) in variants.items():
             t = statistics.median(times[name])
-            rows.append((n, name, t * 1e3, batch / t, base / t))
+            rate = batch / t
+            base = base or rate
+            layout = f"{'/'.join(map(str, net_cfg.widths))}, {net_cfg.n_res_blocks} res. blocks"
+            rows.append((preset, n, name, layout, n_params, batch, t * 1e3, rate, rate / base))
     print(
-        f"classroom network, batch {batch}, torch {torch.__version__}, 1 thread, CPU time per "
-        f"step, median of {repeat} interleaved repeats of {steps} steps; 1-min load average "
-        f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores\n"
+        f"torch {torch.__version__}, 1 thread, CPU time per training step, median of {repeat} "
+        f"interleaved repeats of {steps} steps; 1-min load average {load0:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores\n"
     )
-    print("| grid | variant | ms/step | training samples/s | speed-up |")
-    print("|---|---|---|---|---|")
-    for n, name, ms, rate, ratio in rows:
-        print(f"| {n}×{n} | {name} | {ms:.2f} | {rate:,.0f} | {ratio:.2f}× |")
+    print(
+        "| network | grid | code | layout | parameters | batch | ms/step | training samples/s "
+        "| speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for preset, n, name, layout, n_params, batch, ms, rate, ratio in rows:
+        print(
+            f"| {preset} | {n}×{n} | {name} | {layout} | {n_params:,} | {batch} | {ms:.2f} "
+            f"| {rate:,.0f} | {ratio:.2f}× |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
-    parser.add_argument("--steps", type=int, default=20, help="classroom steps (paper: 1/4)")
+    parser.add_argument(
+        "--steps", type=int, default=20, help="classroom steps (cpu_paper: 1/2, paper: 1/4)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--compare",
         metavar="REV",
-        help="time the training step against the network at this git revision instead (one thread)",
+        help="time the training step against the code and presets at this revision (one thread)",
     )
-    parser.add_argument("--grids", default="16,32", help="grid sizes for --compare")
+    parser.add_argument(
+        "--presets",
+        help="comma-separated presets (default: all; with --compare: classroom,cpu_paper)",
+    )
     args = parser.parse_args()
     if args.compare:
-        compare(args.compare, [int(n) for n in args.grids.split(",")], args.steps, args.repeat)
+        presets = (args.presets or "classroom,cpu_paper").split(",")
+        compare(args.compare, presets, args.steps, args.repeat)
         return
     counts = [int(t) for t in args.threads.split(",")]
     dev = resolve_device(args.device)
     load0 = os.getloadavg()[0]
     rows = []
-    for preset in SIZES:
-        steps = args.steps if preset == "classroom" else max(2, args.steps // 4)
+    presets = args.presets.split(",") if args.presets else list(SIZES)
+    for preset in presets:
+        if preset not in SIZES:
+            raise SystemExit(f"--presets: unknown preset {preset!r}; allowed: {', '.join(SIZES)}")
+        steps = {"classroom": args.steps, "cpu_paper": max(2, args.steps // 2)}.get(
+            preset, max(2, args.steps // 4)
+        )
         runs: dict[int, list[tuple[float, float]]] = {t: [] for t in counts}
         for _ in range(args.repeat):
             for t in counts:

@@ -70,9 +70,11 @@ _STRIDE_TAPS = ((0, 1, 0), (0, 0, 0)), ((0, 0, 1), (1, 0, 0))
 @functools.cache
 def _stride_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``(9, 16)``: row ``(u, v)``, column ``(a, b, p, q)`` holds
-    ``_STRIDE_TAPS[a, p, u] · _STRIDE_TAPS[b, q, v]`` (zeros and ones)."""
-    taps = torch.tensor(_STRIDE_TAPS, dtype=dtype, device=device)
-    return torch.einsum("apu,bqv->uvabpq", taps, taps).reshape(9, 16)
+    ``_STRIDE_TAPS[a, p, u] · _STRIDE_TAPS[b, q, v]`` (zeros and ones). Made outside inference
+    mode even when first asked for inside it, so that the cached tensor also serves training."""
+    with torch.inference_mode(False):
+        taps = torch.tensor(_STRIDE_TAPS, dtype=dtype, device=device)
+        return torch.einsum("apu,bqv->uvabpq", taps, taps).reshape(9, 16)
 
 
 class _StrideTwoConv(torch.autograd.Function):
@@ -187,9 +189,12 @@ _WINDOW = _PHASE[0][:2], _PHASE[1][1:]
 @functools.cache
 def _window_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``(9, 16)``: row ``(u, v)``, column ``(a, b, p, q)`` holds
-    ``_WINDOW[a, p, u] · _WINDOW[b, q, v]`` (zeros and ones)."""
-    window = torch.tensor(_WINDOW, dtype=dtype, device=device)
-    return torch.einsum("apu,bqv->uvabpq", window, window).reshape(9, 16)
+    ``_WINDOW[a, p, u] · _WINDOW[b, q, v]`` (zeros and ones). Made outside inference mode even
+    when first asked for inside it (a score evaluation before any training), so that the cached
+    tensor can be saved for a later training step's backward."""
+    with torch.inference_mode(False):
+        window = torch.tensor(_WINDOW, dtype=dtype, device=device)
+        return torch.einsum("apu,bqv->uvabpq", window, window).reshape(9, 16)
 
 
 class _Interleave(torch.autograd.Function):

@@ -6,20 +6,30 @@ and exact resumption (model, EMA, optimiser, step and RNG state). All randomness
 ``torch.Generator`` on the training device, seeded by ``seed``.
 
 Speed (CPU, one thread, the classroom net): the network's own layers do most of the work
-(:mod:`gfdt_dash.score.network`): measured per step, forward 36 %, backward 56 % (the
-convolutions' oneDNN kernels most of both), gradient clipping, Adam and the EMA 7 %, drawing the
-batch 1 %. Around the network each step uses Adam's fused kernel, one foreach EMA update, and
-reads the loss back only when it is reported. Measured and not used, each against the plain step
-in the same process: ``torch.compile`` (223 s wall to compile on this project's 2-core machine,
-then 8–11 % slower), channels-last weights and inputs (11 % slower), ``torch.jit.trace`` (no
-change), oneDNN off (40 % slower); flushing denormal numbers to zero (no change: a full classroom
-run on Gaussian data ends with no denormal weight or Adam moment, and the step with flushing is
-within noise of the step without); Adam, clipping and the EMA are already single fused/foreach
-calls. The network's own speed measures (:mod:`gfdt_dash.score.network`) gave the classroom step
-1.18× (16×16) and 1.29× (32×32) over the plain layers (one thread, interleaved in one
-process). No mixed precision: float16/bfloat16 would blur the small σ_min outputs the GFDT
-needs. ``benchmarks/bench_score.py`` measures training samples/s; ``--compare REV`` times the
-step against the network at a git revision.
+(:mod:`gfdt_dash.score.network`): measured per step (with the 2 residual blocks the classroom net
+had), forward 37 %, backward 56 % (the convolutions' oneDNN kernels about half of both, the rest
+the cost of ≈ 2900 profiled operator calls, nested ones included, on small maps), gradient clipping
+3 %, Adam 3 %, the EMA 1 %, drawing the batch 1 %. Around the network each step uses Adam's fused
+kernel, one foreach EMA update, and reads the loss back only when it is reported. Measured and not
+used, each against the plain step in the same process: ``torch.compile`` of the network's forward
+(needs a C++ compiler; on the classroom network without residual blocks 98 s wall to compile with a
+cold cache and 10 s with inductor's on-disk cache warm, then 1.16× faster per step, which saves 3.5
+s of a 2000-step run; on the earlier network with 2 residual blocks 223 s, then 8–11 % slower),
+channels-last weights and inputs (11 % slower), ``torch.jit.trace`` (no change), oneDNN off (40 %
+slower); flushing denormal numbers to zero (no change: a full classroom run on Gaussian data ends
+with no denormal weight or Adam moment, and the step with flushing is within noise of the step
+without); the last conv's per-tap maps as one matrix product instead of a 1×1 conv (0.98–1.03×,
+although the profiler charges the 1×1 conv's backward with 14 % of the step); the parameters and
+gradients as views of one flat buffer, so that clipping and the EMA are two and one operations
+(1.02×); batches of 128 (1.31× the samples/s, but 1000 steps of 128 end worse than 2000 of 64:
+held-out score error 0.363 against 0.328 on Allen–Cahn, held-out loss 0.444 against 0.434 on
+Navier–Stokes). What paid is the classroom layout without residual blocks (1.42× the samples/s; see
+:class:`~gfdt_dash.score.config.ScoreNetConfig`). The network's own speed measures
+(:mod:`gfdt_dash.score.network`) gave the classroom step 1.18× (16×16) and 1.29× (32×32) over the
+plain layers (one thread, interleaved in one process). No mixed precision: float16/bfloat16 would
+blur the small σ_min outputs the GFDT needs. ``benchmarks/bench_score.py`` measures training
+samples/s; ``--compare REV`` times each preset's step against the code and presets at a git
+revision.
 """
 
 from __future__ import annotations

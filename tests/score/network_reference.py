@@ -2,14 +2,18 @@
 
 The fixture holds the outputs of the shipped networks and of freshly initialised classroom and
 paper-layout networks on these inputs, computed with the layer-by-layer forward the network had
-before its speed work (each dense projection of the noise embedding, each conv, one at a time).
+before its speed work (each dense projection of the noise embedding, each conv, one at a time):
+``gfdt_dash/score/network.py`` as of git revision ``REFERENCE_REV``, given the same weights.
 ``test_network.py`` checks that the current forward reproduces them to float32 round-off.
-Regenerate (only on purpose, when the network's function changes) with
-``python tests/score/network_reference.py``.
+Regenerate (only on purpose: when a shipped model is remade or the network's function changes)
+with ``python tests/score/network_reference.py`` in a git checkout.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -17,6 +21,8 @@ import torch
 from gfdt_dash.score import ScoreNetConfig, ScoreUNet, load_shipped
 
 FIXTURE = Path(__file__).parent / "data" / "network_reference.safetensors"
+# The last revision whose network ran layer by layer (before the speed work).
+REFERENCE_REV = "538ebf8"
 
 
 def cases() -> dict[str, tuple[ScoreUNet, torch.Tensor, torch.Tensor]]:
@@ -30,7 +36,13 @@ def cases() -> dict[str, tuple[ScoreUNet, torch.Tensor, torch.Tensor]]:
         out[f"{system}_net"] = (model.net.eval(), x, sigma)
         out[f"{system}_ema"] = (model.ema_net.eval(), x, sigma)
     for name, cfg, n in (
-        ("classroom_bypass_32", ScoreNetConfig.preset("classroom", mean_bypass=True), 32),
+        (
+            "classroom_bypass_32",
+            ScoreNetConfig.preset(
+                "classroom", widths=(8, 16, 32), n_res_blocks=2, mean_bypass=True
+            ),
+            32,
+        ),
         ("paper2_bypass_16", ScoreNetConfig.preset("paper", n_res_blocks=2, mean_bypass=True), 16),
     ):
         torch.manual_seed(0)
@@ -43,11 +55,33 @@ def cases() -> dict[str, tuple[ScoreUNet, torch.Tensor, torch.Tensor]]:
     return out
 
 
+def _reference_network_module():
+    """``gfdt_dash/score/network.py`` as of ``REFERENCE_REV``."""
+    root = Path(__file__).resolve().parents[2]
+    source = subprocess.run(
+        ["git", "show", f"{REFERENCE_REV}:gfdt_dash/score/network.py"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    spec = importlib.util.spec_from_loader(f"network_{REFERENCE_REV}", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    exec(compile(source, f"{REFERENCE_REV}:network.py", "exec"), module.__dict__)
+    return module
+
+
 def main() -> None:
     from safetensors.torch import save_file
 
+    old = _reference_network_module()
+    outputs = {}
     with torch.no_grad():
-        outputs = {name: net(x, s).contiguous() for name, (net, x, s) in cases().items()}
+        for name, (net, x, s) in cases().items():
+            ref = old.ScoreUNet(net.config, n=x.shape[-1])
+            ref.load_state_dict(net.state_dict())
+            outputs[name] = ref.eval()(x, s).contiguous()
     FIXTURE.parent.mkdir(exist_ok=True)
     save_file(outputs, str(FIXTURE))
 

@@ -199,6 +199,23 @@ def test_outputs_match_the_reference_fixture():
                 net(x, sigma), ref, atol=1e-5 * float(ref.abs().max()), rtol=0, msg=name
             )
         net, x, sigma = found["ou_net"]
-        net.mid[0].dense.bias[0] += 1e-2
+        net.up_dense[0].bias[0] += 1e-2
         diff = net(x, sigma) - reference["ou_net"]
     assert diff.abs().max() > 1e-4
+
+
+def test_training_after_a_first_forward_in_inference_mode():
+    """The cached kernel-tap tables are made outside inference mode even when a score evaluation
+    (inference mode) asks for them first, so a later training step can save them for its
+    backward; with inference-mode tables this step raised."""
+    from gfdt_dash.score import network
+
+    network._window_taps.cache_clear()
+    network._stride_taps.cache_clear()
+    torch.manual_seed(0)
+    net = ScoreUNet(ScoreNetConfig.preset("classroom"), n=16)
+    x, sigma = torch.randn(2, 16, 16), torch.tensor([0.1, 1.0])
+    with torch.inference_mode():
+        net(x, sigma)
+    net(x, sigma).square().sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
