@@ -281,8 +281,8 @@ def load_plugin(path: str | os.PathLike) -> tuple[str, ...]:
             sys.modules.pop(name, None)
             for added in set(_SPECS) - set(before):
                 del _SPECS[added]
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # a plug-in's sys.exit() is a failure to load, not the program's exit
             msg = " ".join(str(exc).split()) or "no message"
             raise ValueError(f"{where}: failed to load ({type(exc).__name__}: {msg})") from exc
         names = tuple(n for n in _SPECS if n not in before)
