@@ -470,18 +470,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--net: {exc}") from None
     _limits(args).check(JobCost(train_steps=train_cfg.n_steps), "training")
     arr, config = as_snapshots(ds)
-    model = train_score(
-        arr,
-        system_config=config,
-        net_config=net_config,
-        train_config=train_cfg,
-        seed=args.seed,
-        device=args.device,
-        resume=resume,
-        checkpoint_path=args.out if args.checkpoint_every else None,
-        checkpoint_every=args.checkpoint_every,
-        callback=_ProgressBar(not args.quiet),
-    )
+    try:
+        model = train_score(
+            arr,
+            system_config=config,
+            net_config=net_config,
+            train_config=train_cfg,
+            seed=args.seed,
+            device=args.device,
+            resume=resume,
+            checkpoint_path=args.out if args.checkpoint_every else None,
+            checkpoint_every=args.checkpoint_every,
+            callback=_ProgressBar(not args.quiet),
+        )
+    except ValueError as exc:  # name the command-line inputs, not the library arguments
+        msg = str(exc)
+        if msg.startswith("resume: "):
+            raise ValueError(f"--resume {args.resume}: " + msg.removeprefix("resume: ")) from exc
+        raise
     if not args.no_diagnostics:
         held_out = split_snapshots(arr, train_cfg.val_fraction)[1]
         exact = None

@@ -323,7 +323,15 @@ def _stage(path: Path | None, compute, load=open_dataset, save=write_netcdf):
     """A pipeline stage with an optional on-disk cache: load ``path`` if it exists, else compute
     (and save there when a path is given; netCDF by default)."""
     if path is not None and path.is_file():
-        return load(path)
+        try:
+            return load(path)
+        except (OSError, ValueError) as exc:  # a product of this cache cannot be half-written
+            msg = str(exc)
+            if msg.startswith("cache_dir: "):
+                raise
+            raise ValueError(
+                f"cache_dir: {str(path)!r} cannot be read back ({msg}); remove it to recompute"
+            ) from exc
     value = compute()
     if path is not None:
         save(value, path)
@@ -516,7 +524,7 @@ def run_pipeline(
         ckpt = cached("model", ".safetensors", needs_model=True)
         if model == "train" and ckpt is not None and ckpt.is_file():
             score_model = load_checkpoint(
-                ckpt, expect_system=config.system, expect_n=config.n, device=dev
+                ckpt, expect_system=config.system, expect_n=config.n, device=dev, name="cache_dir"
             )
         else:
             score_model = obtain_model(

@@ -22,6 +22,7 @@ import xarray as xr
 from gfdt_dash.cli import main
 from gfdt_dash.cost import CLI_LIMITS, job_cost
 from gfdt_dash.data import (
+    FIELD_DIMS,
     as_field_array,
     check_destination,
     open_dataset,
@@ -506,6 +507,32 @@ CASES += [
         ValueError,
         "^score: the callable must return real floating-point values",
     ),
+    (
+        "fields with dates for times",
+        lambda: gaussian_response(
+            xr.DataArray(GOOD, dims=FIELD_DIMS, coords={"time": np.arange(12).astype("M8[D]")}),
+            2,
+            device="cpu",
+        ),
+        ValueError,
+        "^fields: the time coordinate must be numbers",
+    ),
+    (
+        "fields with a decreasing time",
+        lambda: gaussian_response(
+            xr.DataArray(GOOD, dims=FIELD_DIMS, coords={"time": -np.arange(12.0)}), 2, device="cpu"
+        ),
+        ValueError,
+        "^fields: the time coordinate must increase",
+    ),
+    ("pixel a number", lambda: gaussian_response(GOOD, 2, pixel=3, device="cpu"), ValueError,
+     "^pixel: expected"),
+    ("pixel of booleans", lambda: gaussian_response(GOOD, 2, pixel=(True, 0), device="cpu"),
+     ValueError, "^pixel: expected"),
+    ("frame_dt True", lambda: gaussian_response(GOOD, 2, frame_dt=True, device="cpu"),
+     ValueError, "^frame_dt: must be a positive number"),
+    ("frame_dt whose lags overflow", lambda: gaussian_response(GOOD, 2, frame_dt=1e308,
+     device="cpu"), ValueError, "^frame_dt: must be a positive number"),
     ("analytic lags of text", lambda: analytic_response(OU, "abc"), ValueError, "^lags: expected"),
     (
         "analytic lags of gigabytes",
@@ -652,7 +679,7 @@ def test_numpy_scalars_are_accepted_as_plain_values():
     assert TrainConfig(n_steps=np.int64(10)).n_steps == 10
     assert ScoreNetConfig(widths=(np.int64(4), np.int64(8)), groups=1).widths == (4, 8)
     res = gaussian_response(GOOD, np.int64(2), n_boot=np.int64(10), n_blocks=np.int64(2),
-                            device="cpu")
+                            frame_dt=np.float32(0.5), pixel=(np.int64(1), 2), device="cpu")
     assert res.sizes["lag"] == 3
     assert simulate(OU.replace(record=2.0, max_lag=1.0, restart_every=1.0, spinup=0.0),
                     members=np.int64(1), seed=np.int64(3), device="cpu").sizes["member"] == 1
@@ -1216,3 +1243,21 @@ def test_ctrl_c_ends_with_a_short_line_and_status_130(cli_dir, capsys, monkeypat
     argv = ["response", "--data", str(cli_dir / "run.nc"), "--out", str(cli_dir / "r.nc")]
     assert cli.main(argv) == 130
     assert capsys.readouterr().err == "gfdt-dash response: interrupted\n"
+
+
+def test_a_damaged_pipeline_cache_is_named_and_its_timings_recorded_afresh(tmp_path):
+    """Cache products are written atomically, so a damaged one was changed from outside: it is
+    refused naming the cache and the file (never a raw parser error); unreadable stage times
+    are simply recorded again."""
+    config = OU.replace(record=16.0, spinup=0.0)
+    run_pipeline(config, model=None, methods=["gaussian"], cache_dir=tmp_path, device="cpu")
+    folder = tmp_path / "ou"
+    (folder / "timings.json").write_text("{oops")
+    again = run_pipeline(
+        config, model=None, methods=["gaussian"], cache_dir=tmp_path, device="cpu"
+    )
+    assert set(again.timings) >= {"simulate", "responses"}
+    (simulation,) = folder.glob("simulation-*.nc")
+    simulation.write_bytes(simulation.read_bytes()[:100])
+    with pytest.raises(ValueError, match="^cache_dir: .*simulation-.* cannot be read back"):
+        run_pipeline(config, model=None, methods=["gaussian"], cache_dir=tmp_path, device="cpu")

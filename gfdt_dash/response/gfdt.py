@@ -79,14 +79,28 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
             if key in fields.attrs:
                 attrs[f"data_{key}" if key == "seed" else key] = fields.attrs[key]
     if isinstance(da, xr.DataArray) and "time" in da.coords and da.sizes.get("time", 0) > 1:
-        steps = np.diff(np.asarray(da["time"].values, dtype=np.float64))
+        times = da["time"].values
+        if times.dtype.kind not in "iuf":  # dates, texts: no number of time units
+            raise ValueError(
+                f"fields: the time coordinate must be numbers (time units), got {times.dtype}; "
+                "drop it and pass frame_dt"
+            )
+        steps = np.diff(np.asarray(times, dtype=np.float64))
+        if not (np.isfinite(steps).all() and steps[0] > 0):
+            raise ValueError("fields: the time coordinate must increase (finite values)")
         if not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
             raise ValueError("fields: the time coordinate is not evenly spaced")
         coord_dt = float(steps[0])
     arr = as_field_array(fields, "fields")
     if frame_dt is not None:
-        if not (isinstance(frame_dt, int | float) and math.isfinite(frame_dt) and frame_dt > 0):
-            raise ValueError(f"frame_dt: must be a positive number, got {frame_dt!r}")
+        if not (
+            isinstance(frame_dt, int | float | np.integer | np.floating)
+            and not isinstance(frame_dt, bool | np.bool_)
+            and math.isfinite(frame_dt)
+            and frame_dt > 0
+            and math.isfinite(frame_dt * arr.shape[1])
+        ):
+            raise ValueError(f"frame_dt: must be a positive number, got {frame_dt!r:.60}")
         if coord_dt is not None and not math.isclose(frame_dt, coord_dt, rel_tol=1e-6):
             raise ValueError(
                 f"frame_dt: {frame_dt} contradicts the time coordinate's spacing {coord_dt}"
@@ -101,7 +115,11 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
             f"max_lag: {max_lag} frames needs a record longer than its {arr.shape[1]} frames"
         )
     n = arr.shape[-1]
-    if len(pixel) != 2 or not all(isinstance(p, int | np.integer) and 0 <= p < n for p in pixel):
+    if (
+        not isinstance(pixel, tuple | list | np.ndarray)
+        or len(pixel) != 2
+        or not all(_is_int(p) and 0 <= p < n for p in pixel)
+    ):
         raise ValueError(f"pixel: expected (y, x) integers in [0, {n}), got {pixel!r}")
     return arr, dt, int(max_lag) + 1, attrs
 

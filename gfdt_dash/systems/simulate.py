@@ -40,7 +40,8 @@ def check_state(system: System, state: object, name: str = "initial_state") -> S
     """``state`` if it is a state of ``system`` (the same variables, each a tensor shaped
     ``(members, …)`` like the system's own), else ``ValueError`` naming ``name``."""
     ref = system.initial_state(1, system.generator(0))
-    if not isinstance(state, dict) or set(state) != set(ref):
+    # the field is required; a scheme's carried variables (e.g. its last noise) may be left out
+    if not isinstance(state, dict) or "field_hat" not in state or not set(state) <= set(ref):
         got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise ValueError(
             f"{name}: expected a state of {type(system).__name__} (a dict of tensors "
