@@ -1250,14 +1250,14 @@ def test_a_damaged_pipeline_cache_is_named_and_its_timings_recorded_afresh(tmp_p
     refused naming the cache and the file (never a raw parser error); unreadable stage times
     are simply recorded again."""
     config = OU.replace(record=16.0, spinup=0.0)
-    run_pipeline(config, model=None, methods=["gaussian"], cache_dir=tmp_path, device="cpu")
+    run_pipeline(config, model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu")
     folder = tmp_path / "ou"
     (folder / "timings.json").write_text("{oops")
     again = run_pipeline(
-        config, model=None, methods=["gaussian"], cache_dir=tmp_path, device="cpu"
+        config, model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu"
     )
     assert set(again.timings) >= {"simulate", "responses"}
     (simulation,) = folder.glob("simulation-*.nc")
     simulation.write_bytes(simulation.read_bytes()[:100])
     with pytest.raises(ValueError, match="^cache_dir: .*simulation-.* cannot be read back"):
-        run_pipeline(config, model=None, methods=["gaussian"], cache_dir=tmp_path, device="cpu")
+        run_pipeline(config, model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu")
