@@ -499,6 +499,9 @@ def run_scan(
         if value > most:
             raise ValueError(f"{name}: {value} is more than this machine can run; at most {most}")
     n_workers, threads_per_worker = int(n_workers), int(threads_per_worker)
+    for name, fn in (("on_start", on_start), ("on_cell", on_cell), ("should_stop", should_stop)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name}: must be a callable or None, got {fn!r:.60}")
     from gfdt_dash.devices import resolve_device
 
     resolve_device(device)  # a wrong name is refused here, not in every worker

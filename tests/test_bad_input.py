@@ -984,6 +984,7 @@ def test_the_cost_model_counts_the_member_steps_actually_integrated(monkeypatch)
         ({"n_workers": 10**5}, "^n_workers: 100000 is more than this machine can run"),
         ({"threads_per_worker": 10**5}, "^threads_per_worker: 100000 is more"),
         ({"device": "tpu"}, "^device: unknown device 'tpu'"),
+        ({"on_cell": "print"}, "^on_cell: must be a callable"),
     ],
     ids=[
         "workers 0",
@@ -994,12 +995,13 @@ def test_the_cost_model_counts_the_member_steps_actually_integrated(monkeypatch)
         "workers beyond the machine",
         "threads beyond the machine",
         "unknown device",
+        "on_cell not callable",
     ],
 )
 def test_scan_arguments_are_refused_before_any_cluster_starts(tmp_path, kwargs, message):
     spec = ScanSpec.from_dict({**SCAN, "methods": ["gaussian"]})
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         run_scan(spec, tmp_path / "scan", **kwargs)
     assert time.perf_counter() - t0 < 15  # no cluster was started, nothing waited long
     assert not (tmp_path / "scan").exists()
@@ -1250,14 +1252,13 @@ def test_a_damaged_pipeline_cache_is_named_and_its_timings_recorded_afresh(tmp_p
     refused naming the cache and the file (never a raw parser error); unreadable stage times
     are simply recorded again."""
     config = OU.replace(record=16.0, spinup=0.0)
-    run_pipeline(config, model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu")
+    kwargs = dict(model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu")
+    run_pipeline(config, **kwargs)
     folder = tmp_path / "ou"
     (folder / "timings.json").write_text("{oops")
-    again = run_pipeline(
-        config, model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu"
-    )
+    again = run_pipeline(config, **kwargs)
     assert set(again.timings) >= {"simulate", "responses"}
     (simulation,) = folder.glob("simulation-*.nc")
     simulation.write_bytes(simulation.read_bytes()[:100])
     with pytest.raises(ValueError, match="^cache_dir: .*simulation-.* cannot be read back"):
-        run_pipeline(config, model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu")
+        run_pipeline(config, **kwargs)
