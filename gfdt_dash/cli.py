@@ -629,7 +629,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: local)")
     p.add_argument(
-        "--workers", type=_positive_int, default=2, help="local worker processes (default 2)"
+        "--workers",
+        type=_positive_int,
+        default=2,
+        help="local worker processes (default 2; at most 4 per core)",
     )
     p.add_argument(
         "--threads",

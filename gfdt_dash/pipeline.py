@@ -146,7 +146,19 @@ def _checked_request(
         if config is None:
             raise ValueError("max_lag: required when the data carry no system config")
         max_lag = config.n_lags - 1
+    recorded = [m for m in methods if "simulation" in ESTIMATORS[m].reads]
+    if config is not None and recorded and _is_count(max_lag) and max_lag >= config.n_frames:
+        # refused before the simulation runs, not after
+        raise ValueError(
+            f"max_lag: {max_lag} frames needs a record longer than the config's "
+            f"{config.n_frames} frames ({', '.join(recorded)} estimate from the record); "
+            "raise record or lower max_lag"
+        )
     return methods, max_lag
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def compute_responses(

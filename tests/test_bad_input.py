@@ -55,6 +55,7 @@ from gfdt_dash.systems import (
     config_from_dict,
     config_from_json,
     get_config,
+    load_plugin,
     simulate,
 )
 from gfdt_dash.ui.limits import Limits
@@ -416,6 +417,10 @@ CASES += [
     ),
     ("n_steps True", lambda: TrainConfig(n_steps=True), ValueError, "^n_steps: must be an integer"),
     ("training preset a dict", lambda: TrainConfig.preset({}), ValueError, "^preset: unknown"),
+    ("training override unknown", lambda: TrainConfig().replace(lr_max=1.0), ValueError,
+     "^lr_max: not a field of TrainConfig"),
+    ("network preset override unknown", lambda: ScoreNetConfig.preset("classroom", depth=3),
+     ValueError, "^depth: not a field of ScoreNetConfig"),
     (
         "network config from a number",
         lambda: ScoreNetConfig.from_dict(3),
@@ -603,6 +608,12 @@ CASES += [
         "^methods: every method asked for needs a score model",
     ),
     (
+        "pipeline lags beyond the record",
+        lambda: run_pipeline(OU.replace(record=4.0), model=None, device="cpu"),
+        ValueError,
+        "^max_lag: 4 frames needs a record longer than the config's 4 frames",
+    ),
+    (
         "responses with a config of another grid",
         lambda: compute_responses(OU.replace(n=16), GOOD_DS, methods=["gaussian"], device="cpu"),
         ValueError,
@@ -636,6 +647,7 @@ CASES += [
     ("open_dataset None", lambda: open_dataset(None), ValueError, "^path: expected a netCDF"),
     ("destination a number", lambda: check_destination(3), TypeError, "^path: expected a file"),
     ("write text as netCDF", lambda: write_netcdf("abc", "x.nc"), TypeError, "^ds: expected"),
+    ("plug-in path None", lambda: load_plugin(None), ValueError, "^plugin: expected the path"),
     ("scan spec path None", lambda: ScanSpec.from_toml(None), ValueError, "^spec: expected the"),
     # scan specs
     ("scan repeated values", _scan(params={"U": [0.1, 0.1]}), ValueError, "^params.U: repeated"),

@@ -48,9 +48,15 @@ class _Config:
                 f"preset: unknown preset {name!r} for {cls.__name__}; "
                 f"allowed: {', '.join(cls.presets)}"
             )
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a field of {cls.__name__}")
         return cls(**{**cls.presets[name], **overrides})
 
     def replace(self, **overrides: Any):
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a field of {type(self).__name__}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
