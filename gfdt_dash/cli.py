@@ -174,6 +174,11 @@ def _load_plugins(argv: Sequence[str]) -> None:
         raise ValueError(f"--{exc}") from None
 
 
+def _plugin_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The ``--plugin`` files, as inputs no output may replace."""
+    return [("--plugin", path) for path in getattr(args, "plugin", None) or []]
+
+
 def _add_cost_limit(p: argparse.ArgumentParser, train: bool = False) -> None:
     if train:
         p.add_argument(
@@ -203,7 +208,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         overrides["members"] = args.members
         overrides.setdefault("frame_members", args.members)
     config = get_config(args.system, args.preset, **overrides)
-    check_destination(args.out, name="--out")
+    check_destination(args.out, inputs=_plugin_inputs(args), name="--out")
     _limits(args).check(job_cost(config), "simulation")
     ds = simulate(
         config,
@@ -224,7 +229,7 @@ def _cmd_response(args: argparse.Namespace) -> int:
     from gfdt_dash.response.methods import ESTIMATORS, reference_method
 
     inputs = [("--data", args.data), ("--model", args.model)]
-    check_destination(args.out, inputs=inputs, name="--out")
+    check_destination(args.out, inputs=[*inputs, *_plugin_inputs(args)], name="--out")
     data = open_dataset(args.data, name="--data")
     if "field" not in data:
         raise ValueError(f"--data: {args.data} has no 'field' variable (member, time, y, x)")
@@ -425,7 +430,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gfdt_dash.score.training import as_snapshots
     from gfdt_dash.systems import system_spec
 
-    check_destination(args.out, inputs=[("data", args.data)], name="--out")
+    # (not --resume: continuing a checkpoint in place, --resume OUT --out OUT, is intended)
+    check_destination(args.out, inputs=[("data", args.data), *_plugin_inputs(args)], name="--out")
     ds = open_dataset(args.data, name="data")
     if "snapshot" not in ds:
         raise ValueError(

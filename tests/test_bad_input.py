@@ -1063,6 +1063,7 @@ def cli_dir(tmp_path_factory, checkpoint_bytes):
     (d / "seedparam.toml").write_text(spec.replace("U = [0.1]", "seed = [1, 2]"))
     (d / "broken.toml").write_text("system = \n")
     (d / "plugin_exit.py").write_text("import sys\nsys.exit(3)\n")
+
     return d
 
 
@@ -1274,3 +1275,30 @@ def test_a_damaged_pipeline_cache_is_named_and_its_timings_recorded_afresh(tmp_p
     simulation.write_bytes(simulation.read_bytes()[:100])
     with pytest.raises(ValueError, match="^cache_dir: .*simulation-.* cannot be read back"):
         run_pipeline(config, **kwargs)
+
+
+PLUGIN = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from gfdt_dash.systems import OUConfig, SystemSpec, register_system, system_spec
+
+
+@dataclass(frozen=True)
+class OutTestConfig(OUConfig):
+    system: ClassVar[str] = "out_test"
+
+
+make = system_spec("ou").make_system
+register_system(SystemSpec(name="out_test", config_class=OutTestConfig, make_system=make))
+"""
+
+
+def test_out_never_replaces_a_plugin_file(tmp_path, capsys, clean_registry):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    argv = ["simulate", "--system", "out_test", "--plugin", str(plugin), "--out", str(plugin)]
+    assert main([*argv, "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: '{plugin}' is the same file as the input --plugin" in err, err
+    assert plugin.read_text() == PLUGIN
