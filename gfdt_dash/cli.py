@@ -48,6 +48,14 @@ def _int_at_least(lo: int):
     return parse
 
 
+def _path(text: str) -> str:
+    """``argparse`` type: a file or folder path, not empty (an empty one would mean the current
+    folder, or nothing, silently)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file name")
+    return text
+
+
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
@@ -166,6 +174,11 @@ def _load_plugins(argv: Sequence[str]) -> None:
         raise ValueError(f"--{exc}") from None
 
 
+def _plugin_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The ``--plugin`` files, as inputs no output may replace."""
+    return [("--plugin", path) for path in getattr(args, "plugin", None) or []]
+
+
 def _add_cost_limit(p: argparse.ArgumentParser, train: bool = False) -> None:
     if train:
         p.add_argument(
@@ -195,7 +208,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         overrides["members"] = args.members
         overrides.setdefault("frame_members", args.members)
     config = get_config(args.system, args.preset, **overrides)
-    check_destination(args.out, name="--out")
+    check_destination(args.out, inputs=_plugin_inputs(args), name="--out")
     _limits(args).check(job_cost(config), "simulation")
     ds = simulate(
         config,
@@ -216,7 +229,7 @@ def _cmd_response(args: argparse.Namespace) -> int:
     from gfdt_dash.response.methods import ESTIMATORS, reference_method
 
     inputs = [("--data", args.data), ("--model", args.model)]
-    check_destination(args.out, inputs=inputs, name="--out")
+    check_destination(args.out, inputs=[*inputs, *_plugin_inputs(args)], name="--out")
     data = open_dataset(args.data, name="--data")
     if "field" not in data:
         raise ValueError(f"--data: {args.data} has no 'field' variable (member, time, y, x)")
@@ -274,6 +287,8 @@ def _check_folder(path: str, name: str = "--out") -> Path:
     """An output folder: a folder or nothing yet, in a writable place."""
     from gfdt_dash.data import check_destination
 
+    if not str(path).strip():
+        raise ValueError(f"{name}: an output folder is required")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{name}: {path!r} exists and is not a folder")
@@ -288,7 +303,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from gfdt_dash.reproduce import reproduction_setup
     from gfdt_dash.systems import system_names, system_spec
 
-    systems = args.systems.split(",") if args.systems else list(system_names())
+    raw = args.systems.split(",") if args.systems is not None else list(system_names())
+    systems = [name.strip() for name in raw]
+    if not all(systems):
+        raise ValueError(f"--systems: an empty name in {args.systems!r}; give system names")
+    repeated = sorted({name for name in systems if systems.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--systems: {', '.join(repeated)} given more than once")
     model = "shipped" if args.use_shipped else "train"
     if args.use_shipped and args.preset != "classroom":
         raise ValueError("--use-shipped: the shipped models are for the classroom preset only")
@@ -319,6 +340,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 f"--use-shipped: no shipped model for {', '.join(missing)}; leave it out of "
                 "--systems or train (without --use-shipped)"
             )
+        from gfdt_dash.stages import read_model, shipped_path
+
+        for config, _, _ in setups:  # before any work: the shipped model fits the grid
+            try:
+                read_model(shipped_path(config.system), config, device="cpu")
+            except ValueError as exc:
+                raise ValueError(f"--use-shipped: {exc} (given by --set)") from None
     limits = _limits(args)
     total = sum((pipeline_cost(c, model=model, train_config=tc) for c, _, tc in setups), JobCost())
     limits.check(total, "reproduction")
@@ -362,18 +390,25 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"cell {done}/{total} done: {cell}", file=sys.stderr)
 
-    ds = run_scan(
-        spec,
-        out,
-        scheduler=args.scheduler,
-        n_workers=args.workers,
-        threads_per_worker=resolve_threads(args.threads, processes=args.workers),
-        device=args.device,
-        limits=_limits(args),
-        on_start=on_start,
-        on_cell=on_cell,
-        plugins=loaded_plugins(),
-    )
+    try:
+        ds = run_scan(
+            spec,
+            out,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            threads_per_worker=resolve_threads(args.threads, processes=args.workers),
+            device=args.device,
+            limits=_limits(args),
+            on_start=on_start,
+            on_cell=on_cell,
+            plugins=loaded_plugins(),
+        )
+    except ValueError as exc:  # name the command-line flags, not the library arguments
+        msg = str(exc)
+        for arg, flag in (("n_workers: ", "--workers: "), ("threads_per_worker: ", "--threads: ")):
+            if msg.startswith(arg):
+                raise ValueError(flag + msg.removeprefix(arg)) from exc
+        raise
     if ds is not None:
         print(results_table(ds).to_string(float_format=lambda v: f"{v:.3g}"))
     print(f"wrote {out / 'scan.nc'}")
@@ -395,7 +430,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gfdt_dash.score.training import as_snapshots
     from gfdt_dash.systems import system_spec
 
-    check_destination(args.out, inputs=[("data", args.data)], name="--out")
+    # (not --resume: continuing a checkpoint in place, --resume OUT --out OUT, is intended)
+    check_destination(args.out, inputs=[("data", args.data), *_plugin_inputs(args)], name="--out")
     ds = open_dataset(args.data, name="data")
     if "snapshot" not in ds:
         raise ValueError(
@@ -421,7 +457,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if resume is not None and args.train is None:
             base = resume.train_config
         else:
-            base = TrainConfig.preset(args.train or "classroom")
+            base = TrainConfig.preset("classroom" if args.train is None else args.train)
     except ValueError as exc:
         raise ValueError(f"--train: {exc}") from None
     try:
@@ -440,18 +476,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--net: {exc}") from None
     _limits(args).check(JobCost(train_steps=train_cfg.n_steps), "training")
     arr, config = as_snapshots(ds)
-    model = train_score(
-        arr,
-        system_config=config,
-        net_config=net_config,
-        train_config=train_cfg,
-        seed=args.seed,
-        device=args.device,
-        resume=resume,
-        checkpoint_path=args.out if args.checkpoint_every else None,
-        checkpoint_every=args.checkpoint_every,
-        callback=_ProgressBar(not args.quiet),
-    )
+    try:
+        model = train_score(
+            arr,
+            system_config=config,
+            net_config=net_config,
+            train_config=train_cfg,
+            seed=args.seed,
+            device=args.device,
+            resume=resume,
+            checkpoint_path=args.out if args.checkpoint_every else None,
+            checkpoint_every=args.checkpoint_every,
+            callback=_ProgressBar(not args.quiet),
+        )
+    except ValueError as exc:  # name the command-line inputs, not the library arguments
+        msg = str(exc)
+        if msg.startswith("resume: "):
+            raise ValueError(f"--resume {args.resume}: " + msg.removeprefix("resume: ")) from exc
+        raise
     if not args.no_diagnostics:
         held_out = split_snapshots(arr, train_cfg.val_fraction)[1]
         exact = None
@@ -489,14 +531,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--members", type=int, help="ensemble members (overrides the preset)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--out", required=True, help="output netCDF path")
+    p.add_argument("--out", required=True, type=_path, help="output netCDF path")
     _add_common(p)
     _add_cost_limit(p)
     _add_plugin(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train a score model on simulated snapshots (netCDF)")
-    p.add_argument("data", help="netCDF from `gfdt-dash simulate` (its snapshot variable)")
+    p.add_argument(
+        "data", type=_path, help="netCDF from `gfdt-dash simulate` (its snapshot variable)"
+    )
     p.add_argument("--net", default="classroom", help="network preset: classroom or paper")
     p.add_argument(
         "--train",
@@ -508,7 +552,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="total training steps (overrides the preset); with --resume, more than the "
         "checkpoint has done",
     )
-    p.add_argument("--resume", help="checkpoint to continue (same data)")
+    p.add_argument("--resume", type=_path, help="checkpoint to continue (same data)")
     p.add_argument(
         "--checkpoint-every",
         type=_non_negative_int,
@@ -517,7 +561,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also write --out every K steps (resume a killed run with --resume OUT)",
     )
     p.add_argument("--no-diagnostics", action="store_true", help="skip the diagnostics")
-    p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
+    p.add_argument("--out", required=True, type=_path, help="output checkpoint (.safetensors)")
     _add_common(p)
     _add_cost_limit(p, train=True)
     _add_plugin(p)
@@ -527,6 +571,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         required=True,
+        type=_path,
         help="netCDF with a (member, time, y, x) variable 'field' (e.g. from simulate)",
     )
     p.add_argument(
@@ -536,9 +581,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of {', '.join(ESTIMATORS)} (default: all the data allow)",
     )
     scored = ", ".join(n for n, m in ESTIMATORS.items() if m.needs_score_model)
-    p.add_argument("--model", help=f"score checkpoint for {scored}")
+    p.add_argument("--model", type=_path, help=f"score checkpoint for {scored}")
     p.add_argument("--max-lag", type=int, help="largest lag in frames (default: config.max_lag)")
-    p.add_argument("--out", required=True, help="output netCDF path (methods combined)")
+    p.add_argument(
+        "--out", required=True, type=_path, help="output netCDF path (methods combined)"
+    )
     _add_common(p)
     _add_cost_limit(p)
     _add_plugin(p)
@@ -572,7 +619,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="score network and training preset: auto (classroom for the classroom preset; for "
         "the paper preset cpu_paper on a CPU, the study-size U-Net paper on a GPU)",
     )
-    p.add_argument("--out", default="report", help="report folder (default ./report)")
+    p.add_argument(
+        "--out", default="report", type=_path, help="report folder (default ./report)"
+    )
     _add_common(p)
     _add_cost_limit(p)
     _add_cost_limit(p, train=True)
@@ -580,11 +629,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("scan", help="parameter scan on Dask; results append to OUT/scan.nc")
-    p.add_argument("spec", help="scan spec (TOML), see gfdt_dash.scan")
-    p.add_argument("--out", required=True, help="scan folder (resumes if it exists)")
+    p.add_argument("spec", type=_path, help="scan spec (TOML), see gfdt_dash.scan")
+    p.add_argument(
+        "--out", required=True, type=_path, help="scan folder (resumes if it exists)"
+    )
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: local)")
     p.add_argument(
-        "--workers", type=_positive_int, default=2, help="local worker processes (default 2)"
+        "--workers",
+        type=_positive_int,
+        default=2,
+        help="local worker processes (default 2; at most 4 per core)",
     )
     p.add_argument(
         "--threads",

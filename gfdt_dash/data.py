@@ -85,9 +85,12 @@ def check_destination(
     """
     if path is None or str(path) == "":
         raise ValueError(f"{name}: an output path is required")
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name}: expected a file path, got {type(path).__name__}")
+    text = os.fspath(path)
     path = Path(path)
-    if path.name in ("", ".", ".."):
-        raise ValueError(f"{name}: {str(path)!r} names a folder, not a file")
+    if path.name in ("", ".", "..") or str(text).endswith(("/", os.sep)):
+        raise ValueError(f"{name}: {str(text)!r} names a folder, not a file")
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -240,6 +243,8 @@ def write_netcdf(
     ds: xr.Dataset | xr.DataArray, path: str | os.PathLike, *, name: str = "path"
 ) -> Path:
     """Write a dataset to netCDF atomically (a crash never leaves a half-written file)."""
+    if not isinstance(ds, xr.Dataset | xr.DataArray):
+        raise TypeError(f"ds: expected an xarray Dataset or DataArray, got {type(ds).__name__}")
     if isinstance(ds, xr.DataArray):
         ds = ds.to_dataset(name=ds.name or "data")
     ds = ds.copy()
@@ -275,6 +280,8 @@ def open_dataset(path: str | os.PathLike, *, name: str = "path") -> xr.Dataset:
     Every reader of the package's own files goes through here, so results written in an older
     layout (a ``method`` dimension, now ``estimator``) are returned in today's.
     """
+    if not isinstance(path, str | os.PathLike) or not str(os.fspath(path)).strip():
+        raise ValueError(f"{name}: expected a netCDF file path, got {path!r:.60}")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{name}: {str(path)!r} is a directory, not a netCDF file")

@@ -24,7 +24,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then MPS, then CPU; an unavailable explicit choice is an error."""
     if isinstance(device, torch.device):
         return device
-    name = (device or "auto").lower()
+    if device is not None and not isinstance(device, str):
+        raise ValueError(
+            f"device: expected a name (auto, cpu, cuda, cuda:N, mps) or a torch.device, got "
+            f"{device!r:.60}"
+        )
+    if device is not None and not device.strip():
+        raise ValueError("device: empty name; allowed: auto, cpu, cuda, mps")
+    name = (device or "auto").strip().lower()
     avail = available_devices()
     if name == "auto":
         for candidate in ("cuda", "mps", "cpu"):
@@ -35,7 +42,18 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"device: unknown device {device!r}; allowed: auto, cpu, cuda, mps")
     if base not in avail:
         raise ValueError(f"device: {device!r} is not available here; available: {', '.join(avail)}")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"device: {device!r} is not a device name (e.g. cpu, cuda, cuda:1, mps)"
+        ) from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device: {device!r} does not exist; this machine has {torch.cuda.device_count()} "
+            "CUDA device(s)"
+        )
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -95,7 +95,13 @@ def obtain_model(
     if choice is None or isinstance(choice, ScoreModel):
         return choice
     if choice == "shipped":
-        return load_shipped(config.system, device=device)
+        model = load_shipped(config.system, device=device)
+        if model.n != config.n:
+            raise ValueError(
+                f"model: the shipped {config.system} model is for a {model.n}×{model.n} grid, "
+                f"not n={config.n}; train one (model='train') or use n={model.n}"
+            )
+        return model
     if choice == "auto":
         plan = stages.choose_model(
             config, shipped=stages.shipped_path(config.system), device=device
@@ -140,7 +146,19 @@ def _checked_request(
         if config is None:
             raise ValueError("max_lag: required when the data carry no system config")
         max_lag = config.n_lags - 1
+    recorded = [m for m in methods if "simulation" in ESTIMATORS[m].reads]
+    if config is not None and recorded and _is_count(max_lag) and max_lag >= config.n_frames:
+        # refused before the simulation runs, not after
+        raise ValueError(
+            f"max_lag: {max_lag} frames needs a record longer than the config's "
+            f"{config.n_frames} frames ({', '.join(recorded)} estimate from the record); "
+            "raise record or lower max_lag"
+        )
     return methods, max_lag
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def compute_responses(
@@ -171,7 +189,22 @@ def compute_responses(
     """
     from gfdt_dash.response import combine
 
+    if config is not None and not isinstance(config, SystemConfig):
+        raise TypeError(f"config: expected a SystemConfig or None, got {type(config).__name__}")
     methods, max_lag = _checked_request(config, methods, score is not None, max_lag)
+    if not isinstance(simulation, xr.Dataset | xr.DataArray):
+        raise TypeError(
+            f"simulation: expected an xarray Dataset with a 'field' variable, got "
+            f"{type(simulation).__name__}"
+        )
+    field = simulation
+    if isinstance(simulation, xr.Dataset) and "field" in simulation:
+        field = simulation["field"]
+    if config is not None and field.sizes.get("x") not in (None, config.n):
+        raise ValueError(
+            f"config: n={config.n}, but the simulation's field is on a "
+            f"{field.sizes.get('y')}×{field.sizes['x']} grid"
+        )
     seed = check_seed(seed)
     if limits is not None and "perturbation" in methods:
         limits.check(job_cost(config, simulate=False, perturbation=True), "perturbation experiment")
@@ -217,6 +250,32 @@ class PipelineResult:
 
 # What the simulation reads of a config; each response method's reads are in its table entry.
 SIMULATION_GROUPS = ("physics", "grid", "integrator", "ensemble")
+
+
+def _check_model_args(model: Any, train_config: Any, net_config: Any, limits: Any) -> None:
+    """``TypeError``/``ValueError`` naming ``model``, ``train_config``, ``net_config`` or
+    ``limits`` when one is of a kind :func:`run_pipeline` cannot use."""
+    from gfdt_dash.score import ScoreModel, ScoreNetConfig, TrainConfig
+
+    if model is not None and not isinstance(model, ScoreModel | str | os.PathLike):
+        raise TypeError(
+            "model: expected 'shipped', 'train', 'auto', a checkpoint path, a ScoreModel or "
+            f"None, got {type(model).__name__}"
+        )
+    named = isinstance(model, str) and model in ("shipped", "train", "auto")
+    if isinstance(model, str) and not named and (not model.strip() or not Path(model).is_file()):
+        raise ValueError(
+            f"model: {model!r} is neither 'shipped', 'train' nor 'auto', nor a checkpoint file"
+        )
+    for name, value, kind in (
+        ("train_config", train_config, TrainConfig),
+        ("net_config", net_config, ScoreNetConfig),
+        ("limits", limits, CostLimits),
+    ):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(
+                f"{name}: expected a {kind.__name__} or None, got {type(value).__name__}"
+            )
 
 
 def _model_tag(
@@ -276,7 +335,15 @@ def _stage(path: Path | None, compute, load=open_dataset, save=write_netcdf):
     """A pipeline stage with an optional on-disk cache: load ``path`` if it exists, else compute
     (and save there when a path is given; netCDF by default)."""
     if path is not None and path.is_file():
-        return load(path)
+        try:
+            return load(path)
+        except (OSError, ValueError) as exc:  # a product of this cache cannot be half-written
+            msg = str(exc)
+            if msg.startswith("cache_dir: "):
+                raise
+            raise ValueError(
+                f"cache_dir: {str(path)!r} cannot be read back ({msg}); remove it to recompute"
+            ) from exc
     value = compute()
     if path is not None:
         save(value, path)
@@ -343,10 +410,15 @@ def run_pipeline(
     from gfdt_dash.response import combine
     from gfdt_dash.score import load_checkpoint, save_checkpoint
 
+    if not isinstance(config, SystemConfig):
+        raise TypeError(f"config: expected a SystemConfig, got {type(config).__name__}")
     seed = check_seed(seed)
+    _check_model_args(model, train_config, net_config, limits)
     methods = check_methods(default_methods(config) if methods is None else methods)
     if model is None:
         methods = tuple(m for m in methods if not ESTIMATORS[m].needs_score_model)
+        if not methods:
+            raise ValueError("methods: every method asked for needs a score model, and model=None")
     methods, max_lag = _checked_request(config, methods, model is not None, None)
     if limits is not None:
         cost = pipeline_cost(config, model=model, methods=methods, train_config=train_config)
@@ -358,7 +430,12 @@ def run_pipeline(
         net_config, train_config = net_config or default_net, train_config or default_train
     if cache_dir is not None:
         folder = Path(cache_dir) / config.system
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"cache_dir: cannot make the folder {str(folder)!r} ({exc.strerror or exc})"
+            ) from None
     timings: dict[str, float] = {}
     # Each stage is keyed on what it depends on: the simulation on its config groups and the
     # seed (so a new kick δ reuses it), the model and its diagnostics (on the simulated data)
@@ -372,7 +449,12 @@ def run_pipeline(
     cpu_times: dict[str, float] = {}
     recorded: dict[str, dict[str, float]] = {}
     if folder is not None and (folder / "timings.json").is_file():
-        recorded = json.loads((folder / "timings.json").read_text())
+        try:
+            recorded = json.loads((folder / "timings.json").read_text())
+        except (OSError, ValueError):  # unreadable: the times are recorded afresh
+            recorded = {}
+        if not isinstance(recorded, dict):
+            recorded = {}
 
     def cached(stage: str, suffix: str, needs_model: bool = False) -> Path | None:
         if folder is None or (needs_model and tag is None):
@@ -422,6 +504,17 @@ def run_pipeline(
             ds.attrs["config"] = config.to_json()
         return ds
 
+    preloaded = None
+    if isinstance(model, str | os.PathLike) and model not in ("train", "auto"):
+        # a checkpoint (the shipped one or a file) is read, and checked against this config's
+        # system and grid, before anything is simulated
+        t0, c0 = time.perf_counter(), time.process_time()
+        preloaded = obtain_model(model, config, None, seed=seed, device=dev)
+        timings["model"], cpu_times["model"] = (
+            time.perf_counter() - t0,
+            time.process_time() - c0,
+        )
+
     t_start = time.time()
     t0, c0 = time.perf_counter(), time.process_time()
     simulation = _stage(
@@ -438,12 +531,12 @@ def run_pipeline(
     timed("simulate", cached("simulation", ".nc"), t0, c0)
 
     t0, c0 = time.perf_counter(), time.process_time()
-    score_model = None
-    if model is not None:
+    score_model = preloaded
+    if preloaded is None and model is not None:
         ckpt = cached("model", ".safetensors", needs_model=True)
         if model == "train" and ckpt is not None and ckpt.is_file():
             score_model = load_checkpoint(
-                ckpt, expect_system=config.system, expect_n=config.n, device=dev
+                ckpt, expect_system=config.system, expect_n=config.n, device=dev, name="cache_dir"
             )
         else:
             score_model = obtain_model(
@@ -459,7 +552,8 @@ def run_pipeline(
             )
             if model == "train" and ckpt is not None:
                 save_checkpoint(score_model, ckpt)
-    timed("model", ckpt if model == "train" else None, t0, c0)
+    if preloaded is None:
+        timed("model", ckpt if model == "train" else None, t0, c0)
 
     # The responses stage's times are the sums of its methods' (each measured, or recorded
     # when its cached estimate was computed).

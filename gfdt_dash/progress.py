@@ -59,6 +59,9 @@ class Reporter:
         should_stop: StopCheck | None = None,
         min_interval_s: float = 0.25,
     ) -> None:
+        for name, fn in (("callback", callback), ("should_stop", should_stop)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name}: must be a callable or None, got {fn!r:.60}")
         self.stage = stage
         self.total = int(total)
         self.callback = callback

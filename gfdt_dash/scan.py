@@ -73,6 +73,10 @@ N_DOWN = 4
 MAX_CELLS = 10_000  # parameter combinations × seeds in one scan
 _SCALAR = (bool, int, float, str)
 _CONNECT_TIMEOUT_S = 5.0
+# Local worker processes and torch threads per worker at most: 4 processes per core buy nothing
+# more on a local cluster, and a typo (--workers 100000) must not start thousands of processes.
+MAX_LOCAL_WORKERS = 4 * (os.cpu_count() or 1)
+MAX_THREADS = 1024
 
 
 def _table(d: dict[str, Any], name: str, optional: bool = True) -> dict[str, Any]:
@@ -89,6 +93,29 @@ def _table(d: dict[str, Any], name: str, optional: bool = True) -> dict[str, Any
                 f"{name}.{key}: must be a number, true/false or a string, got {v!r:.60}"
             )
     return value
+
+
+def _check_cells(configs: list[Any], model: str | None, methods: list[str] | None) -> None:
+    """Refuse a method no cell can run (one needing a model when ``model`` is none, an exact
+    score or analytic response the system lacks) and a shipped model on another grid."""
+    from gfdt_dash.response.methods import missing_requirement
+
+    for method in methods or ():
+        why = missing_requirement(method, configs[0], model is not None)
+        if why is not None:
+            raise ValueError(f"methods: {method!r} {why}")
+    if model == "shipped":
+        from gfdt_dash.systems import system_spec
+
+        if system_spec(configs[0]).shipped_model is None:
+            raise ValueError(f"model: no shipped model for {configs[0].system}; use \"train\"")
+        shipped_n = get_config(configs[0].system, "classroom").n
+        for config in configs:
+            if config.n != shipped_n:
+                raise ValueError(
+                    f"n: the shipped {config.system} model is for n={shipped_n}, a cell has "
+                    f"n={config.n}; use model = \"train\" or n = {shipped_n}"
+                )
 
 
 @dataclass(frozen=True)
@@ -153,6 +180,9 @@ class ScanSpec:
                         f"params.{name}: values must be numbers, true/false or strings, "
                         f"got {v!r:.60}"
                     )
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:  # two cells of one config would compute the same thing twice
+                raise ValueError(f"params.{name}: repeated values {', '.join(repeated)}")
         seeds = d.get("seeds", [0])
         if not isinstance(seeds, list) or not seeds:
             raise ValueError("seeds: must be a non-empty list of integers")
@@ -173,11 +203,18 @@ class ScanSpec:
         if methods is not None:
             if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
                 raise ValueError(f"methods: must be a list of method names, got {methods!r:.60}")
+            if not methods:  # leave the field out to run every method that applies
+                raise ValueError("methods: give at least one method name")
             check_methods(methods)
         fixed = _table(d, "fixed")
         for name in ("seed", "seeds"):
             if name in fixed:
                 raise ValueError(f"fixed.{name}: seeds are not a parameter; use seeds = [...]")
+        for name in fixed:
+            if name in params:
+                raise ValueError(
+                    f"fixed.{name}: also scanned in params; give it in one of the two tables"
+                )
         train = _table(d, "train")
         names = {f.name for f in dataclasses.fields(TrainConfig)}
         for key in train:
@@ -200,13 +237,15 @@ class ScanSpec:
             train=dict(train),
             plugins=tuple(plugins),
         )
-        for overrides in spec.cells():  # validate every cell's config up front
-            spec.config(overrides)
+        configs = [spec.config(c) for c in spec.cells()]  # every cell's config, up front
+        _check_cells(configs, model, methods)
         return spec
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> ScanSpec:
         """Read and validate a TOML spec; errors name the file and the field."""
+        if not isinstance(path, str | os.PathLike) or not str(os.fspath(path)).strip():
+            raise ValueError(f"spec: expected the path of a TOML file, got {path!r:.60}")
         path = Path(path)
         if not path.is_file():
             if path.exists():
@@ -446,10 +485,31 @@ def run_scan(
     from gfdt_dash.systems import loaded_plugins
 
     plugins = tuple(loaded_plugins() if plugins is None else plugins)
-    for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+    if not isinstance(spec, ScanSpec):
+        raise TypeError(
+            "spec: expected a ScanSpec (ScanSpec.from_dict or from_toml), got "
+            f"{type(spec).__name__}"
+        )
+    for name, value, most in (
+        ("n_workers", n_workers, MAX_LOCAL_WORKERS),
+        ("threads_per_worker", threads_per_worker, MAX_THREADS),
+    ):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: must be an integer >= 1, got {value!r:.60}")
+        if value > most:
+            raise ValueError(f"{name}: {value} is more than this machine can run; at most {most}")
+    n_workers, threads_per_worker = int(n_workers), int(threads_per_worker)
+    for name, fn in (("on_start", on_start), ("on_cell", on_cell), ("should_stop", should_stop)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name}: must be a callable or None, got {fn!r:.60}")
+    from gfdt_dash.devices import resolve_device
+
+    resolve_device(device)  # a wrong name is refused here, not in every worker
+    if out_dir is None or str(out_dir) == "":
+        raise ValueError("out_dir: a scan folder is required")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir: {str(out)!r} exists and is not a folder")
     cells_dir = out / "cells"
     todo = unfinished_cells(spec, out)
     total, done = len(spec.cells()), len(spec.cells()) - len(todo)
@@ -467,7 +527,7 @@ def run_scan(
         cluster = None
         if scheduler is None:
             cluster = LocalCluster(
-                n_workers=n_workers,
+                n_workers=min(n_workers, len(todo)),  # an idle worker is only a process more
                 threads_per_worker=threads_per_worker,
                 processes=True,
                 dashboard_address=":0",  # a free port: never a port-in-use warning

@@ -8,8 +8,11 @@ Shared by the system configs (:mod:`gfdt_dash.systems.config`) and the score con
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import field
 from typing import Any
+
+import numpy as np
 
 __all__ = ["check_field", "spec"]
 
@@ -27,7 +30,10 @@ def spec(
     group: str | None = None,
 ) -> Any:
     """A dataclass field with validation bounds and UI metadata; ``group`` says which part of a
-    run the field belongs to (a system config's fields: see ``SystemConfig.GROUPS``)."""
+    run the field belongs to (a system config's fields: see ``SystemConfig.GROUPS``). A field
+    whose default is ``True`` or ``False`` takes exactly those two values."""
+    if choices is None and isinstance(default, bool):
+        choices = (False, True)
     meta = {
         "lo": lo,
         "hi": hi,
@@ -41,28 +47,72 @@ def spec(
     return field(default=default, metadata=meta)
 
 
-def check_field(name: str, value: Any, meta: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` fits the metadata of :func:`spec`."""
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python scalar of its kind (``np.int64(3)`` → ``3``); anything else
+    as it is."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.str_):
+        return str(value)
+    return value
+
+
+def _is_choice(value: Any, choice: Any) -> bool:
+    """``value`` equals ``choice`` and is of its kind: ``1`` is not ``True``, ``1.0`` not ``1``
+    of a choice of names."""
+    if isinstance(value, bool) != isinstance(choice, bool):
+        return False
+    if isinstance(choice, str) and not isinstance(value, str):
+        return False
+    try:
+        return bool(value == choice)
+    except (TypeError, ValueError):  # arrays and other objects without a plain equality
+        return False
+
+
+def check_field(name: str, value: Any, meta: dict[str, Any]) -> Any:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` fits the metadata of :func:`spec`;
+    return the value as a plain Python scalar (numpy scalars are accepted and converted).
+
+    Booleans are refused for numeric fields (``True`` is not a member count), and a field with
+    choices takes exactly one of them (``1`` is not ``True``).
+    """
+    value = _plain(value)
     choices = meta.get("choices")
     if choices is not None:
-        if value not in choices:
+        if not any(_is_choice(value, c) for c in choices):
             raise ValueError(
-                f"{name}: {value!r} not allowed; allowed: {', '.join(map(str, choices))}"
+                f"{name}: {value!r:.80} not allowed; allowed: {', '.join(map(str, choices))}"
             )
-        return
+        return value
     if isinstance(value, bool):
-        return
+        kind = "an integer" if meta["integer"] else "a number"
+        raise ValueError(f"{name}: must be {kind}, got {value!r}")
     if meta["integer"]:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name}: must be an integer, got {value!r}")
-    elif not isinstance(value, int | float):
-        raise ValueError(f"{name}: must be a number, got {value!r}")
-    if not math.isfinite(value):
+        if not isinstance(value, int):
+            raise ValueError(f"{name}: must be an integer, got {value!r:.80}")
+    else:
+        if not isinstance(value, numbers.Real):
+            raise ValueError(f"{name}: must be a number, got {value!r:.80}")
+        try:
+            value = float(value)  # 2 and 2.0 are one value
+        except OverflowError:
+            value = math.inf if value > 0 else -math.inf
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{name}: must be finite, got {value!r}")
     lo, hi = meta["lo"], meta["hi"]
     bracket = "(" if meta["lo_open"] else "["
     allowed = f"{bracket}{lo}, {hi}]"
+    shown = repr(value)
+    if isinstance(value, int) and abs(value) > 10**30:  # too long to print whole
+        digits = round(value.bit_length() * math.log10(2))
+        shown = f"{'-' if value < 0 else ''}an integer of {digits} digits"
     if lo is not None and (value < lo or (meta["lo_open"] and value == lo)):
-        raise ValueError(f"{name}: {value!r} outside the allowed range {allowed}")
+        raise ValueError(f"{name}: {shown} outside the allowed range {allowed}")
     if hi is not None and value > hi:
-        raise ValueError(f"{name}: {value!r} outside the allowed range {allowed}")
+        raise ValueError(f"{name}: {shown} outside the allowed range {allowed}")
+    return value

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from gfdt_dash.cli import main
 from gfdt_dash.cost import CLI_LIMITS, job_cost
 from gfdt_dash.data import (
+    FIELD_DIMS,
     as_field_array,
     check_destination,
     open_dataset,
@@ -28,9 +30,10 @@ from gfdt_dash.data import (
     remove_stale_temps,
     write_netcdf,
 )
-from gfdt_dash.pipeline import compute_responses
+from gfdt_dash.pipeline import compute_responses, run_pipeline
 from gfdt_dash.response import (
     analytic_response,
+    combine,
     error_table,
     exact_score,
     gaussian_response,
@@ -38,9 +41,23 @@ from gfdt_dash.response import (
     perturbation_response,
 )
 from gfdt_dash.scan import MAX_CELLS, ScanSpec, run_scan
-from gfdt_dash.score import train_score
+from gfdt_dash.score import (
+    ScoreNetConfig,
+    TrainConfig,
+    load_checkpoint,
+    save_checkpoint,
+    train_score,
+)
 from gfdt_dash.seeds import check_seed
-from gfdt_dash.systems import NavierStokesConfig, OUConfig, get_config, simulate
+from gfdt_dash.systems import (
+    NavierStokesConfig,
+    OUConfig,
+    config_from_dict,
+    config_from_json,
+    get_config,
+    load_plugin,
+    simulate,
+)
 from gfdt_dash.ui.limits import Limits
 
 RNG = np.random.default_rng(0)
@@ -352,6 +369,362 @@ CASES = [
 ]
 
 
+def _scan_dict(**change):
+    return {**SCAN, **change}
+
+
+# Wrong kinds and sizes at every public function: refused at the boundary, naming the argument.
+CASES += [
+    # configs: booleans are not numbers, numbers are not booleans, absurd sizes end in an error
+    ("members True", lambda: get_config("ou", members=True), ValueError, "^members: must be an in"),
+    ("kappa True", lambda: get_config("ou", kappa=True), ValueError, "^kappa: must be a number"),
+    ("dt True", lambda: get_config("ou", dt=True), ValueError, "^dt: must be a number, got True"),
+    (
+        "1 for a true/false field",
+        lambda: get_config("navier_stokes", dealias=1),
+        ValueError,
+        "^dealias: 1 not allowed; allowed: False, True",
+    ),
+    (
+        "n of 400 digits",
+        lambda: get_config("ou", n=10**400),
+        ValueError,
+        "^n: an integer of 400 digits outside the allowed range",
+    ),
+    ("kappa of 400 digits", lambda: get_config("ou", kappa=10**400), ValueError, "^kappa: must be"),
+    ("preset a list", lambda: get_config("ou", ["classroom"]), ValueError, "^preset: unknown"),
+    (
+        "dt of 1e-300 (steps without end)",
+        lambda: get_config("ou", dt=1e-300),
+        ValueError,
+        r"^dt: 1e-300 makes 5e\+302 time steps of spin-up and record; at most 1,000,000,000",
+    ),
+    ("dt subnormal", lambda: get_config("ou", dt=5e-324), ValueError, "^dt: 4.94066e-324 makes"),
+    (
+        "an override named system",
+        lambda: get_config("ou", system="allen_cahn"),
+        ValueError,
+        "^system: not a parameter of ou",
+    ),
+    ("config from a list", lambda: config_from_dict([1, 2]), TypeError, "^config: must be a map"),
+    ("config from bad JSON", lambda: config_from_json("{oops"), ValueError, "^config: not a JSON"),
+    ("config from a JSON list", lambda: config_from_json("[]"), ValueError, "^config: must be"),
+    (
+        "ema_decay 1 (weights never move)",
+        lambda: TrainConfig(ema_decay=1.0),
+        ValueError,
+        "^ema_decay: 1.0 would keep the initial weights",
+    ),
+    ("n_steps True", lambda: TrainConfig(n_steps=True), ValueError, "^n_steps: must be an integer"),
+    ("training preset a dict", lambda: TrainConfig.preset({}), ValueError, "^preset: unknown"),
+    ("training override unknown", lambda: TrainConfig().replace(lr_max=1.0), ValueError,
+     "^lr_max: not a field of TrainConfig"),
+    ("network preset override unknown", lambda: ScoreNetConfig.preset("classroom", depth=3),
+     ValueError, "^depth: not a field of ScoreNetConfig"),
+    (
+        "network config from a number",
+        lambda: ScoreNetConfig.from_dict(3),
+        TypeError,
+        "^ScoreNetConfig: must be a mapping",
+    ),
+    # simulate: the config, an ensemble within the config's bounds, callables, states, devices
+    ("simulate a dict", lambda: simulate(OU.to_dict(), device="cpu"), TypeError, "^config:"),
+    (
+        "simulate 10**30 members",
+        lambda: simulate(OU, members=10**30, device="cpu"),
+        ValueError,
+        "^members: 1000000000000000000000000000000 outside the allowed range",
+    ),
+    (
+        "simulate 2.5 members",
+        lambda: simulate(OU, members=2.5, device="cpu"),
+        ValueError,
+        "^members: must be an integer, got 2.5",
+    ),
+    (
+        "simulate callback not callable",
+        lambda: simulate(OU, device="cpu", callback=3),
+        TypeError,
+        "^callback: must be a callable",
+    ),
+    (
+        "simulate should_stop not callable",
+        lambda: simulate(OU, device="cpu", should_stop="no"),
+        TypeError,
+        "^should_stop: must be a callable",
+    ),
+    (
+        "simulate from a state of other variables",
+        lambda: simulate(OU, device="cpu", initial_state={"x": torch.zeros(2, 8, 5)}),
+        ValueError,
+        "^initial_state: expected a state of FieldSystem",
+    ),
+    (
+        "simulate from a state of another grid",
+        lambda: simulate(
+            OU,
+            device="cpu",
+            initial_state={
+                "field_hat": torch.zeros(2, 4, 3, dtype=torch.complex64),
+                "noise_prev": torch.zeros(2, 4, 3, dtype=torch.complex64),
+            },
+        ),
+        ValueError,
+        r"^initial_state: 'field_hat' has shape \(2, 4, 3\), expected \(members, 8, 5\)",
+    ),
+    ("device cpu:x", lambda: simulate(OU, device="cpu:x"), ValueError, "^device: 'cpu:x' is not"),
+    ("device empty", lambda: simulate(OU, device=""), ValueError, "^device: empty name"),
+    ("device a number", lambda: simulate(OU, device=3), ValueError, "^device: expected a name"),
+    # estimators: seeds, bootstrap size, null threshold, overflow, score values, lags
+    (
+        "gaussian seed -1",
+        lambda: gaussian_response(GOOD, 3, seed=-1, device="cpu"),
+        ValueError,
+        "^seed: -1 outside",
+    ),
+    (
+        "gaussian n_boot 1",
+        lambda: gaussian_response(GOOD, 3, n_boot=1, device="cpu"),
+        ValueError,
+        "^n_boot: must be an integer from 2",
+    ),
+    (
+        "gaussian n_boot of hours",
+        lambda: gaussian_response(GOOD, 3, n_boot=10**9, device="cpu"),
+        ValueError,
+        "^n_boot:",
+    ),
+    (
+        "gaussian null_rtol nan",
+        lambda: gaussian_response(GOOD, 3, null_rtol=float("nan"), device="cpu"),
+        ValueError,
+        r"^null_rtol: must be a number in \[0, 1\)",
+    ),
+    (
+        "gaussian of values whose products overflow",
+        lambda: gaussian_response(GOOD * 1e300, 3, device="cpu"),
+        ValueError,
+        "^fields: their correlations overflow in float64",
+    ),
+    (
+        "gfdt of a complex score",
+        lambda: gfdt_response(GOOD, lambda x: x.to(torch.complex64), 3, device="cpu"),
+        ValueError,
+        "^score: the callable must return real floating-point values",
+    ),
+    (
+        "fields with dates for times",
+        lambda: gaussian_response(
+            xr.DataArray(GOOD, dims=FIELD_DIMS, coords={"time": np.arange(12).astype("M8[D]")}),
+            2,
+            device="cpu",
+        ),
+        ValueError,
+        "^fields: the time coordinate must be numbers",
+    ),
+    (
+        "fields with a decreasing time",
+        lambda: gaussian_response(
+            xr.DataArray(GOOD, dims=FIELD_DIMS, coords={"time": -np.arange(12.0)}), 2, device="cpu"
+        ),
+        ValueError,
+        "^fields: the time coordinate must increase",
+    ),
+    ("pixel a number", lambda: gaussian_response(GOOD, 2, pixel=3, device="cpu"), ValueError,
+     "^pixel: expected"),
+    ("pixel of booleans", lambda: gaussian_response(GOOD, 2, pixel=(True, 0), device="cpu"),
+     ValueError, "^pixel: expected"),
+    ("frame_dt True", lambda: gaussian_response(GOOD, 2, frame_dt=True, device="cpu"),
+     ValueError, "^frame_dt: must be a positive number"),
+    ("frame_dt whose lags overflow", lambda: gaussian_response(GOOD, 2, frame_dt=1e308,
+     device="cpu"), ValueError, "^frame_dt: must be a positive number"),
+    ("analytic lags of text", lambda: analytic_response(OU, "abc"), ValueError, "^lags: expected"),
+    (
+        "analytic lags of gigabytes",
+        lambda: analytic_response(OU, np.arange(3_000_000, dtype=float)),
+        ValueError,
+        "^lags: 3,000,000 lags on a 8×8 grid would take 1.4 GiB",
+    ),
+    (
+        "perturbation spin-up of 10**12 time units",
+        lambda: perturbation_response(OU, spinup=1e12, device="cpu"),
+        ValueError,
+        "^spinup: 1000000000000.0 outside the allowed range",
+    ),
+    (
+        "perturbation batch as text",
+        lambda: perturbation_response(OU, batch="2", device="cpu"),
+        ValueError,
+        "^batch: must be a positive integer",
+    ),
+    (
+        "perturbation from a wrong state",
+        lambda: perturbation_response(OU, initial_state={"a": 1}, device="cpu"),
+        ValueError,
+        "^initial_state:",
+    ),
+    ("combine a number", lambda: combine(3), TypeError, "^results: expected a list"),
+    ("combine numbers", lambda: combine([1, 2]), TypeError, "^results: item 0 is not a response"),
+    ("error table of text", lambda: error_table("abc"), TypeError, "^results: expected a combined"),
+    (
+        "error table max_lag negative",
+        lambda: error_table(
+            [analytic_response(OU, [0.0, 1.0]), gaussian_response(GOOD, 1, device="cpu")],
+            max_lag=-1,
+        ),
+        ValueError,
+        "^max_lag: must be a number >= the first lag 0",
+    ),
+    # pipeline: the config, the model choice, its settings, a cache folder that is a file
+    ("pipeline config text", lambda: run_pipeline("ou"), TypeError, "^config: expected a System"),
+    (
+        "pipeline model misspelt",
+        lambda: run_pipeline(OU, model="shiped", device="cpu"),
+        ValueError,
+        "^model: 'shiped' is neither 'shipped', 'train' nor 'auto', nor a checkpoint file",
+    ),
+    (
+        "pipeline train_config a dict",
+        lambda: run_pipeline(OU, model="train", train_config={"n_steps": 2}, device="cpu"),
+        TypeError,
+        "^train_config: expected a TrainConfig",
+    ),
+    (
+        "pipeline shipped model on another grid",
+        lambda: run_pipeline(OU, model="shipped", methods=["learned_score"], device="cpu"),
+        ValueError,
+        "^model: the shipped ou model is for a 16×16 grid, not n=8",
+    ),
+    (
+        "pipeline cache folder is a file",
+        lambda: run_pipeline(OU, model=None, methods=["gaussian"], cache_dir=__file__),
+        ValueError,
+        "^cache_dir: cannot make the folder",
+    ),
+    (
+        "pipeline only model methods without a model",
+        lambda: run_pipeline(OU, model=None, methods=["learned_score"], device="cpu"),
+        ValueError,
+        "^methods: every method asked for needs a score model",
+    ),
+    (
+        "pipeline lags beyond the record",
+        lambda: run_pipeline(OU.replace(record=4.0), model=None, device="cpu"),
+        ValueError,
+        "^max_lag: 4 frames needs a record longer than the config's 4 frames",
+    ),
+    (
+        "responses with a config of another grid",
+        lambda: compute_responses(OU.replace(n=16), GOOD_DS, methods=["gaussian"], device="cpu"),
+        ValueError,
+        "^config: n=16, but the simulation's field is on a 8×8 grid",
+    ),
+    (
+        "responses of no method",
+        lambda: compute_responses(None, GOOD_DS, methods=[], max_lag=2, device="cpu"),
+        ValueError,
+        "^methods: give at least one method",
+    ),
+    # score models
+    (
+        "training net_config a dict",
+        lambda: train_score(GOOD, net_config={"widths": (4,)}, device="cpu"),
+        TypeError,
+        "^net_config:",
+    ),
+    ("training on text", lambda: train_score("abc", device="cpu"), ValueError, "^snapshots: not"),
+    (
+        "training checkpoints into a folder",
+        lambda: train_score(
+            GOOD, checkpoint_path=Path(__file__).parent, checkpoint_every=1, device="cpu"
+        ),
+        ValueError,
+        "^checkpoint_path: .* is a directory",
+    ),
+    ("checkpoint path None", lambda: load_checkpoint(None), ValueError, "^path: expected a check"),
+    ("save text as a model", lambda: save_checkpoint("abc", "x.st"), TypeError, "^model: expected"),
+    # files
+    ("open_dataset None", lambda: open_dataset(None), ValueError, "^path: expected a netCDF"),
+    ("destination a number", lambda: check_destination(3), TypeError, "^path: expected a file"),
+    ("write text as netCDF", lambda: write_netcdf("abc", "x.nc"), TypeError, "^ds: expected"),
+    ("plug-in path None", lambda: load_plugin(None), ValueError, "^plugin: expected the path"),
+    ("scan spec path None", lambda: ScanSpec.from_toml(None), ValueError, "^spec: expected the"),
+    # scan specs
+    ("scan repeated values", _scan(params={"U": [0.1, 0.1]}), ValueError, "^params.U: repeated"),
+    (
+        "scan parameter also fixed",
+        _scan(fixed={"n": 8, "U": 0.2}),
+        ValueError,
+        "^fixed.U: also scanned in params",
+    ),
+    ("scan no methods", _scan(methods=[]), ValueError, "^methods: give at least one method"),
+    ("scan true as a number", _scan(params={"U": [True]}), ValueError, "^U: must be a number"),
+    (
+        "scan learned score without a model",
+        _scan(methods=["learned_score"]),
+        ValueError,
+        "^methods: 'learned_score' needs a score model",
+    ),
+    (
+        "scan exact score of Navier–Stokes",
+        _scan(system="navier_stokes", params={"U0": [1.0]}, methods=["exact_score"]),
+        ValueError,
+        "^methods: 'exact_score' needs an exact score",
+    ),
+    (
+        "scan shipped model on another grid",
+        _scan(model="shipped"),
+        ValueError,
+        "^n: the shipped ou model is for n=16, a cell has n=8",
+    ),
+]
+
+
+def test_numpy_scalars_are_accepted_as_plain_values():
+    config = get_config(
+        "ou", n=np.int64(16), members=np.int32(4), frame_members=4, kappa=np.float32(0.01)
+    )
+    assert (config.n, config.members) == (16, 4) and type(config.n) is int
+    assert type(config.kappa) is float
+    assert config.to_json() == get_config("ou", n=16, members=4, frame_members=4,
+                                          kappa=float(np.float32(0.01))).to_json()
+    assert TrainConfig(n_steps=np.int64(10)).n_steps == 10
+    assert ScoreNetConfig(widths=(np.int64(4), np.int64(8)), groups=1).widths == (4, 8)
+    res = gaussian_response(GOOD, np.int64(2), n_boot=np.int64(10), n_blocks=np.int64(2),
+                            frame_dt=np.float32(0.5), pixel=(np.int64(1), 2), device="cpu")
+    assert res.sizes["lag"] == 3
+    assert simulate(OU.replace(record=2.0, max_lag=1.0, restart_every=1.0, spinup=0.0),
+                    members=np.int64(1), seed=np.int64(3), device="cpu").sizes["member"] == 1
+
+
+def test_diagnostics_sizes_are_refused_before_sampling(checkpoint_bytes):
+    from gfdt_dash.score import diagnose
+    from gfdt_dash.score.checkpoint import model_from_bytes
+
+    model = model_from_bytes(checkpoint_bytes, device="cpu")
+    fields = RNG.standard_normal((4, 8, 8)).astype(np.float32)
+    for kwargs, message in [
+        ({"sample_steps": 0}, "^sample_steps: must be an integer in"),
+        ({"sample_steps": 10**9}, "^sample_steps:"),
+        ({"n_samples": 10**9}, "^n_samples:"),
+        ({"max_fields": 0}, "^max_fields:"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            diagnose(model, fields, device="cpu", **kwargs)
+
+
+def test_a_wrong_device_name_ends_in_one_line(tmp_path, capsys):
+    for device, message in [
+        ("cpu:x", "device: 'cpu:x' is not a device name"),
+        ("", "device: empty name"),
+    ]:
+        argv = ["simulate", "--system", "ou", "--device", device, "--out", str(tmp_path / "x.nc")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("name", "call", "exc", "pattern"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_refused_with_a_named_error(name, call, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -430,6 +803,10 @@ def _dest_under_a_file(tmp):
     return tmp / "file" / "out.nc", [], "is not a folder"
 
 
+def _dest_trailing_slash(tmp):
+    return str(tmp / "new") + "/", [], "names a folder, not a file"
+
+
 def _dest_unwritable(tmp):
     return Path("/proc/gfdt-dash/out.nc"), [], "cannot write in the folder"
 
@@ -443,6 +820,7 @@ DESTINATIONS = [
     _dest_directory,
     _dest_long_name,
     _dest_under_a_file,
+    _dest_trailing_slash,
     _dest_unwritable,
 ]
 
@@ -615,13 +993,27 @@ def test_the_cost_model_counts_the_member_steps_actually_integrated(monkeypatch)
         ({"scheduler": "nonsense"}, "^scheduler: 'nonsense' is not HOST:PORT"),
         ({"scheduler": "tcp://127.0.0.1:1"}, "^scheduler: cannot reach 'tcp://127.0.0.1:1'"),
         ({"limits": CLI_LIMITS.replace(max_member_steps=10)}, "^members × steps: this scan"),
+        ({"n_workers": 10**5}, "^n_workers: 100000 is more than this machine can run"),
+        ({"threads_per_worker": 10**5}, "^threads_per_worker: 100000 is more"),
+        ({"device": "tpu"}, "^device: unknown device 'tpu'"),
+        ({"on_cell": "print"}, "^on_cell: must be a callable"),
     ],
-    ids=["workers 0", "threads 0", "bad address", "unreachable scheduler", "over the limit"],
+    ids=[
+        "workers 0",
+        "threads 0",
+        "bad address",
+        "unreachable scheduler",
+        "over the limit",
+        "workers beyond the machine",
+        "threads beyond the machine",
+        "unknown device",
+        "on_cell not callable",
+    ],
 )
 def test_scan_arguments_are_refused_before_any_cluster_starts(tmp_path, kwargs, message):
     spec = ScanSpec.from_dict({**SCAN, "methods": ["gaussian"]})
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         run_scan(spec, tmp_path / "scan", **kwargs)
     assert time.perf_counter() - t0 < 15  # no cluster was started, nothing waited long
     assert not (tmp_path / "scan").exists()
@@ -670,6 +1062,8 @@ def cli_dir(tmp_path_factory, checkpoint_bytes):
     (d / "good.toml").write_text(spec)
     (d / "seedparam.toml").write_text(spec.replace("U = [0.1]", "seed = [1, 2]"))
     (d / "broken.toml").write_text("system = \n")
+    (d / "plugin_exit.py").write_text("import sys\nsys.exit(3)\n")
+
     return d
 
 
@@ -751,6 +1145,30 @@ CLI_CASES = [
      "--protocol: 'cpu' changes the paper preset only", False),
     ("reproduce unknown score net", "reproduce --preset paper --score-net huge --out {d}/rep",
      "argument --score-net: invalid choice: 'huge'", False),
+    ("--set system", "simulate --system ou --set system=allen_cahn --out {d}/x.nc",
+     "system: not a parameter of ou", False),
+    ("--set members=true", "simulate --system ou --set members=true --out {d}/x.nc",
+     "members: must be an integer, got True", True),
+    ("--set dealias=1", "simulate --system navier_stokes --set dealias=1 --out {d}/x.nc",
+     "dealias: 1 not allowed; allowed: False, True", False),
+    ("--set dt subnormal", "simulate --system ou --set dt=5e-324 --out {d}/x.nc",
+     "dt: 4.94066e-324 makes", False),
+    ("--model empty", "response --data {d}/run.nc --model= --out {d}/r.nc",
+     "argument --model: an empty path", False),
+    ("--train empty", "train {d}/run.nc --train= --out {d}/m.safetensors",
+     "--train: preset: unknown preset ''", False),
+    ("--systems empty", "reproduce --systems= --use-shipped --out {d}/rep",
+     "--systems: an empty name in ''", False),
+    ("--systems repeated", "reproduce --systems ou,ou --use-shipped --out {d}/rep",
+     "--systems: ou given more than once", False),
+    ("reproduce --out empty", "reproduce --systems ou --use-shipped --out=",
+     "argument --out: an empty path", False),
+    ("shipped model on another grid", "reproduce --systems ou --use-shipped --set n=8 --out "
+     "{d}/rep", "--use-shipped: .* was trained on a 16×16 grid, not 8×8 (given by --set)", True),
+    ("plugin that exits", "simulate --system ou --plugin {d}/plugin_exit.py --out {d}/x.nc",
+     "--plugin '{d}/plugin_exit.py': failed to load (SystemExit: 3)", True),
+    ("scan workers beyond the machine", "scan {d}/good.toml --out {d}/scan --workers 100000",
+     "--workers: 100000 is more than this machine can run", False),
 ]
 
 
@@ -840,3 +1258,47 @@ def test_ctrl_c_ends_with_a_short_line_and_status_130(cli_dir, capsys, monkeypat
     argv = ["response", "--data", str(cli_dir / "run.nc"), "--out", str(cli_dir / "r.nc")]
     assert cli.main(argv) == 130
     assert capsys.readouterr().err == "gfdt-dash response: interrupted\n"
+
+
+def test_a_damaged_pipeline_cache_is_named_and_its_timings_recorded_afresh(tmp_path):
+    """Cache products are written atomically, so a damaged one was changed from outside: it is
+    refused naming the cache and the file (never a raw parser error); unreadable stage times
+    are simply recorded again."""
+    config = OU.replace(record=16.0, spinup=0.0)
+    kwargs = dict(model=None, methods=["gaussian", "analytic"], cache_dir=tmp_path, device="cpu")
+    run_pipeline(config, **kwargs)
+    folder = tmp_path / "ou"
+    (folder / "timings.json").write_text("{oops")
+    again = run_pipeline(config, **kwargs)
+    assert set(again.timings) >= {"simulate", "responses"}
+    (simulation,) = folder.glob("simulation-*.nc")
+    simulation.write_bytes(simulation.read_bytes()[:100])
+    with pytest.raises(ValueError, match="^cache_dir: .*simulation-.* cannot be read back"):
+        run_pipeline(config, **kwargs)
+
+
+PLUGIN = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from gfdt_dash.systems import OUConfig, SystemSpec, register_system, system_spec
+
+
+@dataclass(frozen=True)
+class OutTestConfig(OUConfig):
+    system: ClassVar[str] = "out_test"
+
+
+make = system_spec("ou").make_system
+register_system(SystemSpec(name="out_test", config_class=OutTestConfig, make_system=make))
+"""
+
+
+def test_out_never_replaces_a_plugin_file(tmp_path, capsys, clean_registry):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    argv = ["simulate", "--system", "out_test", "--plugin", str(plugin), "--out", str(plugin)]
+    assert main([*argv, "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: '{plugin}' is the same file as the input --plugin" in err, err
+    assert plugin.read_text() == PLUGIN

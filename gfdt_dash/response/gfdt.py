@@ -38,6 +38,7 @@ from gfdt_dash.response.result import (
     response_dataset,
     stein_error_from_r0,
 )
+from gfdt_dash.seeds import check_seed
 
 __all__ = ["TensorScore", "exact_score", "gaussian_response", "gfdt_response"]
 
@@ -78,14 +79,28 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
             if key in fields.attrs:
                 attrs[f"data_{key}" if key == "seed" else key] = fields.attrs[key]
     if isinstance(da, xr.DataArray) and "time" in da.coords and da.sizes.get("time", 0) > 1:
-        steps = np.diff(np.asarray(da["time"].values, dtype=np.float64))
+        times = da["time"].values
+        if times.dtype.kind not in "iuf":  # dates, texts: no number of time units
+            raise ValueError(
+                f"fields: the time coordinate must be numbers (time units), got {times.dtype}; "
+                "drop it and pass frame_dt"
+            )
+        steps = np.diff(np.asarray(times, dtype=np.float64))
+        if not (np.isfinite(steps).all() and steps[0] > 0):
+            raise ValueError("fields: the time coordinate must increase (finite values)")
         if not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
             raise ValueError("fields: the time coordinate is not evenly spaced")
         coord_dt = float(steps[0])
     arr = as_field_array(fields, "fields")
     if frame_dt is not None:
-        if not (isinstance(frame_dt, int | float) and math.isfinite(frame_dt) and frame_dt > 0):
-            raise ValueError(f"frame_dt: must be a positive number, got {frame_dt!r}")
+        if not (
+            isinstance(frame_dt, int | float | np.integer | np.floating)
+            and not isinstance(frame_dt, bool | np.bool_)
+            and math.isfinite(frame_dt)
+            and frame_dt > 0
+            and math.isfinite(frame_dt * arr.shape[1])
+        ):
+            raise ValueError(f"frame_dt: must be a positive number, got {frame_dt!r:.60}")
         if coord_dt is not None and not math.isclose(frame_dt, coord_dt, rel_tol=1e-6):
             raise ValueError(
                 f"frame_dt: {frame_dt} contradicts the time coordinate's spacing {coord_dt}"
@@ -100,7 +115,11 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
             f"max_lag: {max_lag} frames needs a record longer than its {arr.shape[1]} frames"
         )
     n = arr.shape[-1]
-    if len(pixel) != 2 or not all(isinstance(p, int | np.integer) and 0 <= p < n for p in pixel):
+    if (
+        not isinstance(pixel, tuple | list | np.ndarray)
+        or len(pixel) != 2
+        or not all(_is_int(p) and 0 <= p < n for p in pixel)
+    ):
         raise ValueError(f"pixel: expected (y, x) integers in [0, {n}), got {pixel!r}")
     return arr, dt, int(max_lag) + 1, attrs
 
@@ -111,15 +130,58 @@ def _compute_dtype(arr: np.ndarray, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _check_common(batch_size: int, n_blocks: int | None, estimator: str | None = None) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
-    if n_blocks is not None and (not isinstance(n_blocks, int) or n_blocks < 2):
-        raise ValueError(f"n_blocks: must be an integer >= 2, got {n_blocks!r}")
+MAX_BOOT = 100_000  # bootstrap resamples at most (each one a pass over the block sums)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _check_common(
+    batch_size: int,
+    n_blocks: int | None,
+    estimator: str | None = None,
+    *,
+    seed: Any = 0,
+    n_boot: Any = N_BOOT,
+    null_rtol: Any = NULL_RTOL,
+) -> tuple[int, int]:
+    """Validate the arguments every correlation estimator shares; ``(seed, n_boot)``."""
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r:.60}")
+    if n_blocks is not None and (not _is_int(n_blocks) or n_blocks < 2):
+        raise ValueError(f"n_blocks: must be an integer >= 2, got {n_blocks!r:.60}")
+    if not _is_int(n_boot) or not 2 <= n_boot <= MAX_BOOT:
+        raise ValueError(
+            f"n_boot: must be an integer from 2 to {MAX_BOOT:,} (bootstrap resamples), "
+            f"got {n_boot!r:.60}"
+        )
+    if not (
+        isinstance(null_rtol, int | float | np.integer | np.floating)
+        and not isinstance(null_rtol, bool | np.bool_)
+        and 0 <= null_rtol < 1
+    ):
+        raise ValueError(
+            f"null_rtol: must be a number in [0, 1) (a fraction of the largest mode), got "
+            f"{null_rtol!r:.60}"
+        )
+    seed = check_seed(seed)
     if estimator is not None:
         allowed = [m for m, spec in ESTIMATORS.items() if spec.score_based]
         if estimator not in allowed:
             raise ValueError(f"estimator: {estimator!r} not allowed; allowed: {', '.join(allowed)}")
+    return seed, int(n_boot)
+
+
+def _check_finite(c: torch.Tensor, arr: np.ndarray) -> None:
+    """The correlations of fields too large for the arithmetic overflow to inf/NaN: refuse them
+    rather than return a response of NaN."""
+    if not torch.isfinite(c).all():
+        big = float(np.abs(arr).max())
+        raise ValueError(
+            f"fields: their correlations overflow in {str(c.dtype).removeprefix('torch.')} "
+            f"(values up to {big:.3g}); rescale the fields (or pass float64 data)"
+        )
 
 
 def _score_source(
@@ -139,6 +201,10 @@ def _score_source(
                     raise ValueError(
                         f"score: the callable must return a tensor shaped like its input "
                         f"{tuple(batch.shape)}, got {got}"
+                    )
+                if s.is_complex() or not (s.is_floating_point() or s.dtype == batch.dtype):
+                    raise ValueError(
+                        f"score: the callable must return real floating-point values, got {s.dtype}"
                     )
                 out.append(s.to(device=chunk.device, dtype=chunk.dtype))
             s_all = torch.cat(out).reshape(chunk.shape)
@@ -240,7 +306,9 @@ def gfdt_response(
             stacklevel=2,
         )
         estimator = method
-    _check_common(batch_size, n_blocks, estimator)
+    seed, n_boot = _check_common(
+        batch_size, n_blocks, estimator, seed=seed, n_boot=n_boot, null_rtol=null_rtol
+    )
     arr, dt, n_lags, attrs = _prepare(fields, frame_dt, max_lag, pixel)
     dev = resolve_device(device)
     dtype = _compute_dtype(arr, dev)
@@ -250,6 +318,7 @@ def gfdt_response(
     reporter = Reporter("gfdt", members, callback, should_stop)
     sums = correlation_sums(arr, b_of, n_lags, layout, device=dev, dtype=dtype, reporter=reporter)
     raw = -sums.mean()
+    _check_finite(raw, arr)
     excluded = null_modes(raw[0], null_rtol)
     transforms = {
         "raw": lambda c: -c,
@@ -294,7 +363,7 @@ def gaussian_response(
     the constant mean field). Arguments and result layout as :func:`gfdt_response`, without the
     raw response (``R(0) = I`` by construction); attrs carry ``mean`` and ``n_excluded_modes``.
     """
-    _check_common(1, n_blocks)
+    seed, n_boot = _check_common(1, n_blocks, seed=seed, n_boot=n_boot, null_rtol=null_rtol)
     arr, dt, n_lags, attrs = _prepare(fields, frame_dt, max_lag, pixel)
     dev = resolve_device(device)
     dtype = _compute_dtype(arr, dev)
@@ -306,6 +375,7 @@ def gaussian_response(
         arr, None, n_lags, layout, device=dev, dtype=dtype, reporter=reporter, shift=mu
     )
     cov = sums.mean()
+    _check_finite(cov, arr)
     excluded = null_modes(cov[0], null_rtol)
     gen = torch.Generator().manual_seed(int(seed))
     band_rep = Reporter("gaussian bootstrap", n_boot, callback, should_stop)

@@ -216,7 +216,16 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
 def check_methods(names: Iterable[Any], field: str = "methods") -> tuple[str, ...]:
     """``names`` as a tuple, each a known method, none repeated; ``ValueError`` naming ``field``
     and the allowed names otherwise."""
-    out = tuple(names)
+    if isinstance(names, str):
+        raise ValueError(f"{field}: must be a sequence of method names, got the text {names!r}")
+    try:
+        out = tuple(names)
+    except TypeError:
+        raise ValueError(
+            f"{field}: must be a sequence of method names, got {type(names).__name__}"
+        ) from None
+    if not out:
+        raise ValueError(f"{field}: give at least one method; allowed: {', '.join(ESTIMATORS)}")
     for name in out:
         if not isinstance(name, str) or name not in ESTIMATORS:
             raise ValueError(f"{field}: unknown method {name!r}; allowed: {', '.join(ESTIMATORS)}")

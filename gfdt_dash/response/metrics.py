@@ -33,8 +33,19 @@ def combine(results: list[xr.Dataset]) -> xr.Dataset:
     Per-method scalars (``stein_error``, ``n_excluded_modes``) become ``(estimator,)`` variables
     (NaN where absent); every input's attrs are kept as JSON in ``attrs["estimator_attrs"]``.
     """
+    if isinstance(results, xr.Dataset | str | bytes) or not hasattr(results, "__iter__"):
+        raise TypeError(
+            f"results: expected a list of response datasets, got {type(results).__name__}"
+        )
+    results = list(results)
     if not results:
         raise ValueError("results: need at least one result to combine")
+    for i, r in enumerate(results):
+        if not isinstance(r, xr.Dataset) or not {"response", "lag", "dx"} <= set(r.variables):
+            raise TypeError(
+                f"results: item {i} is not a response dataset (lag, dy, dx; response), got "
+                f"{type(r).__name__}"
+            )
     names = [r.attrs.get("estimator") for r in results]
     for m in names:
         if m not in ESTIMATORS:
@@ -84,8 +95,12 @@ def error_table(
     ``response_raw``, score methods only), ``stein_error``; one row per method, indexed by
     ``estimator`` (the reference's own row has error 0).
     """
-    ds = combine(results) if isinstance(results, list) else results
-    if "estimator" not in ds.dims:
+    ds = combine(results) if isinstance(results, list | tuple) else results
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(
+            f"results: expected a combined dataset or a list of results, got {type(ds).__name__}"
+        )
+    if "estimator" not in ds.dims or "response" not in ds:
         hint = (
             " (this one has the 'method' dimension of files written before it was renamed: "
             "read them with gfdt_dash.data.open_dataset)"
@@ -102,10 +117,24 @@ def error_table(
             raise ValueError("reference: no analytic or perturbation result to compare against")
     if reference not in methods:
         raise ValueError(f"reference: {reference!r} not among the methods {methods}")
-    if not isinstance(n_down, int) or not 1 <= n_down <= ds.sizes["dx"] // 2:
+    if (
+        not isinstance(n_down, int | np.integer)
+        or isinstance(n_down, bool)
+        or not 1 <= n_down <= ds.sizes["dx"] // 2
+    ):
         raise ValueError(f"n_down: must be an integer in [1, {ds.sizes['dx'] // 2}], got {n_down}")
     sel = ds.sel(dy=0, dx=slice(0, n_down - 1))
     if max_lag is not None:
+        lag0 = float(ds["lag"].min())
+        if (
+            isinstance(max_lag, bool)
+            or not isinstance(max_lag, int | float | np.integer | np.floating)
+            or not np.isfinite(max_lag)
+            or max_lag < lag0
+        ):
+            raise ValueError(
+                f"max_lag: must be a number >= the first lag {lag0:g}, got {max_lag!r:.60}"
+            )
         sel = sel.sel(lag=slice(None, max_lag))
     ref = sel["response"].sel(estimator=reference)
     ref_norm = float(np.sqrt((ref**2).sum()))

@@ -29,6 +29,8 @@ from gfdt_dash.seeds import check_seed
 
 __all__ = ["analytic_response", "perturbation_response"]
 
+MAX_ANALYTIC_BYTES = 2**30  # the closed-form response's (lag, y, x) array, float64
+
 
 def perturbation_response(
     config: Any,
@@ -70,17 +72,23 @@ def perturbation_response(
     ``0, frame_every, …, max_lag``.
     """
     from gfdt_dash.systems import PairedRun, advance, make_system
+    from gfdt_dash.systems.simulate import check_state
+    from gfdt_dash.validation import check_field
 
     seed = check_seed(seed)
     system = make_system(config, device, dtype)
+    if initial_state is not None:
+        initial_state = check_state(system, initial_state)
     members = config.members if initial_state is None else initial_state["field_hat"].shape[0]
-    batch = members if batch is None else int(batch)
-    if batch < 1:
-        raise ValueError(f"batch: must be a positive integer, got {batch}")
+    if batch is None:
+        batch = members
+    elif isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+        raise ValueError(f"batch: must be a positive integer, got {batch!r:.60}")
+    batch = int(batch)
     if spinup is None:
         spinup = config.spinup if initial_state is None else 0.0
-    if not (isinstance(spinup, int | float) and math.isfinite(spinup) and spinup >= 0):
-        raise ValueError(f"spinup: must be a non-negative number of time units, got {spinup!r}")
+    else:  # within the bounds of the config's own spin-up (so it ends, and it is a number)
+        spinup = check_field("spinup", spinup, config.field_specs()["spinup"])
     n_restarts = math.ceil(config.n_experiments / members)
     n_spin = config.steps(spinup)
     frame_stride = config.steps(config.frame_every)
@@ -169,10 +177,19 @@ def analytic_response(config: Any, lags: Any) -> xr.Dataset:
             f"config: the analytic response exists only for {', '.join(have)}, "
             f"got {type(config).__name__}"
         )
-    lags = np.array(lags, dtype=np.float64)  # a copy: the closed form may write to it
+    try:
+        lags = np.array(lags, dtype=np.float64)  # a copy: the closed form may write to it
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"lags: expected a 1-D sequence of times ({exc})") from None
     if lags.ndim != 1 or lags.size == 0 or not np.isfinite(lags).all() or (lags < 0).any():
         raise ValueError("lags: expected a non-empty 1-D sequence of non-negative times")
     c = config
+    size = 8 * lags.size * c.n**2  # the (lag, y, x) result in float64, complex on the way
+    if size > MAX_ANALYTIC_BYTES:
+        raise ValueError(
+            f"lags: {lags.size:,} lags on a {c.n}×{c.n} grid would take {size / 2**30:.1f} GiB; "
+            f"at most {MAX_ANALYTIC_BYTES / 2**30:.0f} GiB — ask for fewer lags"
+        )
     r = np.asarray(spec.analytic_response(c, lags), dtype=np.float64)
     if r.shape != (lags.size, c.n, c.n):
         raise ValueError(

@@ -56,6 +56,8 @@ def save_checkpoint(
     ``training_state=False`` leaves out the optimiser and RNG state (an inference-only file,
     about a third of the size, which cannot be resumed). ``name`` names the path in errors.
     """
+    if not isinstance(model, ScoreModel):
+        raise TypeError(f"model: expected a ScoreModel, got {type(model).__name__}")
     data = checkpoint_bytes(model, training_state=training_state)
     return atomic_write_bytes(path, data, name=name)
 
@@ -94,6 +96,8 @@ def load_checkpoint(
     (``expect_n``), or weights that do not fit the recorded network config. ``name`` names the
     path in errors (e.g. ``"--model"``).
     """
+    if not isinstance(path, str | os.PathLike) or not str(os.fspath(path)).strip():
+        raise ValueError(f"{name}: expected a checkpoint file path, got {path!r:.60}")
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"

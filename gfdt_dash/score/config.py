@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from gfdt_dash.validation import check_field, spec
 
 __all__ = ["ScoreNetConfig", "TrainConfig"]
@@ -31,7 +33,9 @@ class _Config:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if f.metadata:
-                check_field(f.name, getattr(self, f.name), f.metadata)
+                object.__setattr__(  # a plain Python value: numpy scalars converted
+                    self, f.name, check_field(f.name, getattr(self, f.name), f.metadata)
+                )
         self._validate()
 
     def _validate(self) -> None:
@@ -40,14 +44,20 @@ class _Config:
     @classmethod
     def preset(cls, name: str = "classroom", **overrides: Any):
         """A named preset (``classroom``, ``paper`` or ``cpu_paper``), optionally with overrides."""
-        if name not in cls.presets:
+        if not isinstance(name, str) or name not in cls.presets:
             raise ValueError(
                 f"preset: unknown preset {name!r} for {cls.__name__}; "
                 f"allowed: {', '.join(cls.presets)}"
             )
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a field of {cls.__name__}")
         return cls(**{**cls.presets[name], **overrides})
 
     def replace(self, **overrides: Any):
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a field of {type(self).__name__}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,10 +70,12 @@ class _Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
+        if not isinstance(d, dict):
+            raise TypeError(f"{cls.__name__}: must be a mapping of field names, got {d!r:.60}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        unknown = sorted(set(d) - names, key=str)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+            raise ValueError(f"{unknown[0]}: not a field of {cls.__name__}; unknown {unknown}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
 
@@ -117,6 +129,9 @@ class ScoreNetConfig(_Config):
 
     def _validate(self) -> None:
         w = self.widths
+        if isinstance(w, tuple) and all(isinstance(c, np.integer) for c in w):
+            w = tuple(map(int, w))  # numpy integers are integers
+            object.__setattr__(self, "widths", w)
         if not isinstance(w, tuple) or not 1 <= len(w) <= 6:
             raise ValueError(f"widths: expected a tuple of 1..6 channel counts, got {w!r}")
         for c in w:
@@ -182,6 +197,11 @@ class TrainConfig(_Config):
     }
 
     def _validate(self) -> None:
+        if self.ema_decay >= 1:
+            raise ValueError(
+                "ema_decay: 1.0 would keep the initial weights forever (the EMA weights are the "
+                "ones used); allowed range [0, 1)"
+            )
         smax = self.sigma_max
         if smax is not None and (not isinstance(smax, int | float) or not smax > self.sigma_min):
             raise ValueError(

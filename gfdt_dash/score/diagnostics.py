@@ -199,6 +199,14 @@ def diagnose(
     """
     from gfdt_dash.score.losses import dsm_loss
 
+    for arg, value, lo, hi in (
+        ("n_samples", n_samples, 0, 100_000),
+        ("sample_steps", sample_steps, 1, 100_000),
+        ("max_fields", max_fields, 1, 10**7),
+    ):
+        integer = isinstance(value, int | np.integer) and not isinstance(value, bool)
+        if not integer or not lo <= value <= hi:
+            raise ValueError(f"{arg}: must be an integer in [{lo}, {hi:,}], got {value!r:.60}")
     n = model.n
     flat, diagnosed_on = held_out_fields(model, fields)
     if flat.shape[-1] != n:

@@ -58,6 +58,24 @@ __all__ = ["as_snapshots", "split_snapshots", "train_score"]
 log = logging.getLogger(__name__)
 
 
+def _check_train_args(system_config, net_config, train_config, resume, checkpoint_every) -> None:
+    """``TypeError``/``ValueError`` naming the :func:`train_score` argument of a wrong kind."""
+    from gfdt_dash.systems import SystemConfig
+
+    for name, value, kind in (
+        ("system_config", system_config, SystemConfig),
+        ("net_config", net_config, ScoreNetConfig),
+        ("train_config", train_config, TrainConfig),
+        ("resume", resume, ScoreModel | str | os.PathLike),
+    ):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{name}: got a {type(value).__name__}, not a {kind}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int | np.integer):
+        raise ValueError(f"checkpoint_every: must be an integer >= 0, got {checkpoint_every!r}")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every: must be an integer >= 0, got {checkpoint_every}")
+
+
 def as_snapshots(snapshots: Any, system_config=None) -> tuple[np.ndarray, Any]:
     """Training data as a float32 array ``(member, snapshot_time, n, n)`` plus its system config.
 
@@ -88,7 +106,10 @@ def as_snapshots(snapshots: Any, system_config=None) -> tuple[np.ndarray, Any]:
         snapshots = snapshots.values
     if hasattr(snapshots, "detach"):
         snapshots = snapshots.detach().cpu().numpy()
-    arr = np.asarray(snapshots, dtype=np.float32)
+    try:
+        arr = np.asarray(snapshots, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"snapshots: not an array of real numbers ({exc})") from None
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[-1] != arr.shape[-2]:
@@ -184,8 +205,13 @@ def train_score(
     resumes from its last checkpoint (``resume=checkpoint_path``) to the same final weights.
     """
     seed = check_seed(seed)
+    _check_train_args(system_config, net_config, train_config, resume, checkpoint_every)
     if checkpoint_every < 0 or (checkpoint_every and checkpoint_path is None):
         raise ValueError("checkpoint_every: needs checkpoint_path and must be >= 0")
+    if checkpoint_path is not None:  # a wrong destination is refused before training, not after
+        from gfdt_dash.data import check_destination
+
+        check_destination(checkpoint_path, name="checkpoint_path")
     arr, system_config = as_snapshots(snapshots, system_config)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     n = arr.shape[-1]
@@ -310,7 +336,7 @@ def train_score(
                 from gfdt_dash.score.checkpoint import save_checkpoint
 
                 model.train_state = _train_state(optimizer, gen)
-                save_checkpoint(model, checkpoint_path)
+                save_checkpoint(model, checkpoint_path, name="checkpoint_path")
     except Cancelled as exc:
         model.train_state = _train_state(optimizer, gen)
         exc.partial = model
@@ -371,7 +397,11 @@ def _train_state(optimizer, gen) -> dict[str, Any]:
 def _prepare_resume(resume, dev, n, fingerprint, net_config, system_config) -> ScoreModel:
     from gfdt_dash.score.checkpoint import load_checkpoint
 
-    model = resume if isinstance(resume, ScoreModel) else load_checkpoint(resume, device=dev)
+    model = (
+        resume
+        if isinstance(resume, ScoreModel)
+        else load_checkpoint(resume, device=dev, name="resume")
+    )
     if model.train_state is None:
         raise ValueError("resume: this checkpoint has no training state (inference-only)")
     if model.n != n:

@@ -54,6 +54,9 @@ INTEGRATORS: dict[str, tuple[float, float]] = {
 # New configs use the scheme whose stationary law is accurate (measured, see README); a saved
 # config without the field was written when RK4 was the only scheme, so it reads as "rk4".
 DEFAULT_INTEGRATOR = "lm"
+# Time steps of one member's spin-up and record at most: a run that long takes hours per member
+# on any device, and a step size that small (dt = 1e-300 is a valid float) would never finish.
+MAX_RUN_STEPS = 10**9
 LEGACY_INTEGRATOR = "rk4"
 
 # Time steppers of Navier–Stokes (``NavierStokesConfig.time_stepper``) and their stability limits
@@ -85,20 +88,19 @@ class SystemConfig:
             meta = f.metadata
             if not meta:
                 continue
-            value = getattr(self, f.name)
-            check_field(f.name, value, meta)
-            if (
-                isinstance(value, int)
-                and not isinstance(value, bool)
-                and not meta["integer"]
-                and meta["choices"] is None
-            ):
-                object.__setattr__(self, f.name, float(value))  # 2 and 2.0 are one config
+            # a plain Python value (numpy scalars converted; 2 and 2.0 are one config)
+            object.__setattr__(self, f.name, check_field(f.name, getattr(self, f.name), meta))
         self._validate()
 
     # -- hooks -------------------------------------------------------------------------------
     def _validate(self) -> None:
         """Cross-field checks of a subclass (stability, commensurate intervals)."""
+        steps = (self.spinup + self.record) / self.dt
+        if not steps <= MAX_RUN_STEPS:
+            raise ValueError(
+                f"dt: {self.dt:g} makes {steps:.3g} time steps of spin-up and record; at most "
+                f"{MAX_RUN_STEPS:,} — raise dt or shorten spinup and record"
+            )
         self._check_multiple("frame_every", self.frame_every)
         self._check_multiple("snapshot_every", self.snapshot_every)
         self._check_multiple("restart_every", self.restart_every)
@@ -119,7 +121,11 @@ class SystemConfig:
     def _check_multiple(self, name: str, value: float, of: str = "dt") -> None:
         base = getattr(self, of)
         ratio = value / base
-        if abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio) or round(ratio) < 1:
+        if (
+            not math.isfinite(ratio)
+            or abs(ratio - round(ratio)) > 1e-6 * max(1.0, ratio)
+            or round(ratio) < 1
+        ):
             raise ValueError(f"{name}: {value} must be a positive whole multiple of {of}={base}")
 
     # -- derived -----------------------------------------------------------------------------
@@ -180,7 +186,7 @@ class SystemConfig:
     @classmethod
     def preset(cls, name: str = "classroom", **overrides: Any) -> SystemConfig:
         """A named preset (``classroom`` or ``paper``), optionally with overrides."""
-        if name not in cls.presets:
+        if not isinstance(name, str) or name not in cls.presets:
             raise ValueError(
                 f"preset: unknown preset {name!r} for {cls.system}; "
                 f"allowed: {', '.join(cls.presets)}"
@@ -569,8 +575,9 @@ class _ConfigClasses(Mapping):
 SYSTEMS: Mapping[str, type[SystemConfig]] = _ConfigClasses()
 
 
-def get_config(system: str, preset: str = "classroom", **overrides: Any) -> SystemConfig:
-    """Config of a registered ``system`` (e.g. ``ou``) from a preset, with overrides."""
+def get_config(system: str, preset: str = "classroom", /, **overrides: Any) -> SystemConfig:
+    """Config of a registered ``system`` (e.g. ``ou``) from a preset, with overrides (an
+    override named ``system`` or ``preset`` is refused as not a parameter)."""
     from gfdt_dash.systems.registry import system_spec
 
     return system_spec(system).config_class.preset(preset, **overrides)
@@ -586,11 +593,13 @@ def config_from_dict(d: dict[str, Any]) -> SystemConfig:
     """
     from gfdt_dash.systems.registry import system_spec
 
+    if not isinstance(d, Mapping):
+        raise TypeError(f"config: must be a mapping of field names to values, got {d!r:.60}")
     d = dict(d)
     system = d.pop("system", None)
     cls = system_spec(system).config_class
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
+    unknown = sorted(set(d) - names, key=str)
     if unknown:
         raise ValueError(f"{unknown[0]}: not a parameter of {system}")
     if "integrator" in names:
@@ -601,4 +610,11 @@ def config_from_dict(d: dict[str, Any]) -> SystemConfig:
 
 
 def config_from_json(text: str) -> SystemConfig:
-    return config_from_dict(json.loads(text))
+    """Inverse of :meth:`SystemConfig.to_json` (validates)."""
+    try:
+        raw = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"config: not a JSON text of a system config ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config: must be a JSON object, got {type(raw).__name__}")
+    return config_from_dict(raw)

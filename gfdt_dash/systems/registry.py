@@ -257,6 +257,8 @@ def load_plugin(path: str | os.PathLike) -> tuple[str, ...]:
     import or one that registers nothing is a ``ValueError`` naming the path.
     """
     _ensure_loaded()
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"plugin: expected the path of a Python file, got {path!r:.60}")
     raw = os.fspath(path)
     where = f"plugin {raw!r}"
     p = Path(raw).expanduser()
@@ -281,8 +283,8 @@ def load_plugin(path: str | os.PathLike) -> tuple[str, ...]:
             sys.modules.pop(name, None)
             for added in set(_SPECS) - set(before):
                 del _SPECS[added]
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # a plug-in's sys.exit() is a failure to load, not the program's exit
             msg = " ".join(str(exc).split()) or "no message"
             raise ValueError(f"{where}: failed to load ({type(exc).__name__}: {msg})") from exc
         names = tuple(n for n in _SPECS if n not in before)
@@ -298,6 +300,8 @@ def load_plugin(path: str | os.PathLike) -> tuple[str, ...]:
 
 def load_plugins(paths: Iterable[str | os.PathLike] | None) -> tuple[str, ...]:
     """:func:`load_plugin` for each path; returns every name registered."""
+    if isinstance(paths, str | os.PathLike):
+        raise ValueError(f"plugins: expected a list of paths, got the single path {paths!r}")
     names: list[str] = []
     for path in paths or ():
         names.extend(load_plugin(path))

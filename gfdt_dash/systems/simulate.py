@@ -29,6 +29,41 @@ def make_system(
     return system_spec(config).make_system(config, device, dtype)
 
 
+def check_members(config: SystemConfig, members: object) -> int:
+    """A member count for ``config``'s system, within the bounds of its ``members`` field."""
+    from gfdt_dash.validation import check_field
+
+    return check_field("members", members, config.field_specs()["members"])
+
+
+def check_state(system: System, state: object, name: str = "initial_state") -> State:
+    """``state`` if it is a state of ``system`` (the same variables, each a tensor shaped
+    ``(members, …)`` like the system's own), else ``ValueError`` naming ``name``."""
+    ref = system.initial_state(1, system.generator(0))
+    # the field is required; a scheme's carried variables (e.g. its last noise) may be left out
+    if not isinstance(state, dict) or "field_hat" not in state or not set(state) <= set(ref):
+        got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{name}: expected a state of {type(system).__name__} (a dict of tensors "
+            f"{sorted(ref)}), got {got}"
+        )
+    batch = None
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.ndim != ref[key].ndim:
+            raise ValueError(f"{name}: {key!r} must be a tensor shaped (members, …)")
+        if value.shape[1:] != ref[key].shape[1:] or value.shape[0] < 1:
+            raise ValueError(
+                f"{name}: {key!r} has shape {tuple(value.shape)}, expected (members, "
+                f"{', '.join(map(str, ref[key].shape[1:]))})"
+            )
+        if value.dtype != ref[key].dtype:
+            raise ValueError(f"{name}: {key!r} is {value.dtype}, expected {ref[key].dtype}")
+        if batch is not None and value.shape[0] != batch:
+            raise ValueError(f"{name}: its tensors have different member counts")
+        batch = value.shape[0]
+    return state
+
+
 def advance(
     system: System,
     state: State,
@@ -88,10 +123,11 @@ def simulate(
     field; ``should_stop`` cancels (raises :class:`~gfdt_dash.progress.Cancelled`). A run that
     turns non-finite raises :class:`SimulationDiverged` at once.
     """
+    if not isinstance(config, SystemConfig):
+        raise TypeError(f"config: expected a SystemConfig, got {type(config).__name__}")
     seed = check_seed(seed)
-    members = config.members if members is None else int(members)
-    if members < 1:
-        raise ValueError(f"members: must be >= 1, got {members}")
+    # an override obeys the config's own bounds (an absurd ensemble is refused, not allocated)
+    members = config.members if members is None else check_members(config, members)
     frame_members = min(config.frame_members, members)
     n = config.n
     n_frames, n_snaps = config.n_frames, config.n_snapshots
@@ -104,11 +140,14 @@ def simulate(
         )
     system = make_system(config, device, dtype)
     gen = system.generator(seed)
-    state = system.initial_state(members, gen) if initial_state is None else initial_state
-    if state["field_hat"].shape[0] != members:
-        raise ValueError(
-            f"initial_state: has {state['field_hat'].shape[0]} members, expected {members}"
-        )
+    if initial_state is None:
+        state = system.initial_state(members, gen)
+    else:
+        state = check_state(system, initial_state)
+        if state["field_hat"].shape[0] != members:
+            raise ValueError(
+                f"initial_state: has {state['field_hat'].shape[0]} members, expected {members}"
+            )
 
     n_spin = config.steps(config.spinup)
     n_rec = config.steps(config.record)
