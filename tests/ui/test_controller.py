@@ -724,6 +724,7 @@ def test_a_job_over_a_minute_shows_its_estimate_and_starts_only_when_asked_again
     page = create_app()  # threaded runners: the long job can be cancelled once started
     tab = page.views["ou"]
     tab.mirror.kappa = 0.003  # the shipped model does not fit: Run all would train one
+    tab.train_steps = 6000  # long enough training that the job takes over a minute
     estimate = tab.estimate_s("run all", tab.config())
     assert estimate > ASK_ABOVE_S
     assert "Run all ≈ " in tab.job_summary()
