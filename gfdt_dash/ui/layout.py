@@ -1,9 +1,11 @@
 """The widgets, panes and figures of a system tab: what :class:`gfdt_dash.ui.tab.SystemTab` shows.
 
 Figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are sent to
-(the ``_draw_*`` methods). The figures are rendered only when their first data arrives (a
-one-line placeholder until then): rendering empty HoloViews figures server-side made up most of
-the time a new session's page took to appear. The panes (model, diagnostics, error table,
+(the ``_draw_*`` methods). A figure is a one-line placeholder until it is needed: rendering empty
+HoloViews figures server-side made up most of the time a new session's page took to appear. Once
+the page is there, and while the server is idle, the figures are rendered hidden one by one, so
+that their data only update them; those not ready when a job starts are rendered when their
+data arrive. The panes (model, diagnostics, error table,
 verdict, out-of-date mark, downloads, buttons) are refreshed by the ``_update_*`` methods.
 """
 
@@ -22,6 +24,7 @@ import xarray as xr
 from gfdt_dash.systems import system_spec
 from gfdt_dash.ui import views
 from gfdt_dash.ui.controller import model_differences
+from gfdt_dash.ui.jobs import jobs_in_pool
 from gfdt_dash.ui.pacing import PACER
 from gfdt_dash.ui.params import NumberField, mirror_widgets
 
@@ -81,8 +84,9 @@ class TabLayout:
     def _draw_responses(self, combined: xr.Dataset | None) -> None:
         """Send the responses to their figures (``None`` empties them).
 
-        One paced callback updates every response figure already drawn (their bokeh data
-        sources, in one document patch); a figure not drawn yet is drawn with the data.
+        One paced callback updates every response figure already rendered (their bokeh data
+        sources, in one document patch) and shows the prepared ones in the same patch; a figure
+        not rendered yet is rendered with the data afterwards (``_reveal``).
         """
         data = {} if combined is None else {"responses": combined}
         if self.runner.closed or not (data or self._responses.data):
@@ -93,10 +97,10 @@ class TabLayout:
             # per figure was most of an update's time).
             with _batched(self._doc):
                 self._responses.send(data)
+                if combined is not None:
+                    self._reveal("curves", "maps")
 
         PACER.submit(self._schedule, send)
-        if combined is not None:
-            self._reveal("curves", "maps")
 
     def _update_downloads(self) -> None:
         if hasattr(self, "_dl_sim"):
@@ -104,24 +108,48 @@ class TabLayout:
             self._dl_resp.disabled = self.responses is None
 
     def _reveal(self, *names: str) -> None:
-        """Render these figures if not yet shown (once; their streams update them afterwards).
+        """Show these figures (once; their streams update them afterwards).
 
-        ``"curves"`` names every downstream panel. Each figure is one paced callback (``PACER``:
-        every session's clicks are answered between them) whose changes go to the browser as one
-        document patch, with one walk over the document's models (``_batched``): the browser
-        builds one figure while the server renders the next.
+        ``"curves"`` names every downstream panel. A figure prepared ahead of its data
+        (``_prepare_figures``) is only made visible, at once. Any other is rendered, each in
+        one paced callback (``PACER``: every session's clicks are answered between them) whose
+        changes go to the browser as one document patch, with one walk over the document's
+        models (``_batched``): the browser builds one figure while the server renders the next.
         """
         if self.runner.closed:  # the session is gone: nothing to render for
             return
         for name in names:
             for key in _CURVES if name == "curves" else (name,):
                 figure = self._figures.get(key)
-                if figure is not None and figure.pane is None:
+                if figure is None or figure.shown:
+                    continue
+                if figure.pane is not None:
+                    with _batched(self._doc):
+                        figure.show()
+                else:
                     PACER.submit(self._schedule, lambda f=figure: self._show(f))
 
     def _show(self, figure: views.LazyFigure) -> None:
         with _batched(self._doc):
             figure.show()  # once, if revealed twice before its turn
+
+    def _prepare_figures(self, keys: list[str]) -> None:
+        """Render these figures ahead of their data, hidden, one paced callback each, while the
+        server is idle: no job in the pool (a render would take its CPU) and no other session's
+        UI work waiting. The first busy moment ends it; the figures left are rendered when
+        their data arrive. Only for a served page (tests without a server see no change)."""
+        if getattr(self._schedule, "session", None) is None:
+            return
+
+        def step() -> None:
+            if not keys or self.runner.closed or jobs_in_pool() or PACER.pending():
+                return
+            figure = self._figures[keys.pop(0)]
+            with _batched(self._doc):
+                figure.prepare()
+            PACER.submit(self._schedule, step)
+
+        PACER.submit(self._schedule, step)
 
     def _model_pane_text(self) -> str:
         text = _markdown_table("Model in use", self.model_info)
@@ -323,7 +351,7 @@ class TabLayout:
                 lambda dx=dx: curves_for(dx), "" if dx else no_responses, width=0 if dx else 440
             )
         fig["maps"] = views.LazyFigure(
-            lambda: hv.Layout([map_for(m) for m in methods]).cols(3).opts(shared_axes=False),
+            lambda: hv.Layout([map_for(m) for m in methods]).cols(3),
             "The maps appear with the responses.",
             width=900,
         )
@@ -374,6 +402,8 @@ class TabLayout:
             self._reveal("losses")
         if self.responses is not None:
             self._reveal("curves", "maps")
+        # the response figures first: theirs is the wait at the end of a job
+        self._prepare_figures([*_CURVES, "maps", "snapshot", "hist", "losses"])
         self._update_stale()
         self._update_buttons()
         return layout

@@ -4,7 +4,8 @@ Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter 
 once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
 rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
 result) because a ``DynamicMap`` cannot add layers after its first render. ``LazyFigure`` defers
-a figure's first render to its first data; ``results_table`` is the read-only table of results.
+a figure's first render until it is needed (or the server is idle); ``results_table`` is the
+read-only table of results.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def response_curves(
     ``methods`` (default: all); direct perturbation, the truth, as markers on top.
 
     ``data["responses"]`` is the combined result (dims estimator, lag, dy, dx). Each panel has its
-    own axis ranges (``shared_axes=False``) recomputed for every new result (``framewise``).
+    own axis ranges, recomputed for every new result (``framewise``; each figure is a pane of
+    its own with Panel's axis linking off, see :class:`LazyFigure`).
     """
     ds = (data or {}).get("responses")
     layers = []
@@ -107,7 +109,7 @@ def response_curves(
                 resp = r.values[keep]
                 err = e.sel(dy=0, dx=dx).values[keep]
         table = pd.DataFrame({"lag": lag, "response": resp, "stderr": err})
-        common = dict(framewise=True, shared_axes=False)
+        common = dict(framewise=True)
         layers.append(
             hv.Spread(table, "lag", ["response", "stderr"], label=label).opts(
                 color=color, alpha=0.2, line_alpha=0, **common
@@ -135,7 +137,6 @@ def response_curves(
         width=440,
         height=260,
         framewise=True,
-        shared_axes=False,
     )
 
 
@@ -186,12 +187,13 @@ def response_map(data: dict | None, method: str, lag_index: int, normalized: boo
     ds = (data or {}).get("responses")
     label = ESTIMATORS[method].label
     # The same options with and without data: a map emptied (a new simulation) and filled
-    # again is updated in place, and keeps the plot options of its first render.
+    # again is updated in place, and keeps the plot options of its first render. No
+    # ``shared_axes=False`` here or in any figure: HoloViews then keeps the ranges of the first
+    # render for every later frame (``framewise`` does nothing).
     common = dict(
         width=250,
         height=230,
         framewise=True,
-        shared_axes=False,
         cmap="RdBu_r",
         colorbar=True,
         tools=["hover"],
@@ -228,7 +230,6 @@ def snapshot_image(data: dict | None) -> hv.Image:
         width=340,
         height=300,
         framewise=True,
-        shared_axes=False,
     )
 
 
@@ -250,7 +251,6 @@ def loss_overlay(data: pd.DataFrame) -> hv.Overlay:
         width=380,
         height=300,
         framewise=True,
-        shared_axes=False,
         legend_position="top_right",
     )
 
@@ -281,17 +281,19 @@ def histogram_overlay(data: dict | None) -> hv.Overlay:
         width=380,
         height=300,
         framewise=True,
-        shared_axes=False,
         legend_position="top_right",
     )
 
 
 class LazyFigure:
-    """A HoloViews figure that is rendered the first time its data arrives.
+    """A HoloViews figure that is rendered when it is first needed.
 
-    Until :meth:`show`, ``panel`` holds a one-line placeholder; ``show`` creates the figure
-    (``make()``, DynamicMaps over the tab's streams, which already hold the data) and swaps it in
-    once. Later data goes through the streams and patches the figure in place.
+    Until then ``panel`` holds a one-line placeholder. ``show`` swaps the figure in (rendering it
+    first if needed: ``make()``, DynamicMaps over the tab's streams, which already hold the data);
+    later data goes through the streams and patches the figure in place. ``prepare`` renders it
+    ahead of its data, hidden behind the placeholder, so that its first data only update it and
+    ``show`` just makes it visible: a first render (HoloViews to bokeh models on the server, then
+    the browser building the plot) costs seconds, an update a fraction of that.
     """
 
     def __init__(self, make: Callable[[], Any], placeholder: str, width: int) -> None:
@@ -304,13 +306,33 @@ class LazyFigure:
             sizing_mode="fixed",
         )
 
-    def show(self) -> None:
+    @property
+    def shown(self) -> bool:
+        return self.pane is not None and self._box.visible
+
+    def _render(self, visible: bool) -> None:
+        # Not linked: Panel links the axis ranges of all its HoloViews panes by dimension
+        # name by default, across figures and tabs (every "response" axis would share one
+        # range). Each figure keeps its own ranges, recomputed for each new data.
+        self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
+        # Hidden and shown through a box around it: Panel fails to change a HoloViews pane's
+        # own ``visible`` once rendered.
+        self._box = pn.Column(self.pane, visible=visible, sizing_mode="fixed", margin=0)
+
+    def prepare(self) -> None:
+        """Render the figure now, hidden behind its placeholder (once)."""
         if self.pane is None:
-            # Not linked: Panel links the axis ranges of all its HoloViews panes by dimension
-            # name by default, across figures and tabs (every "response" axis would share one
-            # range). Each figure keeps its own ranges, recomputed for each new data.
-            self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
-            self.panel[:] = [self.pane]
+            self._render(visible=False)
+            self.panel.append(self._box)
+
+    def show(self) -> None:
+        """Show the figure in place of its placeholder, rendering it if not prepared (once)."""
+        if self.pane is None:
+            self._render(visible=True)
+        elif self._box.visible:
+            return
+        self._box.visible = True
+        self.panel[:] = [self._box]
 
 
 # The error table's columns in words (``gfdt_dash.response.error_table``'s names).
