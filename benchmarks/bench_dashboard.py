@@ -5,7 +5,7 @@
 Starts ``panel serve app.py --warm`` on 127.0.0.1 (a fresh temporary store; see
 ``load_test.LoopbackServer``), opens one headless chromium page (one session) and, for each system
 in turn (classroom preset, the shipped model), waits until the page has settled (``--settle``: no
-change from the server for a second, as when a user reads the page before clicking), clicks *Run
+change from the server for 3 s, as when a user reads the page before clicking), clicks *Run
 all* and times until the job has ended (the button is enabled again), until its responses have
 reached the page (the error table is there) and until every response figure of the tab is drawn
 with them (all downstream panels hold data, every map shows a lag, and every shown plot view has
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settle",
         type=float,
-        default=1.0,
+        default=3.0,
         help="before clicking Run all, wait until the page has had no change from the server "
         "for this many seconds (0: click as soon as the button is there)",
     )

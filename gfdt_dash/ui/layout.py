@@ -3,10 +3,10 @@
 Figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are sent to
 (the ``_draw_*`` methods). A figure is a one-line placeholder until it is needed: rendering empty
 HoloViews figures server-side made up most of the time a new session's page took to appear. Once
-the page is there, and while the server is idle, the figures are rendered hidden one by one, so
-that their data only update them; those not ready when a job starts are rendered when their
-data arrive. The panes (model, diagnostics, error table,
-verdict, out-of-date mark, downloads, buttons) are refreshed by the ``_update_*`` methods.
+the page is there, and while the server is idle, the figures are drawn empty one by one, so that
+their data only update them; those not drawn when a job starts are drawn when their data arrive.
+The panes (model, diagnostics, error table, verdict, out-of-date mark, downloads, buttons) are
+refreshed by the ``_update_*`` methods.
 """
 
 from __future__ import annotations
@@ -84,9 +84,8 @@ class TabLayout:
     def _draw_responses(self, combined: xr.Dataset | None) -> None:
         """Send the responses to their figures (``None`` empties them).
 
-        One paced callback updates every response figure already rendered (their bokeh data
-        sources, in one document patch) and shows the prepared ones in the same patch; a figure
-        not rendered yet is rendered with the data afterwards (``_reveal``).
+        One paced callback updates every response figure already drawn (their bokeh data
+        sources, in one document patch); a figure not drawn yet is drawn with the data.
         """
         data = {} if combined is None else {"responses": combined}
         if self.runner.closed or not (data or self._responses.data):
@@ -97,10 +96,10 @@ class TabLayout:
             # per figure was most of an update's time).
             with _batched(self._doc):
                 self._responses.send(data)
-                if combined is not None:
-                    self._reveal("curves", "maps")
 
         PACER.submit(self._schedule, send)
+        if combined is not None:
+            self._reveal("curves", "maps")
 
     def _update_downloads(self) -> None:
         if hasattr(self, "_dl_sim"):
@@ -108,45 +107,40 @@ class TabLayout:
             self._dl_resp.disabled = self.responses is None
 
     def _reveal(self, *names: str) -> None:
-        """Show these figures (once; their streams update them afterwards).
+        """Render these figures if not yet shown (once; their streams update them afterwards;
+        see also ``_draw_ahead``).
 
-        ``"curves"`` names every downstream panel. A figure prepared ahead of its data
-        (``_prepare_figures``) is only made visible, at once. Any other is rendered, each in
-        one paced callback (``PACER``: every session's clicks are answered between them) whose
-        changes go to the browser as one document patch, with one walk over the document's
-        models (``_batched``): the browser builds one figure while the server renders the next.
+        ``"curves"`` names every downstream panel. Each figure is one paced callback (``PACER``:
+        every session's clicks are answered between them) whose changes go to the browser as one
+        document patch, with one walk over the document's models (``_batched``): the browser
+        builds one figure while the server renders the next.
         """
         if self.runner.closed:  # the session is gone: nothing to render for
             return
         for name in names:
             for key in _CURVES if name == "curves" else (name,):
                 figure = self._figures.get(key)
-                if figure is None or figure.shown:
-                    continue
-                if figure.pane is not None:
-                    with _batched(self._doc):
-                        figure.show()
-                else:
+                if figure is not None and figure.pane is None:
                     PACER.submit(self._schedule, lambda f=figure: self._show(f))
 
     def _show(self, figure: views.LazyFigure) -> None:
         with _batched(self._doc):
             figure.show()  # once, if revealed twice before its turn
 
-    def _prepare_figures(self, keys: list[str]) -> None:
-        """Render these figures ahead of their data, hidden, one paced callback each, while the
-        server is idle: no job in the pool (a render would take its CPU) and no other session's
-        UI work waiting. The first busy moment ends it; the figures left are rendered when
-        their data arrive. Only for a served page (tests without a server see no change)."""
+    def _draw_ahead(self, keys: list[str]) -> None:
+        """Draw these figures empty before their data, one paced callback each, while the server
+        is idle: no job in the pool (a first render would take its CPU) and no other session's
+        UI work waiting. The first busy moment ends it; the figures left are drawn when their
+        data arrive. Their data then only update them: a first render costs the server and the
+        browser seconds, and the browser lays out the whole page again for each new figure,
+        while an update redraws the plots in place. Only on a served page."""
         if getattr(self._schedule, "session", None) is None:
             return
 
         def step() -> None:
             if not keys or self.runner.closed or jobs_in_pool() or PACER.pending():
                 return
-            figure = self._figures[keys.pop(0)]
-            with _batched(self._doc):
-                figure.prepare()
+            self._show(self._figures[keys.pop(0)])
             PACER.submit(self._schedule, step)
 
         PACER.submit(self._schedule, step)
@@ -403,7 +397,7 @@ class TabLayout:
         if self.responses is not None:
             self._reveal("curves", "maps")
         # the response figures first: theirs is the wait at the end of a job
-        self._prepare_figures([*_CURVES, "maps", "snapshot", "hist", "losses"])
+        self._draw_ahead([*_CURVES, "maps", "snapshot", "hist", "losses"])
         self._update_stale()
         self._update_buttons()
         return layout

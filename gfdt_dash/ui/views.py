@@ -4,8 +4,7 @@ Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter 
 once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
 rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
 result) because a ``DynamicMap`` cannot add layers after its first render. ``LazyFigure`` defers
-a figure's first render until it is needed (or the server is idle); ``results_table`` is the
-read-only table of results.
+a figure's first render until it is needed; ``results_table`` is the read-only table of results.
 """
 
 from __future__ import annotations
@@ -286,14 +285,11 @@ def histogram_overlay(data: dict | None) -> hv.Overlay:
 
 
 class LazyFigure:
-    """A HoloViews figure that is rendered when it is first needed.
+    """A HoloViews figure that is rendered when first needed: its first data, or an idle server.
 
-    Until then ``panel`` holds a one-line placeholder. ``show`` swaps the figure in (rendering it
-    first if needed: ``make()``, DynamicMaps over the tab's streams, which already hold the data);
-    later data goes through the streams and patches the figure in place. ``prepare`` renders it
-    ahead of its data, hidden behind the placeholder, so that its first data only update it and
-    ``show`` just makes it visible: a first render (HoloViews to bokeh models on the server, then
-    the browser building the plot) costs seconds, an update a fraction of that.
+    Until :meth:`show`, ``panel`` holds a one-line placeholder; ``show`` creates the figure
+    (``make()``, DynamicMaps over the tab's streams, which hold the data if any) and swaps it in
+    once. Later data goes through the streams and patches the figure in place.
     """
 
     def __init__(self, make: Callable[[], Any], placeholder: str, width: int) -> None:
@@ -306,33 +302,13 @@ class LazyFigure:
             sizing_mode="fixed",
         )
 
-    @property
-    def shown(self) -> bool:
-        return self.pane is not None and self._box.visible
-
-    def _render(self, visible: bool) -> None:
-        # Not linked: Panel links the axis ranges of all its HoloViews panes by dimension
-        # name by default, across figures and tabs (every "response" axis would share one
-        # range). Each figure keeps its own ranges, recomputed for each new data.
-        self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
-        # Hidden and shown through a box around it: Panel fails to change a HoloViews pane's
-        # own ``visible`` once rendered.
-        self._box = pn.Column(self.pane, visible=visible, sizing_mode="fixed", margin=0)
-
-    def prepare(self) -> None:
-        """Render the figure now, hidden behind its placeholder (once)."""
-        if self.pane is None:
-            self._render(visible=False)
-            self.panel.append(self._box)
-
     def show(self) -> None:
-        """Show the figure in place of its placeholder, rendering it if not prepared (once)."""
         if self.pane is None:
-            self._render(visible=True)
-        elif self._box.visible:
-            return
-        self._box.visible = True
-        self.panel[:] = [self._box]
+            # Not linked: Panel links the axis ranges of all its HoloViews panes by dimension
+            # name by default, across figures and tabs (every "response" axis would share one
+            # range). Each figure keeps its own ranges, recomputed for each new data.
+            self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
+            self.panel[:] = [self.pane]
 
 
 # The error table's columns in words (``gfdt_dash.response.error_table``'s names).
