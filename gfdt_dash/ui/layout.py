@@ -138,7 +138,9 @@ class TabLayout:
             return
 
         def step() -> None:
-            if not keys or self.runner.closed or jobs_in_pool() or PACER.pending():
+            if not keys or self.runner.closed or jobs_in_pool():
+                return
+            if PACER.others_waiting(self._schedule):
                 return
             self._show(self._figures[keys.pop(0)])
             PACER.submit(self._schedule, step)
