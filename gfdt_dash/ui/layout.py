@@ -12,6 +12,7 @@ refreshed by the ``_update_*`` methods.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import holoviews as hv
@@ -64,6 +65,9 @@ class TabLayout:
         self._responses = hv.streams.Pipe(data={})
         self._layout: pn.viewable.Viewable | None = None
         self._figures: dict[str, views.LazyFigure] = {}  # filled by _build_layout
+        # whether the page shows this tab (the app sets it): figures are drawn ahead of their
+        # data only then
+        self.tab_shown: Callable[[], bool] = lambda: True
 
     # -- results into the figures (event loop) -----------------------------------------------
     def _draw_snapshot(self, field: np.ndarray, title: str) -> None:
@@ -128,17 +132,19 @@ class TabLayout:
             figure.show()  # once, if revealed twice before its turn
 
     def _draw_ahead(self, keys: list[str]) -> None:
-        """Draw these figures empty before their data, one paced callback each, while the server
-        is idle: no job in the pool (a first render would take its CPU) and no other session's
-        UI work waiting. The first busy moment ends it; the figures left are drawn when their
-        data arrive. Their data then only update them: a first render costs the server and the
-        browser seconds, and the browser lays out the whole page again for each new figure,
-        while an update redraws the plots in place. Only on a served page."""
+        """Draw these figures empty before their data, one paced callback each, while the tab is
+        shown and the server idle: no job in the pool (a first render would take its CPU) and
+        no other session's UI work waiting. The first busy moment, or another tab shown, ends
+        it; the figures left are drawn when their data arrive. Their data then only update
+        them: a first render costs the server and the browser seconds, and the browser lays out
+        the whole page again for each new figure, while an update redraws the plots in place.
+        (Not for hidden tabs: every plot of the page, shown or not, is laid out and painted
+        again when the page's layout changes.) Only on a served page."""
         if getattr(self._schedule, "session", None) is None:
             return
 
         def step() -> None:
-            if not keys or self.runner.closed or jobs_in_pool():
+            if not keys or self.runner.closed or jobs_in_pool() or not self.tab_shown():
                 return
             if PACER.others_waiting(self._schedule):
                 return

@@ -523,6 +523,12 @@ def test_served_figures_are_drawn_empty_ahead_of_their_data_while_the_server_is_
     tab.__panel__()
     assert submitted == []  # built once; not on a page without a server (below) either
     assert SystemTab("ou").__panel__() is not None and submitted == []
+    hidden = SystemTab("allen_cahn")  # a tab the page does not show draws nothing ahead
+    hidden._schedule = served
+    hidden.tab_shown = lambda: False
+    hidden.__panel__()
+    submitted.pop(0)()
+    assert submitted == [] and all(f.pane is None for f in hidden._figures.values())
 
 
 def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, float]]:
