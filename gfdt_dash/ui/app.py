@@ -83,14 +83,9 @@ def create_app(sync: bool = False) -> pn.template.BaseTemplate:
         sizing_mode="stretch_width",
     )
 
-    def shown(key: str) -> bool:
-        return tabs.active < len(keys) and keys[tabs.active] == key
-
     def build(key: str) -> None:
         if key not in built:
             built[key] = factories[key][1]()
-            # a system tab draws its figures ahead of their data only while it is shown
-            built[key].tab_shown = partial(shown, key)
             holders[key][:] = [built[key]]
 
     schedule = schedule_on(None if sync else pn.state.curdoc)

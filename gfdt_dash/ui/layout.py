@@ -1,18 +1,15 @@
 """The widgets, panes and figures of a system tab: what :class:`gfdt_dash.ui.tab.SystemTab` shows.
 
 Figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are sent to
-(the ``_draw_*`` methods). A figure is a one-line placeholder until it is needed: rendering empty
-HoloViews figures server-side made up most of the time a new session's page took to appear. Once
-the page is there, and while the server is idle, the figures are drawn empty one by one, so that
-their data only update them; those not drawn when a job starts are drawn when their data arrive.
-The panes (model, diagnostics, error table, verdict, out-of-date mark, downloads, buttons) are
-refreshed by the ``_update_*`` methods.
+(the ``_draw_*`` methods). The figures are rendered only when their first data arrives (a
+one-line placeholder until then): rendering empty HoloViews figures server-side made up most of
+the time a new session's page took to appear. The panes (model, diagnostics, error table,
+verdict, out-of-date mark, downloads, buttons) are refreshed by the ``_update_*`` methods.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import holoviews as hv
@@ -25,7 +22,6 @@ import xarray as xr
 from gfdt_dash.systems import system_spec
 from gfdt_dash.ui import views
 from gfdt_dash.ui.controller import model_differences
-from gfdt_dash.ui.jobs import jobs_in_pool
 from gfdt_dash.ui.pacing import PACER
 from gfdt_dash.ui.params import NumberField, mirror_widgets
 
@@ -65,9 +61,6 @@ class TabLayout:
         self._responses = hv.streams.Pipe(data={})
         self._layout: pn.viewable.Viewable | None = None
         self._figures: dict[str, views.LazyFigure] = {}  # filled by _build_layout
-        # whether the page shows this tab (the app sets it): figures are drawn ahead of their
-        # data only then
-        self.tab_shown: Callable[[], bool] = lambda: True
 
     # -- results into the figures (event loop) -----------------------------------------------
     def _draw_snapshot(self, field: np.ndarray, title: str) -> None:
@@ -111,8 +104,7 @@ class TabLayout:
             self._dl_resp.disabled = self.responses is None
 
     def _reveal(self, *names: str) -> None:
-        """Render these figures if not yet shown (once; their streams update them afterwards;
-        see also ``_draw_ahead``).
+        """Render these figures if not yet shown (once; their streams update them afterwards).
 
         ``"curves"`` names every downstream panel. Each figure is one paced callback (``PACER``:
         every session's clicks are answered between them) whose changes go to the browser as one
@@ -130,28 +122,6 @@ class TabLayout:
     def _show(self, figure: views.LazyFigure) -> None:
         with _batched(self._doc):
             figure.show()  # once, if revealed twice before its turn
-
-    def _draw_ahead(self, keys: list[str]) -> None:
-        """Draw these figures empty before their data, one paced callback each, while the tab is
-        shown and the server idle: no job in the pool (a first render would take its CPU) and
-        no other session's UI work waiting. The first busy moment, or another tab shown, ends
-        it; the figures left are drawn when their data arrive. Their data then only update
-        them: a first render costs the server and the browser seconds, and the browser lays out
-        the whole page again for each new figure, while an update redraws the plots in place.
-        (Not for hidden tabs: every plot of the page, shown or not, is laid out and painted
-        again when the page's layout changes.) Only on a served page."""
-        if getattr(self._schedule, "session", None) is None:
-            return
-
-        def step() -> None:
-            if not keys or self.runner.closed or jobs_in_pool() or not self.tab_shown():
-                return
-            if PACER.others_waiting(self._schedule):
-                return
-            self._show(self._figures[keys.pop(0)])
-            PACER.submit(self._schedule, step)
-
-        PACER.submit(self._schedule, step)
 
     def _model_pane_text(self) -> str:
         text = _markdown_table("Model in use", self.model_info)
@@ -404,8 +374,6 @@ class TabLayout:
             self._reveal("losses")
         if self.responses is not None:
             self._reveal("curves", "maps")
-        # the response figures first: theirs is the wait at the end of a job
-        self._draw_ahead([*_CURVES, "maps", "snapshot", "hist", "losses"])
         self._update_stale()
         self._update_buttons()
         return layout

@@ -107,12 +107,6 @@ class Pacer:
         with self._lock:
             return len(self._first) + len(self._queue)
 
-    def others_waiting(self, schedule: Schedule) -> bool:
-        """Whether a callback of another session than ``schedule``'s waits for its turn."""
-        mine = _session(schedule)
-        with self._lock:
-            return any(_session(s) != mine for s, _ in (*self._first, *self._queue))
-
     def _dispatch(self, call_later: Callable[[float, Callable[[], None]], Any]) -> None:
         with self._lock:
             if not (self._first or self._queue):
@@ -143,7 +137,8 @@ class Pacer:
             if turn <= self._ended:  # already moved on (ran after all, or the watchdog)
                 return
             self._ended = turn
-        others = self.others_waiting(schedule)
+            mine = _session(schedule)
+            others = any(_session(s) != mine for s, _ in (*self._first, *self._queue))
         wait = max(self.gap_s, duration_s) if others or self.crowded() else self.gap_s
         call_later(wait, lambda: self._dispatch(call_later))
 

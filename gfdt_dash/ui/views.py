@@ -4,7 +4,7 @@ Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter 
 once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
 rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
 result) because a ``DynamicMap`` cannot add layers after its first render. ``LazyFigure`` defers
-a figure's first render until it is needed; ``results_table`` is the read-only table of results.
+a figure's first render to its first data; ``results_table`` is the read-only table of results.
 """
 
 from __future__ import annotations
@@ -187,8 +187,8 @@ def response_map(data: dict | None, method: str, lag_index: int, normalized: boo
     label = ESTIMATORS[method].label
     # The same options with and without data: a map emptied (a new simulation) and filled
     # again is updated in place, and keeps the plot options of its first render. No
-    # ``shared_axes=False`` here or in any figure: HoloViews then keeps the ranges of the first
-    # render for every later frame (``framewise`` does nothing).
+    # ``shared_axes=False`` here or in any figure: with it, HoloViews (1.23) can keep the ranges
+    # of an earlier frame instead of recomputing them for each one (``framewise``).
     common = dict(
         width=250,
         height=230,
@@ -285,10 +285,10 @@ def histogram_overlay(data: dict | None) -> hv.Overlay:
 
 
 class LazyFigure:
-    """A HoloViews figure that is rendered when first needed: its first data, or an idle server.
+    """A HoloViews figure that is rendered the first time its data arrives.
 
     Until :meth:`show`, ``panel`` holds a one-line placeholder; ``show`` creates the figure
-    (``make()``, DynamicMaps over the tab's streams, which hold the data if any) and swaps it in
+    (``make()``, DynamicMaps over the tab's streams, which already hold the data) and swaps it in
     once. Later data goes through the streams and patches the figure in place.
     """
 

@@ -490,47 +490,6 @@ def test_served_figures_are_rendered_one_paced_callback_each(monkeypatch):
     assert submitted == [] and tab._figures["snapshot"].pane is None
 
 
-def test_served_figures_are_drawn_empty_ahead_of_their_data_while_the_server_is_idle(
-    monkeypatch,
-):
-    # On a served page every figure is drawn empty, one paced callback each (the response
-    # figures first), until a job is in the pool: its data then only update the figures.
-    import gfdt_dash.ui.layout as layout_module
-    from gfdt_dash.ui.pacing import PACER
-
-    submitted = []
-    monkeypatch.setattr(PACER, "submit", lambda sched, fn: submitted.append(fn))
-    tab = SystemTab("ou")
-
-    def served(fn):
-        fn()
-
-    served.session = object()  # what schedule_on gives a served document
-    tab._schedule = served
-    tab.__panel__()
-    order = [*_CURVES, "maps", "snapshot", "hist", "losses"]
-
-    def drawn():
-        return [k for k in order if tab._figures[k].pane is not None]
-
-    for n in range(1, 4):
-        submitted.pop(0)()
-        assert drawn() == order[:n]  # one figure per callback, in order
-    monkeypatch.setattr(layout_module, "jobs_in_pool", lambda: 1)  # a job has started
-    submitted.pop(0)()
-    assert drawn() == order[:3] and submitted == []  # no more ahead of the data
-    monkeypatch.setattr(layout_module, "jobs_in_pool", lambda: 0)
-    tab.__panel__()
-    assert submitted == []  # built once; not on a page without a server (below) either
-    assert SystemTab("ou").__panel__() is not None and submitted == []
-    hidden = SystemTab("allen_cahn")  # a tab the page does not show draws nothing ahead
-    hidden._schedule = served
-    hidden.tab_shown = lambda: False
-    hidden.__panel__()
-    submitted.pop(0)()
-    assert submitted == [] and all(f.pane is None for f in hidden._figures.values())
-
-
 def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, float]]:
     """Per plot title (response panels and histogram): its y range and x range end, and the y
     extent and largest x of the data its lines, markers, bands and bars draw."""
@@ -553,9 +512,11 @@ def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, flo
     return out
 
 
-def test_figures_drawn_before_their_data_take_the_ranges_of_the_data():
-    # A figure drawn empty ahead of its data must re-range on the data (HoloViews' framewise
-    # ranges; with shared_axes=False it kept the empty figure's 0..1 for good).
+def test_figures_take_the_ranges_of_each_new_result():
+    # Every figure re-ranges on each result: drawn empty first (a tab built before its results),
+    # then the data, then emptied by a new simulation and filled with a result of fewer lags
+    # (HoloViews' framewise ranges; with shared_axes=False HoloViews kept the first ranges).
+    import holoviews.plotting.bokeh  # noqa: F401  (the app's plotting backend)
     from bokeh.document import Document
 
     tab = tiny_tab()
@@ -564,24 +525,23 @@ def test_figures_drawn_before_their_data_take_the_ranges_of_the_data():
         figure.show()  # empty
     doc = Document()
     doc.add_root(layout.get_root(doc))
-    tab.normalized = False  # redrawn while still empty
-    tab.normalized = True
-    tab.param.trigger("simulate")
-    tab.param.trigger("compute")
-    extents = _plot_extents(doc)
-    print("EXT", extents)
-    checked = [t for t in extents if " — " in t or t == "pixel values vs Gaussian"]
-    assert len(checked) == 5, list(extents)
-    for title in checked:
-        start, end, x_end, lo, hi, x_hi = extents[title]
-        assert np.isfinite(lo) and hi > lo, (title, extents[title])
-        assert start <= lo and end >= hi, (title, extents[title])  # the data are in view
-        assert end - start <= 1.5 * (hi - lo), (title, extents[title])  # and fill it
-        assert x_hi <= x_end <= x_hi + 0.2 * abs(x_hi) + 1e-9, (title, extents[title])
-    maps = [t for t in extents if ", t = " in t]
-    assert len(maps) == tab.responses.sizes["estimator"]  # (no score model: no learned map)
-    for title in maps:  # the kick's neighbourhood, not the empty map's one pixel
-        assert extents[title][2] == pytest.approx(tab.responses["dx"].values.max() + 0.5)
+    for max_lag in (tab.mirror.max_lag, tab.mirror.max_lag / 2):
+        tab.mirror.max_lag = max_lag
+        tab.param.trigger("simulate")
+        tab.param.trigger("compute")
+        extents = _plot_extents(doc)
+        checked = [t for t in extents if " — " in t or t == "pixel values vs Gaussian"]
+        assert len(checked) == 5, list(extents)
+        for title in checked:
+            start, end, x_end, lo, hi, x_hi = extents[title]
+            assert np.isfinite(lo) and hi > lo, (title, extents[title])
+            assert start <= lo and end >= hi, (title, extents[title])  # the data are in view
+            assert end - start <= 1.5 * (hi - lo), (title, extents[title])  # and fill it
+            assert x_hi <= x_end <= x_hi + 0.2 * abs(x_hi) + 1e-9, (title, extents[title])
+        maps = [t for t in extents if ", t = " in t]
+        assert len(maps) == tab.responses.sizes["estimator"]  # (no score model: no learned map)
+        for title in maps:  # the kick's neighbourhood, not the empty map's one pixel
+            assert extents[title][2] == pytest.approx(tab.responses["dx"].values.max() + 0.5)
 
 
 def test_results_from_before_the_layout_is_built_are_shown():

@@ -183,19 +183,6 @@ def test_first_goes_ahead_of_queued_figures_in_its_own_order():
     assert ran == ["fig1", "tab1", "tab2", "fig2"]  # fig1 was already running
 
 
-def test_others_waiting_tells_another_sessions_callbacks_from_its_own():
-    loop = FakeLoop()
-    pacer = Pacer(gap_s=0.05, call_later=loop.call_later)
-    a, b = Session(), Session()
-    pacer.submit(a.schedule, lambda: None)  # dispatched: running, not waiting
-    assert not pacer.others_waiting(a.schedule) and not pacer.others_waiting(b.schedule)
-    pacer.submit(a.schedule, lambda: None)
-    assert not pacer.others_waiting(a.schedule)  # its own only
-    assert pacer.others_waiting(b.schedule)
-    pacer.submit(b.schedule, lambda: None, first=True)
-    assert pacer.others_waiting(a.schedule)
-
-
 def test_a_callback_its_closed_session_never_runs_holds_the_queue_for_stall_s_only():
     loop = FakeLoop()
     pacer = Pacer(gap_s=0.05, stall_s=5.0, call_later=loop.call_later)
