@@ -34,7 +34,7 @@ TARGETS_S = {"ou": 10, "allen_cahn": 20, "navier_stokes": 30}
 # In the page, every 20 ms: when the responses have arrived (the error table's HTML is in the
 # document), when each response figure of the shown tab is drawn with them (by its title: the
 # kicked pixel, 1–3 cells downstream, and all the maps) and when every one is. Figures of hidden
-# tabs, and figures rendered ahead of their data and still hidden, do not count.
+# tabs do not count.
 WATCH_JS = """() => {
   const w = window.__gfdt = {data: null, drawn: null, each: {}};
   const title = v => (v.model.title && v.model.title.text) || "";
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "for this many seconds (0: click as soon as the button is there)",
     )
     args = parser.parse_args(argv)
+    if not args.settle >= 0:
+        parser.error(f"--settle: {args.settle} s; allowed: 0 or more seconds")
     systems = args.systems.split(",")
     for system in systems:
         if system not in TABS:
