@@ -4,15 +4,16 @@
 
 Starts ``panel serve app.py --warm`` on 127.0.0.1 (a fresh temporary store; see
 ``load_test.LoopbackServer``), opens one headless chromium page (one session) and, for each system
-in turn (classroom preset, the shipped model), clicks *Run all* and times until the job has ended
-(the button is enabled again), until its responses have reached the page (the error table is
-there) and until every response figure is drawn with them (all downstream panels hold data, every
-map shows a lag, and every plot view of the page has finished rendering); the last two are
-clocked inside the page (``performance.now``), so *data → figures* is the time from a result's
-arrival to its figures. Every repeat is a new page (a new session) with a new seed, so nothing
-comes from the result cache; one page at a time. Prints a markdown table (median and maximum over
-the repeats). A benchmark, not a test: the numbers depend on the machine and on what else runs on
-it.
+in turn (classroom preset, the shipped model), waits until the page has settled (``--settle``: no
+change from the server for 3 s, as when a user reads the page before clicking), clicks *Run
+all* and times until the job has ended (the button is enabled again), until its responses have
+reached the page (the error table is there) and until every response figure of the tab is drawn
+with them (all downstream panels hold data, every map shows a lag, and every shown plot view has
+finished rendering), and each figure on its own; these are clocked inside the page
+(``performance.now``), so *data → figures* is the time from a result's arrival to its figures.
+Every repeat is a new page (a new session) with a new seed, so nothing comes from the result
+cache; one page at a time. Prints markdown tables (median and maximum over the repeats). A
+benchmark, not a test: the numbers depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ TABS = {"ou": "Ornstein–Uhlenbeck", "allen_cahn": "Allen–Cahn", "navier_stok
 TARGETS_S = {"ou": 10, "allen_cahn": 20, "navier_stokes": 30}
 
 # In the page, every 20 ms: when the responses have arrived (the error table's HTML is in the
-# document) and when every response figure is drawn with them.
+# document), when each response figure of the shown tab is drawn with them (by its title: the
+# kicked pixel, 1–3 cells downstream, and all the maps) and when every one is. Figures of hidden
+# tabs do not count.
 WATCH_JS = """() => {
-  const w = window.__gfdt = {data: null, drawn: null};
+  const w = window.__gfdt = {data: null, drawn: null, each: {}};
   const title = v => (v.model.title && v.model.title.text) || "";
+  const shown = v => v.el && v.el.checkVisibility({visibilityProperty: true});
   const filled = v => v.model.renderers.some(
     r => r.data_source && r.data_source.get_length && r.data_source.get_length() > 0);
   const timer = setInterval(() => {
@@ -45,17 +49,46 @@ WATCH_JS = """() => {
       }
     }
     if (w.data === null) return;
-    const plots = [...Bokeh.index.query(v => v.model.type === "Plot" || v.model.type === "Figure")];
+    const plots = [...Bokeh.index.query(v => v.model.type === "Plot" || v.model.type === "Figure")]
+      .filter(shown);
     const curves = plots.filter(v => /kicked pixel|downstream/.test(title(v)));
     const maps = plots.filter(v => title(v).includes(", t = "));
     const waiting = plots.filter(v => title(v).includes("waiting for results"));
+    const now = performance.now();
+    for (const v of curves) {
+      const key = title(v).split(" — ")[0];
+      if (!(key in w.each) && filled(v) && v.has_finished()) w.each[key] = now;
+    }
+    if (!("maps" in w.each) && maps.length > 0 && waiting.length === 0
+        && maps.every(v => v.has_finished())) {
+      w.each.maps = now;
+    }
     if (curves.length >= 4 && curves.every(filled) && maps.length > 0 && waiting.length === 0
         && plots.every(v => v.has_finished())) {
-      w.drawn = performance.now();
+      w.drawn = now;
       clearInterval(timer);
     }
   }, 20);
 }"""
+
+# Resolves once no Bokeh document of the page has changed for ``quiet`` ms (the server has
+# sent all it does for a new page or tab) and every shown plot has finished drawing; with the
+# ms the page was busy from the call.
+SETTLE_JS = """(quiet) => new Promise(resolve => {
+  const t0 = performance.now();
+  let last = t0;
+  for (const d of Bokeh.documents) d.on_change(() => { last = performance.now(); });
+  const shown = v => v.el && v.el.checkVisibility({visibilityProperty: true});
+  const timer = setInterval(() => {
+    const plots = [...Bokeh.index.query(v => v.model.type === "Plot" || v.model.type === "Figure")];
+    if (performance.now() - last >= quiet && plots.filter(shown).every(v => v.has_finished())) {
+      clearInterval(timer);
+      resolve(last - t0);
+    }
+  }, 50);
+})"""
+
+FIGURES = ("kicked pixel", "1 cell downstream", "2 cells downstream", "3 cells downstream", "maps")
 
 
 def _set_seed(page, seed: int) -> None:
@@ -66,9 +99,10 @@ def _set_seed(page, seed: int) -> None:
     time.sleep(0.5)
 
 
-def run_once(page, seed: int) -> tuple[float, float, float]:
+def run_once(page, seed: int) -> tuple[float, float, float, dict[str, float]]:
     """(seconds until Run all ended, until its last figure was drawn, from the responses'
-    arrival in the page until their figures were drawn) in the shown tab."""
+    arrival in the page until their figures were drawn, and the same for each figure) in the
+    shown tab."""
     from playwright.sync_api import expect
 
     _set_seed(page, seed)
@@ -82,21 +116,33 @@ def run_once(page, seed: int) -> tuple[float, float, float]:
     ended = time.perf_counter() - start
     page.wait_for_function("window.__gfdt.drawn !== null", timeout=120_000)
     marks = page.evaluate("window.__gfdt")
-    return ended, (marks["drawn"] - clicked) / 1000, (marks["drawn"] - marks["data"]) / 1000
+    each = {k: (t - marks["data"]) / 1000 for k, t in marks["each"].items()}
+    return ended, (marks["drawn"] - clicked) / 1000, (marks["drawn"] - marks["data"]) / 1000, each
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="runs per system (new seeds)")
     parser.add_argument("--systems", default=",".join(TABS), help="comma-separated systems")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="before clicking Run all, wait until the page has had no change from the server "
+        "for this many seconds (0: click as soon as the button is there)",
+    )
     args = parser.parse_args(argv)
+    if not args.settle >= 0:
+        parser.error(f"--settle: {args.settle} s; allowed: 0 or more seconds")
     systems = args.systems.split(",")
     for system in systems:
         if system not in TABS:
             parser.error(f"--systems: unknown {system!r}; allowed: {', '.join(TABS)}")
     from playwright.sync_api import sync_playwright
 
-    results: dict[str, list[tuple[float, float, float]]] = {s: [] for s in systems}
+    results: dict[str, list[tuple[float, float, float, dict[str, float]]]] = {
+        s: [] for s in systems
+    }
     with tempfile.TemporaryDirectory(prefix="gfdt-bench-") as tmp:
         server = LoopbackServer(Path(tmp) / "store")
         try:
@@ -113,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                             page.locator(".bk-tab", has_text=title).click()
                             run = page.get_by_role("button", name="Run all").first
                             run.wait_for(timeout=60_000)
+                        if args.settle > 0:
+                            busy = page.evaluate(SETTLE_JS, int(args.settle * 1000))
+                            print(
+                                f"{system}: page settled after {busy / 1000:.1f} s", file=sys.stderr
+                            )
                         results[system].append(run_once(page, seed=100 + i))
                         print(system, results[system][-1], file=sys.stderr, flush=True)  # progress
                         context.close()
@@ -134,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
             f"| {statistics.median(late):.2f} s (max {max(late):.2f}) "
             f"| ≤ {TARGETS_S[system]} s |"
         )
+    print("\nFrom the responses' arrival in the page until each figure was drawn (median, max):\n")
+    print("| system | " + " | ".join(FIGURES) + " |")
+    print("|---|" + "---|" * len(FIGURES))
+    for system, runs in results.items():
+        cells = []
+        for key in FIGURES:
+            times = [r[3][key] for r in runs if key in r[3]]
+            cells.append(f"{statistics.median(times):.2f} s ({max(times):.2f})" if times else "—")
+        print(f"| {TABS[system]} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -148,6 +148,22 @@ class LoopbackServer:
             self.proc.wait()
 
 
+# True once the shown tab's response figures are drawn with data: four downstream panels with
+# data, every map at a lag, none waiting for results (figures of hidden tabs do not count).
+FIGURES_DRAWN_JS = """() => {
+  const title = v => (v.model.title && v.model.title.text) || "";
+  const shown = v => v.el && v.el.checkVisibility({visibilityProperty: true});
+  const plots = [...Bokeh.index.query(v => v.model.type === "Plot" || v.model.type === "Figure")]
+    .filter(shown);
+  const curves = plots.filter(v => /kicked pixel|downstream/.test(title(v)));
+  const filled = v => v.model.renderers.some(
+    r => r.data_source && r.data_source.get_length && r.data_source.get_length() > 0);
+  return curves.length >= 4 && curves.every(filled)
+    && plots.some(v => title(v).includes(", t = "))
+    && !plots.some(v => title(v).includes("waiting for results"));
+}"""
+
+
 # A click not answered within this time is an error of the session (ms).
 CLICK_TIMEOUT_MS = 60_000
 
@@ -227,9 +243,7 @@ async def _session(
         async def finished() -> None:
             await page.get_by_text("Run all finished").first.wait_for(timeout=ms)
             out["run_all_s"] = time.perf_counter() - t1
-            # the last figure's placeholder (figures are rendered in order, one at a time)
-            maps = page.get_by_text("The maps appear with the responses.").first
-            await maps.wait_for(state="detached", timeout=ms)
+            await page.wait_for_function(FIGURES_DRAWN_JS, timeout=ms)
             out["figures_s"] = time.perf_counter() - t1
 
         done = asyncio.ensure_future(finished())

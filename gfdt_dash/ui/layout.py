@@ -323,7 +323,7 @@ class TabLayout:
                 lambda dx=dx: curves_for(dx), "" if dx else no_responses, width=0 if dx else 440
             )
         fig["maps"] = views.LazyFigure(
-            lambda: hv.Layout([map_for(m) for m in methods]).cols(3).opts(shared_axes=False),
+            lambda: hv.Layout([map_for(m) for m in methods]).cols(3),
             "The maps appear with the responses.",
             width=900,
         )

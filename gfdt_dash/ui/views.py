@@ -92,7 +92,8 @@ def response_curves(
     ``methods`` (default: all); direct perturbation, the truth, as markers on top.
 
     ``data["responses"]`` is the combined result (dims estimator, lag, dy, dx). Each panel has its
-    own axis ranges (``shared_axes=False``) recomputed for every new result (``framewise``).
+    own axis ranges, recomputed for every new result (``framewise``; each figure is a pane of
+    its own with Panel's axis linking off, see :class:`LazyFigure`).
     """
     ds = (data or {}).get("responses")
     layers = []
@@ -107,7 +108,7 @@ def response_curves(
                 resp = r.values[keep]
                 err = e.sel(dy=0, dx=dx).values[keep]
         table = pd.DataFrame({"lag": lag, "response": resp, "stderr": err})
-        common = dict(framewise=True, shared_axes=False)
+        common = dict(framewise=True)
         layers.append(
             hv.Spread(table, "lag", ["response", "stderr"], label=label).opts(
                 color=color, alpha=0.2, line_alpha=0, **common
@@ -135,7 +136,6 @@ def response_curves(
         width=440,
         height=260,
         framewise=True,
-        shared_axes=False,
     )
 
 
@@ -186,12 +186,13 @@ def response_map(data: dict | None, method: str, lag_index: int, normalized: boo
     ds = (data or {}).get("responses")
     label = ESTIMATORS[method].label
     # The same options with and without data: a map emptied (a new simulation) and filled
-    # again is updated in place, and keeps the plot options of its first render.
+    # again is updated in place, and keeps the plot options of its first render. No
+    # ``shared_axes=False`` here or in any figure: with it, HoloViews (1.23) can keep the ranges
+    # of an earlier frame instead of recomputing them for each one (``framewise``).
     common = dict(
         width=250,
         height=230,
         framewise=True,
-        shared_axes=False,
         cmap="RdBu_r",
         colorbar=True,
         tools=["hover"],
@@ -228,7 +229,6 @@ def snapshot_image(data: dict | None) -> hv.Image:
         width=340,
         height=300,
         framewise=True,
-        shared_axes=False,
     )
 
 
@@ -250,7 +250,6 @@ def loss_overlay(data: pd.DataFrame) -> hv.Overlay:
         width=380,
         height=300,
         framewise=True,
-        shared_axes=False,
         legend_position="top_right",
     )
 
@@ -281,7 +280,6 @@ def histogram_overlay(data: dict | None) -> hv.Overlay:
         width=380,
         height=300,
         framewise=True,
-        shared_axes=False,
         legend_position="top_right",
     )
 

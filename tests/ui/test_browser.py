@@ -19,7 +19,13 @@ playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.ui
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from load_test import ARGS, CHROMIUM, LoopbackServer, find_chromium  # noqa: E402
+from load_test import (  # noqa: E402
+    ARGS,
+    CHROMIUM,
+    FIGURES_DRAWN_JS,
+    LoopbackServer,
+    find_chromium,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TABS = {"ou": "Ornstein–Uhlenbeck", "allen_cahn": "Allen–Cahn", "navier_stokes": "Navier–Stokes"}
@@ -86,17 +92,11 @@ def wait_text(page, text, timeout=120_000):
     page.get_by_text(text).first.wait_for(timeout=timeout)
 
 
-MAPS_PLACEHOLDER = "The maps appear with the responses."
-
-
-def wait_figures_drawn(page, placeholders_before: int, timeout=60_000):
-    """Until the run's last figure has replaced its placeholder: first renders are paced (one at
-    a time across sessions), so they follow the job's end by a few seconds. Counts placeholders:
-    Playwright finds a hidden tab's placeholder visible too (its markdown resets visibility)."""
-    from playwright.sync_api import expect
-
-    maps = page.get_by_text(MAPS_PLACEHOLDER)
-    expect(maps).to_have_count(placeholders_before - 1, timeout=timeout)
+def wait_figures_drawn(page, timeout=60_000):
+    """Until the run's figures are drawn with its results: figures are drawn empty ahead of
+    their data while the server is idle, or else when their data arrive (one at a time across
+    sessions), so they may follow the job's end by a few seconds."""
+    page.wait_for_function(FIGURES_DRAWN_JS, timeout=timeout)
 
 
 def test_page_loads_without_errors_and_every_tab_renders(server, browser, shots):
@@ -128,10 +128,9 @@ def test_run_all_on_ou_fills_the_figure_and_error_table(server, browser, shots):
         box.fill("30")
         box.press("Enter")
         time.sleep(0.5)
-    placeholders = page.get_by_text(MAPS_PLACEHOLDER).count()
     page.get_by_role("button", name="Run all").click()
     wait_text(page, "Run all finished", timeout=150_000)
-    wait_figures_drawn(page, placeholders)
+    wait_figures_drawn(page)
     assert_error_table(
         page, ("analytic", "perturbation", "learned_score", "exact_score", "gaussian")
     )
@@ -221,10 +220,9 @@ def test_run_all_on_navier_stokes_classroom(server, browser, shots):
         box.fill("30")
         box.press("Enter")
         time.sleep(0.5)
-    placeholders = page.get_by_text(MAPS_PLACEHOLDER).count()
     run.click()
     wait_text(page, "Run all finished", timeout=150_000)
-    wait_figures_drawn(page, placeholders)
+    wait_figures_drawn(page)
     assert_error_table(page, ("perturbation", "learned_score", "gaussian"))  # no exact score
     heading = page.get_by_text("Response at the kicked pixel").filter(visible=True).first
     heading.scroll_into_view_if_needed()
@@ -354,7 +352,6 @@ def run_all_in_shown_tab(page, timeout=900_000):
     run = page.get_by_role("button", name="Run all").first
     run.wait_for(timeout=60_000)
     finished = page.get_by_text("Run all finished").count()
-    placeholders = page.get_by_text(MAPS_PLACEHOLDER).count()
     run.click()
     # The job started: the button goes off while it runs, or, for a job the server's result
     # cache answers at once (another session computed the same run), it has already finished.
@@ -365,7 +362,6 @@ def run_all_in_shown_tab(page, timeout=900_000):
         time.sleep(0.05)
     expect(run).to_be_enabled(timeout=timeout)
     expect(done).not_to_have_count(finished, timeout=30_000)
-    return placeholders
 
 
 def test_three_systems_in_one_session_keep_their_own_axis_ranges(server, browser, shots):
@@ -374,8 +370,8 @@ def test_three_systems_in_one_session_keep_their_own_axis_ranges(server, browser
     for system, title in TABS.items():
         if system != "ou":
             show_tab(page, title)
-        placeholders = run_all_in_shown_tab(page)
-        wait_figures_drawn(page, placeholders)
+        run_all_in_shown_tab(page)
+        wait_figures_drawn(page)
         assert_error_table(page, EXPECTED_METHODS[system])
         plots = assert_ranges_fit(page)
         assert plots > drawn, (system, plots, drawn)  # this system's figures were checked too
@@ -390,8 +386,8 @@ def test_three_systems_in_one_session_keep_their_own_axis_ranges(server, browser
 def test_allen_cahn_error_table_in_a_fresh_session(server, browser):
     context, page, errors = open_page(browser, server)
     show_tab(page, TABS["allen_cahn"])
-    placeholders = run_all_in_shown_tab(page)
-    wait_figures_drawn(page, placeholders)
+    run_all_in_shown_tab(page)
+    wait_figures_drawn(page)
     assert_error_table(page, EXPECTED_METHODS["allen_cahn"])
     assert errors == []
     context.close()
@@ -426,8 +422,8 @@ def test_changed_seed_marks_results_out_of_date_until_recomputed(server, browser
     from playwright.sync_api import expect
 
     context, page, errors = open_page(browser, server)
-    placeholders = run_all_in_shown_tab(page)
-    wait_figures_drawn(page, placeholders)
+    run_all_in_shown_tab(page)
+    wait_figures_drawn(page)
     first = response_plots(page)
     assert len(first) == 4 + len(EXPECTED_METHODS["ou"]), first  # 4 panels, a map per method
     stale = page.locator(".gfdt-stale")

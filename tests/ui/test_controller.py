@@ -490,6 +490,60 @@ def test_served_figures_are_rendered_one_paced_callback_each(monkeypatch):
     assert submitted == [] and tab._figures["snapshot"].pane is None
 
 
+def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, float]]:
+    """Per plot title (response panels and histogram): its y range and x range end, and the y
+    extent and largest x of the data its lines, markers, bands and bars draw."""
+    from bokeh.models import GlyphRenderer, Plot
+
+    out = {}
+    for plot in doc.select({"type": Plot}):
+        lo, hi, x_hi = np.inf, -np.inf, -np.inf
+        for r in plot.select({"type": GlyphRenderer}):
+            data = r.data_source.data
+            for key in ("y", "top"):
+                field = getattr(r.glyph, key, None) if hasattr(r.glyph, key) else None
+                if isinstance(field, str) and len(data.get(field, [])):
+                    values = np.asarray(data[field], dtype=float)
+                    lo, hi = min(lo, np.nanmin(values)), max(hi, np.nanmax(values))
+            if isinstance(getattr(r.glyph, "x", None), str) and len(data.get(r.glyph.x, [])):
+                x_hi = max(x_hi, float(np.nanmax(np.asarray(data[r.glyph.x], dtype=float))))
+        title = plot.title.text if plot.title is not None else ""
+        out[title] = (plot.y_range.start, plot.y_range.end, plot.x_range.end, lo, hi, x_hi)
+    return out
+
+
+def test_figures_take_the_ranges_of_each_new_result():
+    # Every figure re-ranges on each result: drawn empty first (a tab built before its results),
+    # then the data, then emptied by a new simulation and filled with a result of fewer lags
+    # (HoloViews' framewise ranges; with shared_axes=False HoloViews kept the first ranges).
+    import holoviews.plotting.bokeh  # noqa: F401  (the app's plotting backend)
+    from bokeh.document import Document
+
+    tab = tiny_tab()
+    layout = tab.__panel__()
+    for figure in tab._figures.values():
+        figure.show()  # empty
+    doc = Document()
+    doc.add_root(layout.get_root(doc))
+    for max_lag in (tab.mirror.max_lag, tab.mirror.max_lag / 2):
+        tab.mirror.max_lag = max_lag
+        tab.param.trigger("simulate")
+        tab.param.trigger("compute")
+        extents = _plot_extents(doc)
+        checked = [t for t in extents if " — " in t or t == "pixel values vs Gaussian"]
+        assert len(checked) == 5, list(extents)
+        for title in checked:
+            start, end, x_end, lo, hi, x_hi = extents[title]
+            assert np.isfinite(lo) and hi > lo, (title, extents[title])
+            assert start <= lo and end >= hi, (title, extents[title])  # the data are in view
+            assert end - start <= 1.5 * (hi - lo), (title, extents[title])  # and fill it
+            assert x_hi <= x_end <= x_hi + 0.2 * abs(x_hi) + 1e-9, (title, extents[title])
+        maps = [t for t in extents if ", t = " in t]
+        assert len(maps) == tab.responses.sizes["estimator"]  # (no score model: no learned map)
+        for title in maps:  # the kick's neighbourhood, not the empty map's one pixel
+            assert extents[title][2] == pytest.approx(tab.responses["dx"].values.max() + 0.5)
+
+
 def test_results_from_before_the_layout_is_built_are_shown():
     import panel as pn
 
