@@ -27,8 +27,8 @@ Each system tab says what to look for at its top, explains the four ways of pred
 where the responses are shown (*How are the responses predicted?*) and, after a run, says what the
 results show.
 
-*Usage:* pick a preset (classroom runs in about a minute on two CPU cores, seconds with the shipped
-model), press **Run all**, or go step by step: Simulate → Train/Load model → Compute responses.
+*Usage:* pick a preset (classroom: under a minute on two CPU cores when it trains its own model,
+seconds with the shipped one; each tab shows its estimate), press **Run all**, or go step by step: Simulate → Train/Load model → Compute responses.
 Every job can be cancelled; results download as netCDF. The *Scans* tab runs and shows parameter
 scans: how each method's error changes with a parameter.
 
