@@ -28,8 +28,9 @@ where the responses are shown (*How are the responses predicted?*) and, after a 
 results show.
 
 *Usage:* pick a preset (classroom: under a minute on two CPU cores when it trains its own model,
-seconds with the shipped one; each tab shows its estimate), press **Run all**, or go step by step: Simulate → Train/Load model → Compute responses.
-Every job can be cancelled; results download as netCDF. The *Scans* tab runs and shows parameter
+seconds with the shipped one; each tab shows its estimate), press **Run all**, or go step by step:
+Simulate → Train/Load model → Compute responses. Every job can be cancelled; results download as
+netCDF. The *Scans* tab runs and shows parameter
 scans: how each method's error changes with a parameter.
 
 Method: Giorgini, Deck, Bischoff, Souza, *Response Theory via Generative Score Modeling*,
