@@ -356,8 +356,10 @@ def run_all_in_shown_tab(page, timeout=900_000):
     # The job started: the button goes off while it runs, or, for a job the server's result
     # cache answers at once (another session computed the same run), it has already finished.
     done = page.get_by_text("Run all finished")
-    deadline = time.monotonic() + 30  # a hang guard for the start
-    while not run.is_disabled() and done.count() == finished:
+    # A hang guard for the start; generous, since on 2 busy cores (server, job workers and the
+    # browser laying out the figures of the tabs already run) a role query can wait tens of s.
+    deadline = time.monotonic() + 180
+    while not run.is_disabled(timeout=180_000) and done.count() == finished:
         assert time.monotonic() < deadline, "Run all did not start"
         time.sleep(0.05)
     expect(run).to_be_enabled(timeout=timeout)
