@@ -40,6 +40,7 @@ from gfdt_dash.response.methods import (
 )
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import SystemConfig, simulate
+from gfdt_dash.validation import is_integer
 
 __all__ = [
     "PipelineResult",
@@ -147,7 +148,7 @@ def _checked_request(
             raise ValueError("max_lag: required when the data carry no system config")
         max_lag = config.n_lags - 1
     recorded = [m for m in methods if "simulation" in ESTIMATORS[m].reads]
-    if config is not None and recorded and _is_count(max_lag) and max_lag >= config.n_frames:
+    if config is not None and recorded and is_integer(max_lag) and max_lag >= config.n_frames:
         # refused before the simulation runs, not after
         raise ValueError(
             f"max_lag: {max_lag} frames needs a record longer than the config's "
@@ -155,10 +156,6 @@ def _checked_request(
             "raise record or lower max_lag"
         )
     return methods, max_lag
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def compute_responses(
@@ -303,7 +300,12 @@ def _model_tag(
 def _cache_key(config: SystemConfig, seed: int, *parts: Any, groups: Sequence[str] = ()) -> str:
     """Key of a stage's product: the config's fields in ``groups`` (all when empty), the seed
     and whatever else the stage depends on (``parts``)."""
-    raw = json.dumps([config.key(*groups), seed, *parts], sort_keys=True, default=str)
+    return _digest([config.key(*groups), seed, *parts])
+
+
+def _digest(value: Any) -> str:
+    """A short stable hash of a JSON-able ``value`` (others by their text): a cache file's key."""
+    raw = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -492,8 +494,7 @@ def run_pipeline(
         )
         if folder is None or inputs is None:
             return None
-        raw = json.dumps(inputs, sort_keys=True, default=str)
-        return folder / f"estimate-{method}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}.nc"
+        return folder / f"estimate-{method}-{_digest(inputs)}.nc"
 
     def load_estimate(path: Path) -> xr.Dataset:
         ds = open_dataset(path)
@@ -510,10 +511,7 @@ def run_pipeline(
         # system and grid, before anything is simulated
         t0, c0 = time.perf_counter(), time.process_time()
         preloaded = obtain_model(model, config, None, seed=seed, device=dev)
-        timings["model"], cpu_times["model"] = (
-            time.perf_counter() - t0,
-            time.process_time() - c0,
-        )
+        timed("model", None, t0, c0)
 
     t_start = time.time()
     t0, c0 = time.perf_counter(), time.process_time()

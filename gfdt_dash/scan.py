@@ -57,6 +57,7 @@ from gfdt_dash.data import open_dataset, write_netcdf
 from gfdt_dash.progress import Cancelled, StopCheck
 from gfdt_dash.seeds import check_seed
 from gfdt_dash.systems import get_config, load_plugins
+from gfdt_dash.validation import is_integer
 
 __all__ = [
     "MAX_CELLS",
@@ -494,7 +495,7 @@ def run_scan(
         ("n_workers", n_workers, MAX_LOCAL_WORKERS),
         ("threads_per_worker", threads_per_worker, MAX_THREADS),
     ):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name}: must be an integer >= 1, got {value!r:.60}")
         if value > most:
             raise ValueError(f"{name}: {value} is more than this machine can run; at most {most}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_field", "spec"]
+__all__ = ["check_field", "is_integer", "is_number", "spec"]
 
 
 def spec(
@@ -45,6 +45,18 @@ def spec(
         "group": group,
     }
     return field(default=default, metadata=meta)
+
+
+def is_integer(value: Any) -> bool:
+    """``value`` is an integer (Python or numpy), not a boolean (``True`` is not a count)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def is_number(value: Any) -> bool:
+    """``value`` is a real number (Python or numpy, integer or float), not a boolean."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -39,6 +39,7 @@ from gfdt_dash.response.result import (
     stein_error_from_r0,
 )
 from gfdt_dash.seeds import check_seed
+from gfdt_dash.validation import is_integer, is_number
 
 __all__ = ["TensorScore", "exact_score", "gaussian_response", "gfdt_response"]
 
@@ -94,8 +95,7 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
     arr = as_field_array(fields, "fields")
     if frame_dt is not None:
         if not (
-            isinstance(frame_dt, int | float | np.integer | np.floating)
-            and not isinstance(frame_dt, bool | np.bool_)
+            is_number(frame_dt)
             and math.isfinite(frame_dt)
             and frame_dt > 0
             and math.isfinite(frame_dt * arr.shape[1])
@@ -106,7 +106,7 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
                 f"frame_dt: {frame_dt} contradicts the time coordinate's spacing {coord_dt}"
             )
     dt = coord_dt if coord_dt is not None else float(frame_dt) if frame_dt is not None else 1.0
-    if not isinstance(max_lag, int | np.integer) or isinstance(max_lag, bool) or max_lag < 0:
+    if not is_integer(max_lag) or max_lag < 0:
         raise ValueError(
             f"max_lag: must be a non-negative integer number of frames, got {max_lag!r}"
         )
@@ -118,7 +118,7 @@ def _prepare(fields: Any, frame_dt: float | None, max_lag: int, pixel: Any) -> t
     if (
         not isinstance(pixel, tuple | list | np.ndarray)
         or len(pixel) != 2
-        or not all(_is_int(p) and 0 <= p < n for p in pixel)
+        or not all(is_integer(p) and 0 <= p < n for p in pixel)
     ):
         raise ValueError(f"pixel: expected (y, x) integers in [0, {n}), got {pixel!r}")
     return arr, dt, int(max_lag) + 1, attrs
@@ -133,10 +133,6 @@ def _compute_dtype(arr: np.ndarray, device: torch.device) -> torch.dtype:
 MAX_BOOT = 100_000  # bootstrap resamples at most (each one a pass over the block sums)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
 def _check_common(
     batch_size: int,
     n_blocks: int | None,
@@ -147,20 +143,16 @@ def _check_common(
     null_rtol: Any = NULL_RTOL,
 ) -> tuple[int, int]:
     """Validate the arguments every correlation estimator shares; ``(seed, n_boot)``."""
-    if not _is_int(batch_size) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r:.60}")
-    if n_blocks is not None and (not _is_int(n_blocks) or n_blocks < 2):
+    if n_blocks is not None and (not is_integer(n_blocks) or n_blocks < 2):
         raise ValueError(f"n_blocks: must be an integer >= 2, got {n_blocks!r:.60}")
-    if not _is_int(n_boot) or not 2 <= n_boot <= MAX_BOOT:
+    if not is_integer(n_boot) or not 2 <= n_boot <= MAX_BOOT:
         raise ValueError(
             f"n_boot: must be an integer from 2 to {MAX_BOOT:,} (bootstrap resamples), "
             f"got {n_boot!r:.60}"
         )
-    if not (
-        isinstance(null_rtol, int | float | np.integer | np.floating)
-        and not isinstance(null_rtol, bool | np.bool_)
-        and 0 <= null_rtol < 1
-    ):
+    if not (is_number(null_rtol) and 0 <= null_rtol < 1):
         raise ValueError(
             f"null_rtol: must be a number in [0, 1) (a fraction of the largest mode), got "
             f"{null_rtol!r:.60}"

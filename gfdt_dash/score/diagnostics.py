@@ -27,6 +27,7 @@ from gfdt_dash.progress import ProgressCallback, Reporter, StopCheck
 from gfdt_dash.score.losses import VESchedule
 from gfdt_dash.score.model import ScoreFn, ScoreModel, noised_score
 from gfdt_dash.score.training import _fingerprint, as_snapshots, split_snapshots
+from gfdt_dash.validation import is_integer
 
 __all__ = [
     "diagnose",
@@ -204,8 +205,7 @@ def diagnose(
         ("sample_steps", sample_steps, 1, 100_000),
         ("max_fields", max_fields, 1, 10**7),
     ):
-        integer = isinstance(value, int | np.integer) and not isinstance(value, bool)
-        if not integer or not lo <= value <= hi:
+        if not is_integer(value) or not lo <= value <= hi:
             raise ValueError(f"{arg}: must be an integer in [{lo}, {hi:,}], got {value!r:.60}")
     n = model.n
     flat, diagnosed_on = held_out_fields(model, fields)
