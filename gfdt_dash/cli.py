@@ -348,7 +348,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise ValueError(f"--use-shipped: {exc} (given by --set)") from None
     limits = _limits(args)
-    total = sum((pipeline_cost(c, model=model, train_config=tc) for c, _, tc in setups), JobCost())
+    costs = (  # what the cache from an earlier run already holds costs nothing
+        pipeline_cost(
+            c,
+            model=model,
+            train_config=tc,
+            net_config=nc if model == "train" else None,
+            seed=args.seed,
+            cache_dir=out / "cache",
+        )
+        for c, nc, tc in setups
+    )
+    total = sum(costs, JobCost())
     limits.check(total, "reproduction")
     results = []
     for config, net_config, train_config in setups:

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -333,10 +333,88 @@ def _save_estimate(result: xr.Dataset, path: Path) -> None:
     write_netcdf(stored, path)
 
 
+def _is_cached(path: Path | None) -> bool:
+    """Whether the product at ``path`` (a cache file, or ``None``: not cached) is there to be read
+    back instead of computed: the one test of the pipeline and of its cost estimate."""
+    return path is not None and path.is_file() and os.access(path, os.R_OK)
+
+
+def _train_defaults(model: ModelChoice, train_config: Any, net_config: Any) -> tuple[Any, Any]:
+    """``train_config`` and ``net_config`` with the defaults spelled out when ``model`` is
+    ``"train"`` (a trained model is keyed on them), as given otherwise."""
+    if model != "train":
+        return train_config, net_config
+    default_net, default_train = stages.score_net_for("classroom")
+    return train_config or default_train, net_config or default_net
+
+
+@dataclass(frozen=True)
+class _Cache:
+    """Where one run's products are cached (``folder``; ``None``: nowhere, every path ``None``),
+    each under a key of what it depends on: the one place that names a cache file, for
+    :func:`run_pipeline`, which reads and writes them, and :func:`pipeline_cost`, which leaves
+    out the work of those already there.
+
+    The simulation is keyed on its config groups and the seed (so a new kick δ reuses it), the
+    model and its diagnostics (on the simulated data) also on the model's identity ``tag``
+    (:func:`_model_tag`; ``None``: nothing that depends on the model is cached), each method's
+    estimate on what it reads (its table entry, :func:`estimate_inputs`).
+    """
+
+    folder: Path | None
+    config: SystemConfig
+    seed: int
+    tag: Any
+
+    @classmethod
+    def of(
+        cls,
+        config: SystemConfig,
+        seed: int,
+        model: ModelChoice,
+        train_config: Any,
+        net_config: Any,
+        cache_dir: str | os.PathLike | None,
+    ) -> _Cache:
+        """The cache of a run with these arguments (``train_config`` and ``net_config`` with
+        their defaults spelled out, :func:`_train_defaults`)."""
+        if cache_dir is None:  # nothing is cached: the model need not be identified
+            return cls(None, config, seed, None)
+        tag = _model_tag(model, config, train_config, net_config)
+        return cls(Path(cache_dir) / config.system, config, seed, tag)
+
+    def key(self, stage: str) -> str:
+        """The key of ``stage``: ``"simulation"``, ``"model"`` or ``"diagnostics"``."""
+        parts = () if stage == "simulation" else (self.tag,)
+        return _cache_key(self.config, self.seed, *parts, groups=SIMULATION_GROUPS)
+
+    def path(self, stage: str) -> Path | None:
+        """The file of ``stage`` (``"simulation"``, ``"model"`` or ``"diagnostics"``)."""
+        if self.folder is None or (stage != "simulation" and self.tag is None):
+            return None
+        suffix = {"simulation": ".nc", "model": ".safetensors", "diagnostics": ".json"}[stage]
+        return self.folder / f"{stage}-{self.key(stage)}{suffix}"
+
+    def estimate(self, method: str) -> Path | None:
+        """The file of ``method``'s estimate, keyed on everything it reads; ``None`` also when an
+        input it reads cannot be identified (a model object)."""
+        inputs = estimate_inputs(
+            method,
+            self.config,
+            seed=self.seed,
+            simulation=self.key("simulation"),
+            score_model=self.tag,
+        )
+        if self.folder is None or inputs is None:
+            return None
+        return self.folder / f"estimate-{method}-{_digest(inputs)}.nc"
+
+
 def _stage(path: Path | None, compute, load=open_dataset, save=write_netcdf):
-    """A pipeline stage with an optional on-disk cache: load ``path`` if it exists, else compute
-    (and save there when a path is given; netCDF by default)."""
-    if path is not None and path.is_file():
+    """A pipeline stage with an optional on-disk cache: load ``path`` if it is there
+    (:func:`_is_cached`), else compute (and save there when a path is given; netCDF by
+    default)."""
+    if _is_cached(path):
         try:
             return load(path)
         except (OSError, ValueError) as exc:  # a product of this cache cannot be half-written
@@ -358,23 +436,39 @@ def pipeline_cost(
     model: ModelChoice = "shipped",
     methods: Sequence[str] | None = None,
     train_config: Any = None,
+    net_config: Any = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
 ) -> JobCost:
     """What :func:`run_pipeline` with these arguments will cost (:mod:`gfdt_dash.cost`): the
     simulation, the direct perturbation if it is among the methods, training if ``model`` is
-    ``"train"`` (``train_config`` default: the classroom preset)."""
+    ``"train"`` (``train_config`` default: the classroom preset).
+
+    With ``cache_dir`` a product the run will read back from the cache instead of computing
+    (the same files :func:`run_pipeline` looks for) costs nothing: the simulation's
+    member-steps, the direct perturbation's when its estimate is cached, training when the
+    trained model is. A cached simulation is still loaded, so its recorded frames and
+    snapshots (``output_bytes``) count all the same.
+    """
     methods = tuple(default_methods(config) if methods is None else methods)
-    if model == "auto":  # trains unless the shipped model fits
+    train_config, net_config = _train_defaults(model, train_config, net_config)
+    cache = _Cache.of(config, check_seed(seed), model, train_config, net_config, cache_dir)
+    trains = model == "train" and not _is_cached(cache.path("model"))
+    if model == "auto":  # trains unless the shipped model fits; a model it trains is not cached
         fits = stages.choose_model(
             config, shipped=stages.shipped_path(config.system), device="cpu"
         ).model
-        model = "shipped" if fits is not None else "train"
-    if model == "train" and train_config is None:
-        train_config = stages.score_net_for("classroom")[1]
-    return job_cost(
+        trains = fits is None
+        if trains and train_config is None:
+            train_config = stages.score_net_for("classroom")[1]
+    cost = job_cost(
         config,
-        perturbation="perturbation" in methods,
-        train_config=train_config if model == "train" else None,
+        perturbation="perturbation" in methods and not _is_cached(cache.estimate("perturbation")),
+        train_config=train_config if trains else None,
     )
+    if _is_cached(cache.path("simulation")):
+        cost = replace(cost, simulate_member_steps=0)
+    return cost
 
 
 def run_pipeline(
@@ -422,16 +516,22 @@ def run_pipeline(
         if not methods:
             raise ValueError("methods: every method asked for needs a score model, and model=None")
     methods, max_lag = _checked_request(config, methods, model is not None, None)
+    train_config, net_config = _train_defaults(model, train_config, net_config)
+    cache = _Cache.of(config, seed, model, train_config, net_config, cache_dir)
     if limits is not None:
-        cost = pipeline_cost(config, model=model, methods=methods, train_config=train_config)
+        cost = pipeline_cost(
+            config,
+            model=model,
+            methods=methods,
+            train_config=train_config,
+            net_config=net_config,
+            seed=seed,
+            cache_dir=cache_dir,
+        )
         limits.check(cost, f"{config.system} run")
     dev = str(resolve_device(device))
-    folder = None
-    if model == "train":  # the defaults spelled out: a trained model is keyed on them
-        default_net, default_train = stages.score_net_for("classroom")
-        net_config, train_config = net_config or default_net, train_config or default_train
-    if cache_dir is not None:
-        folder = Path(cache_dir) / config.system
+    folder = cache.folder
+    if folder is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -439,15 +539,6 @@ def run_pipeline(
                 f"cache_dir: cannot make the folder {str(folder)!r} ({exc.strerror or exc})"
             ) from None
     timings: dict[str, float] = {}
-    # Each stage is keyed on what it depends on: the simulation on its config groups and the
-    # seed (so a new kick δ reuses it), the model and its diagnostics (on the simulated data)
-    # also on the model choice, each method's estimate on what it reads (its table entry).
-    tag = _model_tag(model, config, train_config, net_config)
-    keys = {
-        "simulation": _cache_key(config, seed, groups=SIMULATION_GROUPS),
-        "model": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
-        "diagnostics": _cache_key(config, seed, tag, groups=SIMULATION_GROUPS),
-    }
     cpu_times: dict[str, float] = {}
     recorded: dict[str, dict[str, float]] = {}
     if folder is not None and (folder / "timings.json").is_file():
@@ -457,11 +548,6 @@ def run_pipeline(
             recorded = {}
         if not isinstance(recorded, dict):
             recorded = {}
-
-    def cached(stage: str, suffix: str, needs_model: bool = False) -> Path | None:
-        if folder is None or (needs_model and tag is None):
-            return None
-        return folder / f"{stage}-{keys[stage]}{suffix}"
 
     def load_simulation(path: Path) -> xr.Dataset:
         ds = open_dataset(path)
@@ -473,7 +559,7 @@ def run_pipeline(
         """Wall and CPU seconds of a product (``path``) since ``t0``, ``c0``; one that came
         from the cache keeps the times recorded when it was computed (``timings.json``, by file
         name)."""
-        from_cache = path is not None and path.is_file() and path.stat().st_mtime < t_start
+        from_cache = _is_cached(path) and path.stat().st_mtime < t_start
         if from_cache and path.name in recorded:
             return recorded[path.name]["wall_s"], recorded[path.name]["cpu_s"]
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -484,17 +570,6 @@ def run_pipeline(
 
     def timed(stage: str, path: Path | None, t0: float, c0: float) -> None:
         timings[stage], cpu_times[stage] = measured(path, t0, c0)
-
-    def estimate_path(method: str) -> Path | None:
-        """Where ``method``'s estimate is cached: keyed on everything it reads; ``None`` (not
-        cached) without a cache or when an input it reads cannot be identified (a model
-        object)."""
-        inputs = estimate_inputs(
-            method, config, seed=seed, simulation=keys["simulation"], score_model=tag
-        )
-        if folder is None or inputs is None:
-            return None
-        return folder / f"estimate-{method}-{_digest(inputs)}.nc"
 
     def load_estimate(path: Path) -> xr.Dataset:
         ds = open_dataset(path)
@@ -516,7 +591,7 @@ def run_pipeline(
     t_start = time.time()
     t0, c0 = time.perf_counter(), time.process_time()
     simulation = _stage(
-        cached("simulation", ".nc"),
+        cache.path("simulation"),
         lambda: simulate(
             config,
             seed=seed,
@@ -526,13 +601,13 @@ def run_pipeline(
         ),
         load=load_simulation,
     )
-    timed("simulate", cached("simulation", ".nc"), t0, c0)
+    timed("simulate", cache.path("simulation"), t0, c0)
 
     t0, c0 = time.perf_counter(), time.process_time()
     score_model = preloaded
     if preloaded is None and model is not None:
-        ckpt = cached("model", ".safetensors", needs_model=True)
-        if model == "train" and ckpt is not None and ckpt.is_file():
+        ckpt = cache.path("model")
+        if model == "train" and _is_cached(ckpt):
             score_model = load_checkpoint(
                 ckpt, expect_system=config.system, expect_n=config.n, device=dev, name="cache_dir"
             )
@@ -560,7 +635,7 @@ def run_pipeline(
     timings["responses"] = cpu_times["responses"] = 0.0
     for method in methods:
         t0, c0 = time.perf_counter(), time.process_time()
-        path = estimate_path(method)
+        path = cache.estimate(method)
         results.append(
             _stage(
                 path,
@@ -582,7 +657,7 @@ def run_pipeline(
     if score_model is not None and diagnose_model:
         t0, c0 = time.perf_counter(), time.process_time()
         diagnostics = _stage(
-            cached("diagnostics", ".json", needs_model=True),
+            cache.path("diagnostics"),
             lambda: stages.diagnose_model(
                 score_model,
                 simulation,
@@ -595,7 +670,7 @@ def run_pipeline(
             load=lambda path: json.loads(path.read_text()),
             save=lambda value, path: atomic_write_bytes(path, json.dumps(value).encode()),
         )
-        timed("diagnose", cached("diagnostics", ".json", needs_model=True), t0, c0)
+        timed("diagnose", cache.path("diagnostics"), t0, c0)
 
     errors = stages.errors_of(responses, config)
     return PipelineResult(

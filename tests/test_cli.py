@@ -111,3 +111,18 @@ def test_reproduce_set_overrides_every_system_and_names_a_wrong_one(tmp_path, ca
     assert "--set: navier_stokes: kappa: not a parameter of navier_stokes" in err
     assert main([*args, "--set", "members=0"]) == 2
     assert "--set: ou: members: 0 outside the allowed range [1, 4096]" in capsys.readouterr().err
+
+
+def test_reproduce_again_from_its_cache_needs_no_member_steps(tmp_path, capsys):
+    """A rerun into the same folder reads the simulation and the direct perturbation from the
+    cache, so a member-step limit that refuses the first run admits it, with the same errors."""
+    small = ["members=8", "frame_members=8", "record=40", "spinup=20", "n_experiments=8"]
+    args = ["reproduce", "--systems", "ou", "--use-shipped", "--out", str(tmp_path / "rep")]
+    args += [item for value in small for item in ("--set", value)] + ["--quiet"]
+    capsys.readouterr()
+    assert main([*args, "--max-member-steps", "10"]) == 2
+    assert "needs 7,680 member-steps (simulation 3,840" in capsys.readouterr().err
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main([*args, "--max-member-steps", "10"]) == 0
+    assert capsys.readouterr().out == first

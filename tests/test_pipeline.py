@@ -7,8 +7,15 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from gfdt_dash.cost import CLI_LIMITS, job_cost
 from gfdt_dash.data import write_netcdf
-from gfdt_dash.pipeline import _cache_key, compute_responses, default_methods, run_pipeline
+from gfdt_dash.pipeline import (
+    _cache_key,
+    compute_responses,
+    default_methods,
+    pipeline_cost,
+    run_pipeline,
+)
 from gfdt_dash.report import write_report
 from gfdt_dash.response.methods import ESTIMATORS, RUN_INPUTS, estimate_inputs
 from gfdt_dash.systems import SYSTEMS, AllenCahnConfig, NavierStokesConfig, OUConfig
@@ -120,6 +127,57 @@ def test_a_new_kick_reuses_the_cached_simulation_and_recomputes_the_perturbation
     xr.testing.assert_identical(
         third.responses, run_pipeline(longer, **{**run, "cache_dir": None}).responses
     )
+
+
+def test_the_cost_limits_leave_out_what_the_cache_holds(tmp_path):
+    """A run whose direct perturbation (or training) exceeds a limit is refused without a cache
+    and accepted once that product is cached, with the same results; what is not cached (the
+    simulation, here removed from the cache) still counts."""
+    from gfdt_dash.score import ScoreNetConfig, TrainConfig
+
+    simulation = job_cost(TINY_OU).member_steps
+    perturbation = job_cost(TINY_OU, simulate=False, perturbation=True).member_steps
+    # admits the simulation, not the simulation and the perturbation together
+    limits = CLI_LIMITS.replace(max_member_steps=simulation + perturbation - 1)
+    run = dict(seed=2, model=None, methods=["gaussian", "perturbation"])
+    with pytest.raises(ValueError, match="^members × steps: .*direct perturbation"):
+        run_pipeline(TINY_OU, **run, cache_dir=tmp_path, limits=limits)
+    assert not (tmp_path / "ou").exists()  # refused before anything ran
+    cost = pipeline_cost(TINY_OU, **run, cache_dir=tmp_path)
+    assert cost.member_steps == simulation + perturbation
+    first = run_pipeline(TINY_OU, **run, device="cpu", cache_dir=tmp_path)
+    cost = pipeline_cost(TINY_OU, **run, cache_dir=tmp_path)
+    assert cost.member_steps == 0
+    assert cost.output_bytes == job_cost(TINY_OU).output_bytes  # the cached run is loaded
+    # the same run with another seed is not cached
+    assert pipeline_cost(TINY_OU, **{**run, "seed": 3}, cache_dir=tmp_path).member_steps == (
+        simulation + perturbation
+    )
+    (simulation_file,) = (tmp_path / "ou").glob("simulation-*.nc")
+    simulation_file.unlink()
+    assert pipeline_cost(TINY_OU, **run, cache_dir=tmp_path).member_steps == simulation
+    again = run_pipeline(TINY_OU, **run, device="cpu", cache_dir=tmp_path, limits=limits)
+    xr.testing.assert_identical(again.responses, first.responses)
+    with pytest.raises(ValueError, match="^members × steps: .*direct perturbation"):
+        run_pipeline(TINY_OU, **run, limits=limits)  # without the cache
+
+    # training: a cached trained model costs no optimiser steps
+    trained = dict(
+        seed=2,
+        device="cpu",
+        model="train",
+        methods=["learned_score", "analytic"],
+        net_config=ScoreNetConfig.preset("classroom", widths=(4, 8), embed_dim=8, groups=2),
+        train_config=TrainConfig.preset("classroom", n_steps=2, batch_size=8),
+        diagnose_model=False,
+        cache_dir=tmp_path,
+    )
+    few = CLI_LIMITS.replace(max_train_steps=1)
+    with pytest.raises(ValueError, match="^train_steps: this ou run needs 2 optimiser steps"):
+        run_pipeline(TINY_OU, **trained, limits=few)
+    model = run_pipeline(TINY_OU, **trained)
+    again = run_pipeline(TINY_OU, **trained, limits=few)
+    xr.testing.assert_identical(again.responses, model.responses)
 
 
 def _count_estimates(monkeypatch) -> list[str]:
