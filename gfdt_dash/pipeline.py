@@ -6,8 +6,10 @@ simulation: the config's physics, grid, integrator and ensemble, and the seed; t
 diagnostics: also the model choice; each method's response: what that estimate reads, its
 ``reads`` in :data:`gfdt_dash.response.methods.ESTIMATORS`) and reused on the next call, so an
 interrupted run resumes at the first unfinished stage, a changed kick δ reuses the simulation,
-the model, its diagnostics and the GFDT and Gaussian estimates, and a changed recorded run, score
-model or list of methods reuses the direct-perturbation experiment.
+the model, its diagnostics and the GFDT and Gaussian estimates, a changed interval of the
+training snapshots reuses the estimates that read only the recorded frames (Gaussian, exact
+score; the learned score too unless its model is trained on those snapshots), and a changed
+recorded run, score model or list of methods reuses the direct-perturbation experiment.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def _checked_request(
         if config is None:
             raise ValueError("max_lag: required when the data carry no system config")
         max_lag = config.n_lags - 1
-    recorded = [m for m in methods if "simulation" in ESTIMATORS[m].reads]
+    recorded = [m for m in methods if "frames" in ESTIMATORS[m].reads]
     if config is not None and recorded and is_integer(max_lag) and max_lag >= config.n_frames:
         # refused before the simulation runs, not after
         raise ValueError(
@@ -247,6 +249,22 @@ class PipelineResult:
 
 # What the simulation reads of a config; each response method's reads are in its table entry.
 SIMULATION_GROUPS = ("physics", "grid", "integrator", "ensemble")
+
+# Fields the simulation reads that leave its recorded frames (``field``, which the GFDT and
+# Gaussian estimates read) unchanged. The frames are the states of members 0…frame_members−1 at
+# times spinup + frame_every·(1…n_frames), n_frames = record/frame_every, of one ensemble
+# stepped together with one random generator, so they depend on
+# - every physics field (the equation), n and dt (the grid and the discrete trajectory) and every
+#   integrator field (the scheme, e.g. Navier–Stokes' advection form, dealiasing, stepper);
+# - members: each step draws the noise (and Navier–Stokes' forcing phases) of all members from
+#   that one generator, so a member's noise depends on how many are drawn;
+# - frame_members, spinup, record and frame_every: which members and times are kept;
+# - the seed.
+# snapshot_every only chooses which states are also copied into the training snapshots:
+# observing a state neither advances it nor draws noise, so the frames are bit-identical
+# (tests/test_pipeline.py checks each field). Every other field of those groups (a plug-in
+# system's own) is taken to change the frames.
+SNAPSHOT_ONLY = ("snapshot_every",)
 
 
 def _check_model_args(model: Any, train_config: Any, net_config: Any, limits: Any) -> None:
@@ -358,13 +376,17 @@ class _Cache:
     The simulation is keyed on its config groups and the seed (so a new kick δ reuses it), the
     model and its diagnostics (on the simulated data) also on the model's identity ``tag``
     (:func:`_model_tag`; ``None``: nothing that depends on the model is cached), each method's
-    estimate on what it reads (its table entry, :func:`estimate_inputs`).
+    estimate on what it reads (its table entry, :func:`estimate_inputs`): the recorded frames by
+    the fields that determine them (all the simulation's but :data:`SNAPSHOT_ONLY`) and the
+    seed; a model trained here (``trained``) by its own key, which includes the snapshots it
+    was trained on, a checkpoint by its bytes.
     """
 
     folder: Path | None
     config: SystemConfig
     seed: int
     tag: Any
+    trained: bool = False
 
     @classmethod
     def of(
@@ -381,12 +403,18 @@ class _Cache:
         if cache_dir is None:  # nothing is cached: the model need not be identified
             return cls(None, config, seed, None)
         tag = _model_tag(model, config, train_config, net_config)
-        return cls(Path(cache_dir) / config.system, config, seed, tag)
+        return cls(Path(cache_dir) / config.system, config, seed, tag, model == "train")
 
     def key(self, stage: str) -> str:
         """The key of ``stage``: ``"simulation"``, ``"model"`` or ``"diagnostics"``."""
         parts = () if stage == "simulation" else (self.tag,)
         return _cache_key(self.config, self.seed, *parts, groups=SIMULATION_GROUPS)
+
+    def frames_key(self) -> str:
+        """The key of the recorded frames: the seed and the fields that determine them."""
+        fields = self.config.group(*SIMULATION_GROUPS)
+        kept = {name: value for name, value in fields.items() if name not in SNAPSHOT_ONLY}
+        return _digest([self.config.system, kept, self.seed])
 
     def path(self, stage: str) -> Path | None:
         """The file of ``stage`` (``"simulation"``, ``"model"`` or ``"diagnostics"``)."""
@@ -398,12 +426,9 @@ class _Cache:
     def estimate(self, method: str) -> Path | None:
         """The file of ``method``'s estimate, keyed on everything it reads; ``None`` also when an
         input it reads cannot be identified (a model object)."""
+        score_model = self.key("model") if self.trained and self.tag is not None else self.tag
         inputs = estimate_inputs(
-            method,
-            self.config,
-            seed=self.seed,
-            simulation=self.key("simulation"),
-            score_model=self.tag,
+            method, self.config, seed=self.seed, frames=self.frames_key(), score_model=score_model
         )
         if self.folder is None or inputs is None:
             return None

@@ -203,19 +203,21 @@ def test_every_method_names_only_inputs_that_exist():
             for item in spec.reads:
                 assert item in RUN_INPUTS or item in config_class.GROUPS or item in fields, item
     config = TINY_OU
-    assert estimate_inputs("learned_score", config, seed=0, simulation="s") is None
-    perturbation = estimate_inputs("perturbation", config, seed=3, simulation="s")
-    assert perturbation["seed"] == 3 and "simulation" not in perturbation
+    assert estimate_inputs("learned_score", config, seed=0, frames="s") is None
+    perturbation = estimate_inputs("perturbation", config, seed=3, frames="s")
+    assert perturbation["seed"] == 3 and "frames" not in perturbation
     assert perturbation["experiment"] == config.group("experiment")
     assert "record" not in json.dumps(perturbation)
 
 
-# One field of each config group (and each ensemble field the direct perturbation reads), the
-# seed, the score model and the list of methods, changed in turn from BASE, and the methods
-# whose estimates must be recomputed. The analytic response is of the equation (not of its
-# integrator) at the frame lags; the direct perturbation runs its own ensemble (members spun up
-# for `spinup`, seeded by the run's seed) and does not read the recorded run; the GFDT and
-# Gaussian estimates read the recorded run and the lags, the learned one also the model.
+# One field of each config group (and each ensemble field), the seed, the score model and the
+# list of methods, changed in turn from TINY_OU, and the methods whose estimates must be
+# recomputed. The analytic response is of the equation (not of its integrator) at the frame
+# lags; the direct perturbation runs its own ensemble (members spun up for `spinup`, seeded by
+# the run's seed) and does not read the recorded run; the GFDT and Gaussian estimates read the
+# recorded frames (not the training snapshots) and the lags, the learned one also the model.
+# The model is trained on the run's snapshots unless a change says "checkpoint" (a file trained
+# once, read by both runs).
 GFDT = {"learned_score", "exact_score", "gaussian"}
 CHANGES = [
     ("physics", {"config": {"kappa": 5e-3}}, GFDT | {"perturbation", "analytic"}),
@@ -223,9 +225,15 @@ CHANGES = [
     ("integrator", {"config": {"integrator": "rk4"}}, GFDT | {"perturbation"}),
     ("ensemble: record", {"config": {"record": 40.0}}, GFDT),
     ("ensemble: frame_members", {"config": {"frame_members": 4}}, GFDT),
-    # the recorded run is identified by its key (all its groups), so the GFDT estimates are
-    # recomputed even where only its training snapshots changed
-    ("ensemble: snapshot_every", {"config": {"snapshot_every": 2.0}}, GFDT),
+    # the frames are the same (test_snapshots_alone_leave_the_recorded_frames_unchanged); only
+    # the model trained on the snapshots changes, and with it the learned-score estimate
+    ("ensemble: snapshot_every", {"config": {"snapshot_every": 2.0}}, {"learned_score"}),
+    (
+        "ensemble: snapshot_every, checkpoint",
+        {"config": {"snapshot_every": 2.0}, "model": "checkpoint"},
+        set(),
+    ),
+    ("ensemble: record, checkpoint", {"config": {"record": 40.0}, "model": "checkpoint"}, GFDT),
     ("ensemble: members", {"config": {"members": 4, "frame_members": 4}}, GFDT | {"perturbation"}),
     ("ensemble: spinup", {"config": {"spinup": 50.0}}, GFDT | {"perturbation"}),
     ("ensemble: frame_every", {"config": {"frame_every": 2.0}}, set(ESTIMATORS)),
@@ -242,33 +250,62 @@ CHANGES = [
 def test_each_estimate_is_recomputed_exactly_when_what_it_reads_changes(
     what, change, recomputed, tmp_path, monkeypatch
 ):
-    from gfdt_dash.score import ScoreNetConfig, TrainConfig
+    from gfdt_dash.score import ScoreNetConfig, TrainConfig, save_checkpoint
 
     net = ScoreNetConfig.preset("classroom", widths=(4, 8), embed_dim=8, groups=2)
 
-    def run(cache_dir, config=TINY_OU, seed=2, train_steps=2, methods=None):
+    def run(cache_dir, config=TINY_OU, seed=2, train_steps=2, methods=None, model="train"):
+        trains = model == "train"
         return run_pipeline(
             config,
             seed=seed,
             device="cpu",
-            model="train",
+            model=model,
             methods=methods,
-            net_config=net,
-            train_config=TrainConfig.preset("classroom", n_steps=train_steps, batch_size=8),
+            net_config=net if trains else None,
+            train_config=(
+                TrainConfig.preset("classroom", n_steps=train_steps, batch_size=8)
+                if trains
+                else None
+            ),
             diagnose_model=False,
             cache_dir=cache_dir,
         )
 
+    args = {k: v for k, v in change.items() if k != "config"}
+    if args.get("model") == "checkpoint":
+        args["model"] = tmp_path / "model.safetensors"
+        save_checkpoint(run(None, methods=["analytic", "learned_score"]).model, args["model"])
     estimated = _count_estimates(monkeypatch)
-    run(tmp_path)
+    run(tmp_path / "cache", model=args.get("model", "train"))
     assert sorted(estimated) == sorted(ESTIMATORS)
     estimated.clear()
-    args = {k: v for k, v in change.items() if k != "config"}
     config = TINY_OU.replace(**change.get("config", {}))
-    cached = run(tmp_path, config, **args)
+    cached = run(tmp_path / "cache", config, **args)
     assert set(estimated) == recomputed
     # every estimate, recomputed or read back, is what a run without a cache gives
     xr.testing.assert_identical(cached.responses, run(None, config, **args).responses)
+
+
+@pytest.mark.parametrize("system", ["ou", "allen_cahn", "navier_stokes"])
+def test_snapshots_alone_leave_the_recorded_frames_unchanged(system):
+    """The frames key leaves out exactly SNAPSHOT_ONLY: changing the snapshot interval gives
+    bit-identical frames, while the ensemble size (beyond the recorded members) changes them,
+    as the noise of all members comes from one generator."""
+    from gfdt_dash.pipeline import SIMULATION_GROUPS, SNAPSHOT_ONLY
+    from gfdt_dash.systems import get_config, simulate
+
+    assert SNAPSHOT_ONLY == ("snapshot_every",)
+    small = dict(n=8, members=4, frame_members=2, spinup=1.0, record=4.0, snapshot_every=1.0)
+    base = get_config(system, "classroom", **small, max_lag=1.0, restart_every=1.0)
+    assert set(SNAPSHOT_ONLY) <= set(base.group(*SIMULATION_GROUPS))
+    frames = simulate(base, seed=3, device="cpu")
+    other = simulate(base.replace(snapshot_every=2.0), seed=3, device="cpu")
+    assert other.sizes["snapshot_time"] != frames.sizes["snapshot_time"]
+    xr.testing.assert_identical(other["field"], frames["field"])
+    more = simulate(base.replace(members=6), seed=3, device="cpu")
+    assert more["field"].shape == frames["field"].shape
+    assert not np.array_equal(more["field"].values, frames["field"].values)
 
 
 def test_learned_score_needs_a_model():

@@ -19,8 +19,8 @@ name                      estimate                                       needs
 
 Each entry also lists what its estimate reads (``reads``): the pipeline caches every estimate
 under a key of exactly those inputs (:func:`estimate_inputs`), so a change that cannot affect an
-estimate (the recorded duration for the direct perturbation, the score model for the Gaussian)
-reuses it.
+estimate (the recorded duration for the direct perturbation, the score model for the Gaussian,
+the interval of the training snapshots for the Gaussian and exact-score GFDT) reuses it.
 
 The table itself imports nothing numerical (each estimator imports its implementation when
 called), so :mod:`gfdt_dash.response.result` can validate names against it.
@@ -65,10 +65,10 @@ class MethodSpec:
     ``reads``: everything the estimate depends on, by name: config groups (``"physics"``,
     ``"grid"``, ``"integrator"``, ``"ensemble"``, ``"experiment"``,
     :attr:`gfdt_dash.systems.SystemConfig.GROUPS`), single config fields (``"max_lag"``), and
-    the run's other inputs (:data:`RUN_INPUTS`): ``"simulation"`` (the recorded run, which is a
-    function of its own config groups and seed), ``"score_model"`` and ``"seed"``. It must name
-    every input, or a cached estimate would be reused where it is wrong
-    (:func:`estimate_inputs`).
+    the run's other inputs (:data:`RUN_INPUTS`): ``"frames"`` (the recorded frames, the
+    simulation's ``field``: a function of the seed and of the config fields that determine
+    them, not of the training snapshots), ``"score_model"`` and ``"seed"``. It must name every
+    input, or a cached estimate would be reused where it is wrong (:func:`estimate_inputs`).
 
     ``reference_rank``: methods that can serve as the truth the errors are measured against; of
     those present, the lowest rank is the reference (:func:`reference_method`). ``markers``: drawn
@@ -90,7 +90,7 @@ class MethodSpec:
 
 
 # What an estimate can read besides config groups and fields (``MethodSpec.reads``).
-RUN_INPUTS = ("simulation", "score_model", "seed")
+RUN_INPUTS = ("frames", "score_model", "seed")
 
 
 def system_has(system: Any, capability: str) -> bool:
@@ -156,7 +156,7 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 needs_score_model=True,
                 score_based=True,
                 # the recorded frames, the score, lags 0..max_lag in frames, the bootstrap seed
-                reads=("simulation", "score_model", "max_lag", "seed"),
+                reads=("frames", "score_model", "max_lag", "seed"),
             ),
             MethodSpec(
                 name="exact_score",
@@ -167,14 +167,14 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 needs_exact_score=True,
                 score_based=True,
                 # the closed-form score reads the physical parameters and the grid
-                reads=("simulation", "physics", "grid", "max_lag", "seed"),
+                reads=("frames", "physics", "grid", "max_lag", "seed"),
             ),
             MethodSpec(
                 name="gaussian",
                 label="Gaussian C(t)C(0)⁻¹",
                 color="#1f77b4",
                 estimate=_gaussian,
-                reads=("simulation", "max_lag", "seed"),
+                reads=("frames", "max_lag", "seed"),
             ),
             MethodSpec(
                 name="perturbation",
@@ -184,7 +184,7 @@ ESTIMATORS: Mapping[str, MethodSpec] = MappingProxyType(
                 needs_config=True,
                 reference_rank=1,
                 markers=True,
-                # its own ensemble (not the recorded run): `members` members spun up for
+                # its own ensemble (not the recorded frames): `members` members spun up for
                 # `spinup`, then the experiment; lags at the frame interval; seeded by the seed
                 reads=(
                     "physics",
@@ -259,15 +259,16 @@ def applicable_methods(system: Any, with_model: bool = True) -> tuple[str, ...]:
 
 
 def estimate_inputs(
-    name: str, config: Any, *, seed: int, simulation: Any = None, score_model: Any = None
+    name: str, config: Any, *, seed: int, frames: Any = None, score_model: Any = None
 ) -> dict[str, Any] | None:
     """Everything the estimate of method ``name`` reads (its ``reads``), by name: the values of
     the config's groups and fields it lists, and of the run's inputs it lists, ``seed`` and the
-    identities the caller gives of ``simulation`` and ``score_model`` (e.g. cache keys). Two runs
-    with equal inputs give the same estimate: this is the key of a cached one. ``None`` when an
-    input it reads has no identity (``None``), so that it must be recomputed."""
+    identities the caller gives of ``frames`` and ``score_model`` (e.g. cache keys; a trained
+    model's identity must include the snapshots it was trained on). Two runs with equal inputs
+    give the same estimate: this is the key of a cached one. ``None`` when an input it reads has
+    no identity (``None``), so that it must be recomputed."""
     spec = ESTIMATORS[name]
-    identities = {"simulation": simulation, "score_model": score_model, "seed": seed}
+    identities = {"frames": frames, "score_model": score_model, "seed": seed}
     inputs: dict[str, Any] = {"estimator": name, "system": config.system}
     for item in spec.reads:
         if item in identities:
