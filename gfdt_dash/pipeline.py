@@ -478,6 +478,13 @@ def pipeline_cost(
     methods = tuple(default_methods(config) if methods is None else methods)
     train_config, net_config = _train_defaults(model, train_config, net_config)
     cache = _Cache.of(config, check_seed(seed), model, train_config, net_config, cache_dir)
+    return _cost(cache, model, methods, train_config)
+
+
+def _cost(cache: _Cache, model: ModelChoice, methods: Sequence[str], train_config: Any) -> JobCost:
+    """:func:`pipeline_cost` of a run of ``cache.config`` whose products are cached in
+    ``cache`` (``train_config`` with its defaults spelled out, :func:`_train_defaults`)."""
+    config = cache.config
     trains = model == "train" and not _is_cached(cache.path("model"))
     if model == "auto":  # trains unless the shipped model fits; a model it trains is not cached
         fits = stages.choose_model(
@@ -544,16 +551,7 @@ def run_pipeline(
     train_config, net_config = _train_defaults(model, train_config, net_config)
     cache = _Cache.of(config, seed, model, train_config, net_config, cache_dir)
     if limits is not None:
-        cost = pipeline_cost(
-            config,
-            model=model,
-            methods=methods,
-            train_config=train_config,
-            net_config=net_config,
-            seed=seed,
-            cache_dir=cache_dir,
-        )
-        limits.check(cost, f"{config.system} run")
+        limits.check(_cost(cache, model, methods, train_config), f"{config.system} run")
     dev = str(resolve_device(device))
     folder = cache.folder
     if folder is not None:
