@@ -21,10 +21,8 @@ torch's threads itself (``gfdt_dash.threads``), which the library never does.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -67,25 +65,6 @@ def bench(preset: str, dev: torch.device, steps: int) -> tuple[float, float]:
     return train_rate, x.shape[0] / (time.perf_counter() - t0)
 
 
-def _module_at(rev: str, path: str):
-    """The module in ``path`` (e.g. ``gfdt_dash/score/network.py``) as of git revision ``rev``,
-    executed against the current package for its imports."""
-    root = Path(__file__).resolve().parent.parent
-    source = subprocess.run(
-        ["git", "show", f"{rev}:{path}"],
-        cwd=root,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    name = f"{Path(path).stem}_at_{rev}".replace("-", "_").replace("~", "_").replace("^", "_")
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
-    return module
-
-
 def _train_step(net, data: torch.Tensor, batch: int):
     """One ``train_score`` step (same calls) on ``net``, as a closure."""
     from gfdt_dash.score.losses import VESchedule, dsm_loss
@@ -113,9 +92,13 @@ def _train_step(net, data: torch.Tensor, batch: int):
 
 def compare(rev: str, presets: list[str], steps: int, repeat: int) -> None:
     """Training step of each preset as of ``rev`` against now (see the module docstring)."""
+    # the loader of code at a git revision is the one the network's test fixture is made with
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "score"))
+    from network_reference import module_at
+
     set_threads(1)
-    old_net = _module_at(rev, "gfdt_dash/score/network.py")
-    old_cfg = _module_at(rev, "gfdt_dash/score/config.py")
+    old_net = module_at(rev, "gfdt_dash/score/network.py")
+    old_cfg = module_at(rev, "gfdt_dash/score/config.py")
     load0 = os.getloadavg()[0]
     rows = []
     for preset in presets:

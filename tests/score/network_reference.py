@@ -55,27 +55,29 @@ def cases() -> dict[str, tuple[ScoreUNet, torch.Tensor, torch.Tensor]]:
     return out
 
 
-def _reference_network_module():
-    """``gfdt_dash/score/network.py`` as of ``REFERENCE_REV``."""
-    root = Path(__file__).resolve().parents[2]
+def module_at(rev: str, path: str):
+    """The module in ``path`` (e.g. ``gfdt_dash/score/network.py``) as of git revision ``rev``,
+    executed against the current package for its imports (also used by
+    ``benchmarks/bench_score.py --compare``)."""
     source = subprocess.run(
-        ["git", "show", f"{REFERENCE_REV}:gfdt_dash/score/network.py"],
-        cwd=root,
+        ["git", "show", f"{rev}:{path}"],
+        cwd=Path(__file__).resolve().parents[2],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    spec = importlib.util.spec_from_loader(f"network_{REFERENCE_REV}", loader=None)
+    name = f"{Path(path).stem}_at_{rev}".replace("-", "_").replace("~", "_").replace("^", "_")
+    spec = importlib.util.spec_from_loader(name, loader=None)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    exec(compile(source, f"{REFERENCE_REV}:network.py", "exec"), module.__dict__)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
     return module
 
 
 def main() -> None:
     from safetensors.torch import save_file
 
-    old = _reference_network_module()
+    old = module_at(REFERENCE_REV, "gfdt_dash/score/network.py")
     outputs = {}
     with torch.no_grad():
         for name, (net, x, s) in cases().items():
