@@ -74,9 +74,9 @@ def module_at(rev: str, path: str):
     return module
 
 
-def main() -> None:
-    from safetensors.torch import save_file
-
+def reference_outputs() -> dict[str, torch.Tensor]:
+    """name → the output of :func:`cases`' network, weights and inputs by the network as of
+    ``REFERENCE_REV`` (needs a git checkout that has the revision)."""
     old = module_at(REFERENCE_REV, "gfdt_dash/score/network.py")
     outputs = {}
     with torch.no_grad():
@@ -84,8 +84,14 @@ def main() -> None:
             ref = old.ScoreUNet(net.config, n=x.shape[-1])
             ref.load_state_dict(net.state_dict())
             outputs[name] = ref.eval()(x, s).contiguous()
+    return outputs
+
+
+def main() -> None:
+    from safetensors.torch import save_file
+
     FIXTURE.parent.mkdir(exist_ok=True)
-    save_file(outputs, str(FIXTURE))
+    save_file(reference_outputs(), str(FIXTURE))
 
 
 if __name__ == "__main__":

@@ -204,6 +204,28 @@ def test_outputs_match_the_reference_fixture():
     assert diff.abs().max() > 1e-4
 
 
+def test_the_reference_fixture_is_the_reference_revisions_output():
+    """The fixture is what the network as of ``REFERENCE_REV`` computes, bit for bit, loaded by
+    ``module_at`` (the loader ``benchmarks/bench_score.py --compare`` uses too)."""
+    import subprocess
+
+    from network_reference import FIXTURE, REFERENCE_REV, reference_outputs
+    from safetensors.torch import load_file
+
+    known = subprocess.run(
+        ["git", "cat-file", "-e", f"{REFERENCE_REV}^{{commit}}"],
+        cwd=FIXTURE.parent,
+        capture_output=True,
+    )
+    if known.returncode != 0:
+        pytest.skip(f"not a git checkout with the revision {REFERENCE_REV}")
+    reference = load_file(str(FIXTURE))
+    outputs = reference_outputs()
+    assert set(outputs) == set(reference)
+    for name, out in outputs.items():
+        assert torch.equal(out, reference[name]), name
+
+
 def test_training_after_a_first_forward_in_inference_mode():
     """The cached kernel-tap tables are made outside inference mode even when a score evaluation
     (inference mode) asks for them first, so a later training step can save them for its
