@@ -132,6 +132,12 @@ CASES = [
         "^frame_every:",
     ),
     ("kf zero", lambda: get_config("navier_stokes", kf=0.0), ValueError, "^kf:"),
+    (
+        "kf forcing only the mean",
+        lambda: get_config("navier_stokes", kf=0.99),
+        ValueError,
+        r"^kf: 0.99 forces no wavenumber but k = 0 .*forcing_amp=8.0 .*allowed: kf >= 1",
+    ),
     ("U0 string", lambda: get_config("navier_stokes", U0="fast"), ValueError, "^U0:"),
     ("unknown parameter", lambda: get_config("ou", viscosity=1.0), ValueError, "^viscosity:"),
     ("unknown preset", lambda: get_config("ou", "huge"), ValueError, "^preset:"),
@@ -678,6 +684,17 @@ CASES += [
         "^n: the shipped ou model is for n=16, a cell has n=8",
     ),
 ]
+
+
+def test_kf_below_one_forces_only_the_mean_and_is_accepted_only_without_forcing():
+    """|k| ≤ kf selects k = 0 alone for kf < 1 (the refused case above), the four |k| = 1 modes
+    besides from kf = 1; without forcing kf does not matter and is accepted."""
+    from gfdt_dash.systems import make_system
+
+    unforced = get_config("navier_stokes", n=8, kf=0.99, forcing_amp=0.0)
+    assert make_system(unforced, device="cpu").n_forced == 1
+    lowest = get_config("navier_stokes", n=8, kf=1.0)
+    assert make_system(lowest, device="cpu").n_forced == 5
 
 
 def test_numpy_scalars_are_accepted_as_plain_values():

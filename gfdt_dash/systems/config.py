@@ -528,6 +528,15 @@ class NavierStokesConfig(SystemConfig):
         super()._validate()
         if self.n % 2:
             raise ValueError(f"n: {self.n} must be even; allowed: even integers in [4, 256]")
+        # The forced modes are the wavenumbers with |k| ≤ k_f; the smallest non-zero |k| is 1, so
+        # below it only k = 0 is forced: the spatial mean, which induces no velocity and is
+        # damped by −⟨ζ⟩. Such a forcing drives no flow (unforced decay is forcing_amp = 0).
+        if self.forcing_amp > 0 and self.kf < 1:
+            raise ValueError(
+                f"kf: {self.kf} forces no wavenumber but k = 0 (|k| ≥ 1 for every other mode), "
+                f"so forcing_amp={self.forcing_amp} would drive no flow; allowed: kf >= 1 "
+                "(or forcing_amp = 0 for no forcing)"
+            )
         # Stability of the time stepper at the linear rates: hyperviscosity at the largest |k|,
         # hypoviscosity at |k| = 1, the mean's damping; the background flow at the largest k_x
         # below Nyquist. The advection by the flow itself is not bounded here (it depends on the
