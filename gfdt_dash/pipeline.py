@@ -262,8 +262,8 @@ SIMULATION_GROUPS = ("physics", "grid", "integrator", "ensemble")
 # - the seed.
 # snapshot_every only chooses which states are also copied into the training snapshots:
 # observing a state neither advances it nor draws noise, so the frames are bit-identical
-# (tests/test_pipeline.py checks each field). Every other field of those groups (a plug-in
-# system's own) is taken to change the frames.
+# (tests/test_pipeline.py checks it, and the effect of members, for each built-in system). Every
+# other field of those groups (a plug-in system's own) is taken to change the frames.
 SNAPSHOT_ONLY = ("snapshot_every",)
 
 
