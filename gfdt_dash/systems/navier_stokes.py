@@ -110,9 +110,12 @@ __all__ = ["NavierStokesSystem"]
 class NavierStokesSystem(System):
     """Batched simulator of the stochastically forced 2-D Navier–Stokes system.
 
-    State: ``field_hat`` (rfft2 of ζ, ``(batch, n, n//2+1)``) and ``phase`` (``(batch,
-    n_forced)``: the phases of the forced modes of the full fft2 layout, ``forcing_mask``). Noise
-    per step: ``dW`` of shape ``(batch, 2, n_forced)``, one standard normal per half-step.
+    State: ``field_hat`` (rfft2 of ζ, ``(batch, n, n//2+1)``), ``phase`` (``(batch,
+    n_forced)``: the phases of the forced modes of the full fft2 layout, ``forcing_mask``) and,
+    when forced, optionally ``forcing`` (``(batch, 2·n_target + n_forced)``: the forcing's phase
+    factors at those phases with a copy of the phases, carried from one step to the next and
+    recomputed when absent or stale, :meth:`_carried_terms`). Noise per step: ``dW`` of shape
+    ``(batch, 2, n_forced)``, one standard normal per half-step.
 
     The equation supplies ``linear_hat`` (the multiplier of the linear part, ``(n, n//2+1)``) and
     the explicit terms (:meth:`advection_hat`, :meth:`forcing_values`), which
@@ -154,7 +157,15 @@ class NavierStokesSystem(System):
         if full_mask[0, 0]:
             scale[self._target == 0] *= 1.0 - c.mean_forcing_removed
         self._forcing_scale = scale.to(self.device)
+        self._forcing_scale2 = self._forcing_scale.repeat_interleave(2)  # (re, im) pairs
+        self._target2 = torch.stack([2 * self._target, 2 * self._target + 1], 1).flatten()
         self.phase_step = math.sqrt(2.0 * c.phase_diffusion * 0.5 * c.dt)
+        # Index maps of the full spectrum and of the fold (see full_spectrum, real_part_hat).
+        r, col = torch.arange(n, device=self.device)[:, None], torch.arange(n, device=self.device)
+        left = col >= half  # column −m holds the conjugate of row (−r) mod n of column m
+        rows = torch.where(left, (-r) % n, r)
+        self._full_index = (rows * half + torch.where(left, n - col, col)).flatten()
+        self._mirror_index = (((-r) % n) * n + (-col[:half]) % n).flatten()
 
     def _init_transforms(self, form: str) -> None:
         """Multipliers of the packed transforms of ``form`` (see the module docstring).
@@ -216,51 +227,56 @@ class NavierStokesSystem(System):
         """fft2 layout ``(batch, n, n)`` of the real field whose rfft2 is ``field_hat``.
 
         Columns k_x < 0 hold ẑ(k) = conj ẑ(−k): row r of column −m is the conjugate of row
-        (−r) mod n of column m — a flip of both axes, with row 0 mapping to itself.
+        (−r) mod n of column m. One gather through a precomputed index map, then the conjugation
+        of those columns in place.
         """
         n, half = self.grid.n, self.grid.n // 2 + 1
-        full = field_hat.new_empty(field_hat.shape[0], n, n)
-        full[..., :half] = field_hat
-        left = field_hat[..., 1 : half - 1].flip((-2, -1))  # rows n−1…0, columns n/2−1…1
-        full[..., 1:, half:] = left[..., :-1, :].conj()
-        full[..., :1, half:] = left[..., -1:, :].conj()
+        flat = field_hat.reshape(field_hat.shape[0], n * half)
+        index = self._full_index.expand(flat.shape[0], -1)
+        full = torch.gather(flat, 1, index).view(-1, n, n)
+        full[..., half:].conj_physical_()
         return full
 
     def to_grid(self, field_hat: torch.Tensor, mult: torch.Tensor) -> torch.Tensor:
         """Complex grid fields ``ifft2(mult · ẑ)`` ``(batch, F, n, n)`` for full-layout
         multipliers ``mult`` ``(F, n, n)`` and the rfft2 ``field_hat`` of a real field."""
-        return torch.fft.ifft2(mult * self.full_spectrum(field_hat)[:, None])
+        full = self.full_spectrum(field_hat)
+        if mult.shape[0] == 1:  # one field: multiplied in place
+            return torch.fft.ifft2(full.mul_(mult[0])[:, None])
+        return torch.fft.ifft2(mult * full[:, None])
 
     def real_part_hat(self, q_hat: torch.Tensor) -> torch.Tensor:
         """rfft2 of ``2 Re q`` ``(batch, n, n//2+1)`` from the fft2 ``q_hat`` ``(batch, n, n)``.
 
-        ``Q(k) + conj Q(−k)`` on the rfft2 half, with Q(−k) for column c the column (−c) mod n
-        and row (−r) mod n: a flip of both axes shifted by one. Mirrored coefficients of the
-        k_x = 0 and Nyquist columns come out exactly conjugate.
+        ``Q(k) + conj Q(−k)`` on the rfft2 half, Q(−k) gathered through a precomputed index map
+        (row (−r) mod n, column (−c) mod n). Mirrored coefficients of the k_x = 0 and Nyquist
+        columns come out exactly conjugate (the same two numbers added in either order).
         """
         n, half = self.grid.n, self.grid.n // 2 + 1
-        right = q_hat[..., n // 2 :].flip((-2, -1))  # [r, c] = Q[n−1−r, n−1−c]
-        column = q_hat[..., 0].flip(-1)  # [r] = Q[n−1−r, 0]
-        mirror = q_hat.new_empty(q_hat.shape[0], n, half)
-        mirror[..., 1:, 1:] = right[..., :-1, :]
-        mirror[..., 0, 1:] = right[..., -1, :]
-        mirror[..., 1:, 0] = column[..., :-1]
-        mirror[..., 0, 0] = column[..., -1]
-        return torch.add(q_hat[..., :half], mirror.conj_physical_())
+        flat = q_hat.reshape(q_hat.shape[0], n * n)
+        mirror = torch.gather(flat, 1, self._mirror_index.expand(flat.shape[0], -1))
+        return mirror.view(-1, n, half).conj_physical_().add_(q_hat[..., :half])
 
     # -- forcing -------------------------------------------------------------------------------
-    def forcing_values(self, phase: torch.Tensor) -> torch.Tensor:
-        """``S_φ − c_S⟨S_φ⟩`` at the forced rfft2 positions ``_target``, ``(…, n_target)``.
-
-        ``phase`` ``(…, n_forced)``; the value at k is ½A_f(e^{iφ_k} + e^{−iφ_{−k}}).
-        """
+    def forcing_terms(self, phase: torch.Tensor) -> torch.Tensor:
+        """The forcing's phase factors at the forced rfft2 positions ``_target``, unscaled:
+        ``(…, 2·n_target)`` real, (cos φ_k + cos φ_{−k}, sin φ_k − sin φ_{−k}) for each target k
+        in turn, from ``phase`` ``(…, n_forced)``. They depend on the phases only (not on the
+        amplitude or c_S), so a state can carry them (see :meth:`_step`)."""
         n_target = len(self._target)
-        pair = phase.index_select(-1, self._pair)  # φ_k, then φ_{−k}
+        rows = phase.reshape(-1, phase.shape[-1])
+        pair = torch.gather(rows, 1, self._pair.expand(rows.shape[0], -1))  # φ_k, then φ_{−k}
         cos, sin = torch.cos(pair), torch.sin(pair)
-        out = phase.new_empty(*phase.shape[:-1], n_target, 2)
-        torch.add(cos[..., :n_target], cos[..., n_target:], out=out[..., 0])
-        torch.sub(sin[..., :n_target], sin[..., n_target:], out=out[..., 1])
-        return torch.view_as_complex(out).mul_(self._forcing_scale)
+        out = phase.new_empty(rows.shape[0], n_target, 2)
+        torch.add(cos[:, :n_target], cos[:, n_target:], out=out[..., 0])
+        torch.sub(sin[:, :n_target], sin[:, n_target:], out=out[..., 1])
+        return out.view(*phase.shape[:-1], 2 * n_target)
+
+    def forcing_values(self, phase: torch.Tensor) -> torch.Tensor:
+        """``S_φ − c_S⟨S_φ⟩`` at the forced rfft2 positions ``_target``, ``(…, n_target)``
+        complex. ``phase`` ``(…, n_forced)``; the value at k is ½A_f(e^{iφ_k} + e^{−iφ_{−k}})."""
+        terms = self.forcing_terms(phase).mul_(self._forcing_scale2)
+        return torch.view_as_complex(terms.view(*terms.shape[:-1], -1, 2))
 
     def forcing_hat(self, phase: torch.Tensor) -> torch.Tensor:
         """rfft2 coefficients of ``S_φ − c_S⟨S_φ⟩`` for phases ``(…, n_forced)``."""
@@ -294,9 +310,16 @@ class NavierStokesSystem(System):
 
     def tendency_hat(self, zeta_hat: torch.Tensor, forcing: torch.Tensor | None) -> torch.Tensor:
         """∂ₜζ̂ = linear_hat·ζ̂ − N̂(ζ) + forcing; ``forcing`` from :meth:`forcing_values`."""
-        out = torch.addcmul(self._minus_advection_hat(zeta_hat), self.linear_hat, zeta_hat)
         if forcing is not None:
-            out.view(out.shape[0], -1).index_add_(1, self._target, forcing)
+            forcing = torch.view_as_real(forcing).reshape(forcing.shape[0], -1)
+        return self._tendency(zeta_hat, forcing)
+
+    def _tendency(self, zeta_hat: torch.Tensor, forcing: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`tendency_hat` with the forcing as (re, im) pairs ``(batch, 2·n_target)``,
+        added to the real view of the spectrum."""
+        out = self._minus_advection_hat(zeta_hat).addcmul_(self.linear_hat, zeta_hat)
+        if forcing is not None:
+            torch.view_as_real(out).view(out.shape[0], -1).index_add_(1, self._target2, forcing)
         return out
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> State:
@@ -330,6 +353,28 @@ class NavierStokesSystem(System):
         ]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
+    def _carried_terms(self, state: State) -> torch.Tensor | None:
+        """The phase factors (:meth:`forcing_terms`) at ``state["phase"]`` carried in
+        ``state["forcing"]``, or ``None`` when it is absent or was evaluated at other phases.
+
+        ``state["forcing"]`` ``(batch, 2·n_target + n_forced)``: the factors, then a copy of the
+        phases they were evaluated at. A state whose phases were changed (in place or replaced)
+        without that key being dropped or updated is caught by the exact comparison, and the
+        factors are recomputed; they do not depend on the amplitude or c_S, so a state carried
+        into a system with other forcing parameters (same grid, same forced modes) stays valid.
+        """
+        carried, phase = state.get("forcing"), state["phase"]
+        width = 2 * len(self._target)
+        if (
+            carried is None
+            or carried.shape != (phase.shape[0], width + phase.shape[-1])
+            or carried.dtype != phase.dtype
+            or carried.device != phase.device
+            or not torch.equal(carried[:, width:], phase)
+        ):
+            return None
+        return carried[:, :width]
+
     def _step(self, state: State, noise: State) -> State:
         """One RK4 or RK3 step; both evaluate the forcing at t, t + dt/2 and t + dt. The state
         is projected on real fields first (a state made elsewhere may carry a non-Hermitian
@@ -339,28 +384,44 @@ class NavierStokesSystem(System):
         multiplier that is real on the k_x = 0 and Nyquist columns and even in k_y), and so
         are the schemes' combinations of them with real weights. The skew and advective forms
         take (u·∇)ζ through an ``rfft2``, whose edge columns are Hermitian only to round-off,
-        so their result is projected once more."""
+        so their result is projected once more.
+
+        The phases at t + dt are reduced to [0, 2π) before the forcing is evaluated there, so
+        the forcing of the last stage is that of the next step's first stage: the new state
+        carries its phase factors (``"forcing"``, see :meth:`_carried_terms`) and the next step
+        evaluates the cosines and sines at two sets of phases instead of three. A state without
+        them (made elsewhere, or with changed phases) gets them recomputed, with bit-identical
+        results."""
         phase0 = state["phase"]
+        forced = bool(self.config.forcing_amp)
+        start = self._carried_terms(state) if forced else None
         # phases at t, t + dt/2, t + dt, stage-major so each stage's forcing is contiguous
         phases = phase0.new_empty(3, *phase0.shape)
-        phases[0] = phase0
         torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[1])
         torch.add(phases[1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[2])
+        torch.remainder(phases[2], 2 * math.pi, out=phases[2])
+        end_phase = phases[2].clone()
         rk3 = self.config.time_stepper == "rk3"
-        if self.config.forcing_amp:
-            f = self.forcing_values(phases)
-            forcing = (f[0], f[1], f[2]) if rk3 else (f[0], f[1], f[1], f[2])
+        new = {"phase": end_phase}
+        if forced:
+            if start is None:
+                phases[0] = phase0
+            terms = self.forcing_terms(phases if start is None else phases[1:])
+            new["forcing"] = torch.cat([terms[-1], end_phase], 1)
+            f = terms.mul_(self._forcing_scale2)
+            f0 = f[0] if start is None else start * self._forcing_scale2
+            forcing = (f0, f[-2], f[-1]) if rk3 else (f0, f[-2], f[-2], f[-1])
         else:
             forcing = (None,) * 4
 
         def tendency(z: torch.Tensor, stage: int) -> torch.Tensor:
-            return self.tendency_hat(z, forcing[stage])
+            return self._tendency(z, forcing[stage])
 
         scheme = rk3_step if rk3 else rk4_step
         zeta_hat = scheme(tendency, self.grid.hermitian(state["field_hat"]), self.dt)
         if self._advective_mult is not None:
             self.grid.hermitian_(zeta_hat)
-        return {"field_hat": zeta_hat, "phase": torch.remainder(phases[2], 2 * math.pi)}
+        return {"field_hat": zeta_hat, **new}
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:
         """ζ₀ = sin 3x sin 3y (as in the original study) and uniform random phases."""
@@ -377,7 +438,10 @@ class NavierStokesSystem(System):
                 batch, self.n_forced, generator=generator, device=self.device, dtype=self.dtype
             )
         )
-        return {"field_hat": zeta_hat, "phase": phase}
+        state = {"field_hat": zeta_hat, "phase": phase}
+        if self.config.forcing_amp:
+            state["forcing"] = torch.cat([self.forcing_terms(phase), phase], 1)
+        return state
 
     def kick(self, state: State, delta: float, pixel: tuple[int, int] = (0, 0)) -> State:
         """Pixel kick; with dealiasing on, projected on the resolved modes."""
