@@ -321,7 +321,9 @@ class NavierStokesSystem(System):
         out = None
         mult = self._from_phys_mult
         if mult.shape[0]:  # one complex product: w·ζ or w²
-            q = w * (self.grid.to_physical(zeta_hat) if self._zeta_on_grid else w)
+            other = self.grid.to_physical(zeta_hat) if self._zeta_on_grid else w
+            # in place unless the advective product still needs w
+            q = w * other if self._advective_mult is not None else w.mul_(other)
             out = self.real_part_hat(torch.fft.fft2(q).mul_(mult[0]))
         if self._advective_mult is not None:  # (u·∇)ζ = Re(w·g), one real transform
             product = (w * fields[:, 1]).real.contiguous()  # a contiguous rfft2 input is faster
