@@ -157,7 +157,8 @@ class NavierStokesSystem(System):
         if full_mask[0, 0]:
             scale[self._target == 0] *= 1.0 - c.mean_forcing_removed
         self._forcing_scale = scale.to(self.device)
-        self._forcing_scale2 = self._forcing_scale.repeat_interleave(2)  # (re, im) pairs
+        # (re, im) pairs, times 2 for the ½ in forcing_terms (exact)
+        self._forcing_scale2 = 2 * self._forcing_scale.repeat_interleave(2)
         self._target2 = torch.stack([2 * self._target, 2 * self._target + 1], 1).flatten()
         self.phase_step = math.sqrt(2.0 * c.phase_diffusion * 0.5 * c.dt)
         # Index maps of the full spectrum and of the fold (see full_spectrum, real_part_hat).
@@ -281,16 +282,22 @@ class NavierStokesSystem(System):
     # -- forcing -------------------------------------------------------------------------------
     def forcing_terms(self, phase: torch.Tensor) -> torch.Tensor:
         """The forcing's phase factors at the forced rfft2 positions ``_target``, unscaled:
-        ``(…, 2·n_target)`` real, (cos φ_k + cos φ_{−k}, sin φ_k − sin φ_{−k}) for each target k
-        in turn, from ``phase`` ``(…, n_forced)``. They depend on the phases only (not on the
-        amplitude or c_S), so a state can carry them (see :meth:`_step`)."""
+        ``(…, 2·n_target)`` real, ½(cos φ_k + cos φ_{−k}, sin φ_k − sin φ_{−k}) for each target
+        k in turn, from ``phase`` ``(…, n_forced)``. They depend on the phases only (not on the
+        amplitude or c_S), so a state can carry them (see :meth:`_step`).
+
+        Evaluated as cos σ (cos δ, sin δ) with σ = (φ_k + φ_{−k})/2, δ = (φ_k − φ_{−k})/2: three
+        trigonometric functions per target instead of four. The pairs of the k_x = 0 column
+        stay exact conjugates (σ is the same number for k and −k, δ changes sign exactly)."""
         n_target = len(self._target)
         rows = phase.reshape(-1, phase.shape[-1])
-        pair = torch.gather(rows, 1, self._pair.expand(rows.shape[0], -1))  # φ_k, then φ_{−k}
-        cos, sin = torch.cos(pair), torch.sin(pair)
+        pair = torch.gather(rows, 1, self._pair.expand(rows.shape[0], -1)).mul_(0.5)  # exact
+        first, second = pair[:, :n_target], pair[:, n_target:]  # φ_k/2, φ_{−k}/2
+        cos_sum = torch.cos(torch.add(first, second))
+        diff = torch.sub(first, second)
         out = phase.new_empty(rows.shape[0], n_target, 2)
-        torch.add(cos[:, :n_target], cos[:, n_target:], out=out[..., 0])
-        torch.sub(sin[:, :n_target], sin[:, n_target:], out=out[..., 1])
+        torch.mul(cos_sum, torch.cos(diff), out=out[..., 0])
+        torch.mul(cos_sum, torch.sin(diff), out=out[..., 1])
         return out.view(*phase.shape[:-1], 2 * n_target)
 
     def forcing_values(self, phase: torch.Tensor) -> torch.Tensor:

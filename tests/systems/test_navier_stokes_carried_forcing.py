@@ -120,3 +120,29 @@ def test_unforced_states_carry_nothing_and_carried_states_pass_the_state_check()
     assert "forcing" in state
     check_state(forced, state)
     check_state(forced, _without(state))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kf", [3.0, 10.6, 15.5])
+def test_phase_factors_match_the_direct_formula_and_pair_exactly(kf, dtype):
+    """cos σ (cos δ, sin δ) equals ½(cos φ_k + cos φ_{−k}, sin φ_k − sin φ_{−k}) to round-off,
+    and the forcing of k and −k in the k_x = 0 column are exact conjugates (any kf, any width
+    of the trigonometric functions' vector loops)."""
+    system = _system(dtype=dtype, n=32, kf=kf)
+    g = torch.Generator().manual_seed(1)
+    phase = (20 * torch.rand(7, system.n_forced, generator=g) - 5).to(system.dtype)
+    pair = phase[:, system._pair]
+    n_target = len(system._target)
+    cos, sin = torch.cos(pair.double()), torch.sin(pair.double())
+    direct = torch.stack(
+        [cos[:, :n_target] + cos[:, n_target:], sin[:, :n_target] - sin[:, n_target:]], -1
+    )
+    got = system.forcing_terms(phase).view(7, n_target, 2).double()
+    eps = torch.finfo(system.dtype).eps
+    assert float((2 * got - direct).abs().max()) < 50 * eps
+    forcing = system.forcing_hat(phase)
+    n = system.grid.n
+    edges = forcing[..., [0, n // 2]]
+    mirrored = edges[:, (-torch.arange(n)) % n]
+    assert torch.equal(mirrored, edges.conj().resolve_conj())
+    assert float(edges.abs().max()) > 0
