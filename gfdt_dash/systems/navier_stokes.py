@@ -429,12 +429,12 @@ class NavierStokesSystem(System):
         take (u·∇)ζ through an ``rfft2``, whose edge columns are Hermitian only to round-off,
         so their result is projected once more.
 
-        The phases at t + dt are reduced to [0, 2π) before the forcing is evaluated there, so
-        the forcing of the last stage is that of the next step's first stage: the new state
-        carries its phase factors (``"forcing"``, see :meth:`_carried_terms`) and the next step
-        evaluates the cosines and sines at two sets of phases instead of three. A state without
-        them (made elsewhere, or with changed phases) gets them recomputed, with bit-identical
-        results."""
+        The phases at t + dt are reduced by whole turns (to [0, 2π]) before the forcing is
+        evaluated there, so the forcing of the last stage is that of the next step's first
+        stage: the new state carries its phase factors (``"forcing"``, see
+        :meth:`_carried_terms`) and the next step evaluates the trigonometric functions at two
+        sets of phases instead of three. A state without them (made elsewhere, or with changed
+        phases) gets them recomputed, with bit-identical results."""
         phase0 = state["phase"]
         forced = bool(self.config.forcing_amp)
         start = self._carried_terms(state) if forced else None
@@ -442,7 +442,10 @@ class NavierStokesSystem(System):
         phases = phase0.new_empty(3, *phase0.shape)
         torch.add(phase0, noise["dW"][:, 0], alpha=self.phase_step, out=phases[1])
         torch.add(phases[1], noise["dW"][:, 1], alpha=self.phase_step, out=phases[2])
-        torch.remainder(phases[2], 2 * math.pi, out=phases[2])
+        # whole turns removed, φ − 2π⌊φ/2π⌋ (exact but for the last rounding when a turn is
+        # added; cheaper than torch.remainder's fmod)
+        turns = torch.div(phases[2], 2 * math.pi).floor_()
+        phases[2].add_(turns, alpha=-2 * math.pi)
         end_phase = phases[2].clone()
         rk3 = self.config.time_stepper == "rk3"
         new = {"phase": end_phase}

@@ -146,3 +146,19 @@ def test_phase_factors_match_the_direct_formula_and_pair_exactly(kf, dtype):
     mirrored = edges[:, (-torch.arange(n)) % n]
     assert torch.equal(mirrored, edges.conj().resolve_conj())
     assert float(edges.abs().max()) > 0
+
+
+def test_phases_are_reduced_by_whole_turns():
+    """Increments of several turns either way: the new phases lie in [0, 2π] (to one rounding)
+    and are the unreduced sums less whole turns."""
+    system = _system(dtype="float64")
+    gen = system.generator(7)
+    state = system.initial_state(3, gen)
+    noise = {"dW": 40 * system.draw_noise(3, gen)["dW"] / system.phase_step}
+    new = system.step(state, noise)
+    raw = state["phase"] + system.phase_step * noise["dW"].sum(1)
+    assert float(raw.abs().max()) > 40  # several turns
+    phase = new["phase"]
+    assert float(phase.min()) >= -1e-12 and float(phase.max()) <= 2 * math.pi + 1e-12
+    turns = (raw - phase) / (2 * math.pi)
+    assert float((turns - turns.round()).abs().max()) < 1e-12
