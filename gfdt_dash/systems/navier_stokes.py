@@ -107,6 +107,11 @@ from gfdt_dash.systems.config import NavierStokesConfig
 __all__ = ["NavierStokesSystem"]
 
 
+def _as_complex(pairs: torch.Tensor) -> torch.Tensor:
+    """The complex view of ``(…, 2m)`` contiguous (re, im) pairs, ``(…, m)``."""
+    return torch.view_as_complex(pairs.view(*pairs.shape[:-1], -1, 2))
+
+
 class NavierStokesSystem(System):
     """Batched simulator of the stochastically forced 2-D Navier–Stokes system.
 
@@ -159,7 +164,6 @@ class NavierStokesSystem(System):
         self._forcing_scale = scale.to(self.device)
         # (re, im) pairs, times 2 for the ½ in forcing_terms (exact)
         self._forcing_scale2 = 2 * self._forcing_scale.repeat_interleave(2)
-        self._target2 = torch.stack([2 * self._target, 2 * self._target + 1], 1).flatten()
         self.phase_step = math.sqrt(2.0 * c.phase_diffusion * 0.5 * c.dt)
         # Index maps of the full spectrum and of the fold (see full_spectrum, real_part_hat).
         r, col = torch.arange(n, device=self.device)[:, None], torch.arange(n, device=self.device)
@@ -316,8 +320,7 @@ class NavierStokesSystem(System):
     def forcing_values(self, phase: torch.Tensor) -> torch.Tensor:
         """``S_φ − c_S⟨S_φ⟩`` at the forced rfft2 positions ``_target``, ``(…, n_target)``
         complex. ``phase`` ``(…, n_forced)``; the value at k is ½A_f(e^{iφ_k} + e^{−iφ_{−k}})."""
-        terms = self.forcing_terms(phase).mul_(self._forcing_scale2)
-        return torch.view_as_complex(terms.view(*terms.shape[:-1], -1, 2))
+        return _as_complex(self.forcing_terms(phase).mul_(self._forcing_scale2))
 
     def forcing_hat(self, phase: torch.Tensor) -> torch.Tensor:
         """rfft2 coefficients of ``S_φ − c_S⟨S_φ⟩`` for phases ``(…, n_forced)``."""
@@ -353,16 +356,9 @@ class NavierStokesSystem(System):
 
     def tendency_hat(self, zeta_hat: torch.Tensor, forcing: torch.Tensor | None) -> torch.Tensor:
         """∂ₜζ̂ = linear_hat·ζ̂ − N̂(ζ) + forcing; ``forcing`` from :meth:`forcing_values`."""
-        if forcing is not None:
-            forcing = torch.view_as_real(forcing).reshape(forcing.shape[0], -1)
-        return self._tendency(zeta_hat, forcing)
-
-    def _tendency(self, zeta_hat: torch.Tensor, forcing: torch.Tensor | None) -> torch.Tensor:
-        """:meth:`tendency_hat` with the forcing as (re, im) pairs ``(batch, 2·n_target)``,
-        added to the real view of the spectrum."""
         out = self._minus_advection_hat(zeta_hat).addcmul_(self.linear_hat, zeta_hat)
         if forcing is not None:
-            torch.view_as_real(out).view(out.shape[0], -1).index_add_(1, self._target2, forcing)
+            out.view(out.shape[0], -1).index_add_(1, self._target, forcing)
         return out
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> State:
@@ -454,14 +450,14 @@ class NavierStokesSystem(System):
                 phases[0] = phase0
             terms = self.forcing_terms(phases if start is None else phases[1:])
             new["forcing"] = torch.cat([terms[-1], end_phase], 1)
-            f = terms.mul_(self._forcing_scale2)
-            f0 = f[0] if start is None else start * self._forcing_scale2
+            f = _as_complex(terms.mul_(self._forcing_scale2))
+            f0 = f[0] if start is None else _as_complex(start * self._forcing_scale2)
             forcing = (f0, f[-2], f[-1]) if rk3 else (f0, f[-2], f[-2], f[-1])
         else:
             forcing = (None,) * 4
 
         def tendency(z: torch.Tensor, stage: int) -> torch.Tensor:
-            return self._tendency(z, forcing[stage])
+            return self.tendency_hat(z, forcing[stage])
 
         scheme = rk3_step if rk3 else rk4_step
         zeta_hat = scheme(tendency, self.real_field(state["field_hat"]), self.dt)
