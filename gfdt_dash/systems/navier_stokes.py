@@ -53,24 +53,47 @@ classroom preset diverges within 25 time units in those two forms, not in the ot
   U₀⁶dt⁵k_x⁶/144: at k_x = 7 on the classroom grid a damping rate of 0.023 per time unit
   against RK3's 0.30 and the hyperviscosity's 0.24.
 - *Speed* (paper size, 128 members, one thread, member-steps per second against torch-cfd's
-  spectral solver side by side in one run, the allocator keeping freed memory): ``skew`` 0.71×
-  with RK4, 0.89× with RK3; ``advective`` 1.07× / 1.39×; ``conservative`` 1.03× / 1.34×;
-  ``momentum_flux`` 1.30× / 1.65× (RK3 takes three tendency evaluations per step instead of
-  four: 1.25–1.3× per step). torch-cfd steps the unforced equation; without the forcing
-  (phases, their cosines) ``momentum_flux`` with RK3 is 2.0× torch-cfd, with it 1.6×.
+  spectral solver side by side in one run, the allocator keeping freed memory; medians of 5
+  interleaved repeats, ranges over four runs at load average 3.2–4.3 on 2 cores): ``skew``
+  0.78–0.82× with RK4, 1.01–1.06× with RK3; ``advective`` 1.26–1.36× / 1.61–1.68×;
+  ``conservative`` 1.20–1.31× / 1.57–1.62×; ``momentum_flux`` 1.63–1.66× / 1.99–2.08× (RK3
+  takes three tendency evaluations per step instead of four: 1.25–1.3× per step). torch-cfd
+  steps the unforced equation; ours also draws the phases' noise and evaluates the forcing
+  (8 % and 9 % of a ``momentum_flux`` RK3 step).
 
 So ``skew`` stays the default for accuracy and ``rk4`` for the stationary law (the shipped
 classroom model was trained on RK4 data of the skew form, and a config with RK3 does not fit
-it); ``time_stepper = "rk3"`` and the cheaper forms are there for speed. No combination of the
-forced equation reaches 2× torch-cfd: each step is 2.1–2.8× its FFT floor, the forcing and the
-noise draw take about a quarter of a ``momentum_flux`` step, and the non-FFT work of a stage
-(building the full spectrum, the products, the fold) is small operations on 0.5–1 MB arrays.
+it); ``time_stepper = "rk3"`` and the cheaper forms are there for speed: ``momentum_flux`` with
+``rk3`` is the one at 2× torch-cfd. Each step is 1.8–2.3× its FFT floor. What the step does
+beyond the FFTs, side by side with the previous step in one process (``momentum_flux`` with
+RK3 1.69–1.74× → 2.03–2.07× torch-cfd, ``skew`` with RK4 0.71–0.73× → 0.80–0.82×): the forcing
+of a step's last stage is carried into the next step's first (``state["forcing"]``,
+:meth:`NavierStokesSystem._carried_terms`), so the trigonometric functions are evaluated at two
+sets of phases per step, and as cos σ (cos δ, sin δ), three per forced coefficient instead of
+four (:meth:`NavierStokesSystem.forcing_terms`); the full spectrum, the fold and the projection
+on real fields go through ``torch.gather`` / ``index_select`` on the flat spectrum with
+precomputed index maps; the inverse FFTs run unnormalised (the multipliers carry 1/n²); a state
+whose edge columns are already exact conjugates is not projected again; the phases lose whole
+turns through a floor instead of ``torch.remainder``; the step runs in
+``torch.inference_mode`` (0.96 of the time) and returns ordinary copies.
 Measured and not used (interleaved, paper size): buffers kept between steps and filled through
 ``out=`` (torch's CPU FFTs and ``flip`` compute into a new array and copy, so the step was
-1.1–1.25× slower); the full spectrum gathered through an index map (3× slower than the flips);
-``torch.compile`` of the tendency (inductor generates no code for complex arithmetic: 2.6×
-slower, 4.7 s to compile; rewritten in real arithmetic on ``view_as_real`` arrays, the compiled
-``momentum_flux`` tendency was still 1.24× slower than this one, 16 s to compile).
+1.1–1.25× slower); the full spectrum through ``index_select`` or advanced indexing (3× slower
+than the flips; ``torch.gather`` with the index expanded over the members is not slower than
+them); the 2-D FFT as a 1-D FFT along x then one along y (bit for bit the same and 0.72–0.79 of
+the time on its own, but the step was 1.13–1.15× slower with it); the FFTs in a batch-last
+layout (1.4× slower); NumPy's FFT (16× slower); the two real parts of w² through one
+``rfft2`` of both (1.46 times a complex FFT, more than the complex FFT, its multiplier and the
+fold together) and u, v through ``irfft2`` (1.2 times ``ifft2`` with the full spectrum and
+its multiplier); the fold's multiplier applied to the two gathered halves, the full spectrum
+written column block by column block with the multiplier (no measurable change); conjugation
+as a product with (1, −1) on real views (the step 1.15× slower) and Re(w·g) formed from real
+views (``skew`` 1.02× slower); blocks of 64 members for ``momentum_flux`` (1.03–1.07× slower)
+and one block of 128 for ``skew`` (1.06× faster with the allocator keeping freed memory, 1.16×
+slower with glibc's default, which real runs use); ``torch.compile`` of the tendency
+(inductor generates no code for complex arithmetic: 2.6× slower, 4.7 s to compile; rewritten
+in real arithmetic on ``view_as_real`` arrays, the compiled ``momentum_flux`` tendency was
+still 1.24× slower than this one, 16 s to compile).
 
 **Transforms.** Two real fields a, b travel as one complex field a + ib through one complex FFT:
 the velocity as w = u + iv, whose fft2 is (k_x + ik_y)ψ̂; the vorticity gradient as
@@ -81,7 +104,9 @@ Y = ½(α − iβ)Q. That last step makes the result the rfft2 of a real field e
 coefficients of the k_x = 0 and Nyquist columns are conjugate by construction). A single real
 field goes through a real transform, which costs about 0.6–0.7 of a complex one of the same
 grid: ζ on the grid (``irfft2`` of the state) and (u·∇)ζ = Re(w·g) (``rfft2``; only its real
-part is needed). FFTs per stage (n × n each, batched over members;
+part is needed). The inverse complex transforms run unnormalised (``norm="forward"``), their
+1/n² carried by the multipliers (exact for n a power of 2), which saves a scaling pass. FFTs per
+stage (n × n each, batched over members;
 :meth:`NavierStokesSystem.transforms_per_stage`), complex + real: inverse, then forward — skew
 2 + 1, 1 + 1; advective 2 + 0, 0 + 1; conservative 1 + 1, 1 + 0; momentum_flux 1 + 0, 1 + 0.
 
