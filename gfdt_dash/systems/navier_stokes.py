@@ -54,19 +54,21 @@ classroom preset diverges within 25 time units in those two forms, not in the ot
   against RK3's 0.30 and the hyperviscosity's 0.24.
 - *Speed* (paper size, 128 members, one thread, member-steps per second against torch-cfd's
   spectral solver side by side in one run, the allocator keeping freed memory; medians of 5
-  interleaved repeats, ranges over four runs at load average 3.2–4.3 on 2 cores): ``skew``
-  0.78–0.82× with RK4, 1.01–1.06× with RK3; ``advective`` 1.26–1.36× / 1.61–1.68×;
-  ``conservative`` 1.20–1.31× / 1.57–1.62×; ``momentum_flux`` 1.63–1.66× / 1.99–2.08× (RK3
-  takes three tendency evaluations per step instead of four: 1.25–1.3× per step). torch-cfd
-  steps the unforced equation; ours also draws the phases' noise and evaluates the forcing
-  (8 % and 9 % of a ``momentum_flux`` RK3 step).
+  interleaved repeats, range and median over seven runs at load average 2.1–4.3 on 2 cores):
+  ``skew`` 0.78–0.83× (0.81) with RK4, 1.01–1.10× (1.06) with RK3; ``advective`` 1.26–1.37×
+  (1.32) / 1.56–1.69× (1.66); ``conservative`` 1.20–1.32× (1.26) / 1.57–1.66× (1.62);
+  ``momentum_flux`` 1.63–1.67× (1.64) / 1.99–2.09× (2.07) (RK3 takes three tendency
+  evaluations per step instead of four: 1.25–1.3× per step). torch-cfd steps the unforced
+  equation; ours also draws the phases' noise and evaluates the forcing (8 % and 9 % of a
+  ``momentum_flux`` RK3 step).
 
 So ``skew`` stays the default for accuracy and ``rk4`` for the stationary law (the shipped
 classroom model was trained on RK4 data of the skew form, and a config with RK3 does not fit
 it); ``time_stepper = "rk3"`` and the cheaper forms are there for speed: ``momentum_flux`` with
 ``rk3`` is the one at 2× torch-cfd. Each step is 1.8–2.3× its FFT floor. What the step does
-beyond the FFTs, side by side with the previous step in one process (``momentum_flux`` with
-RK3 1.69–1.74× → 2.03–2.07× torch-cfd, ``skew`` with RK4 0.71–0.73× → 0.80–0.82×): the forcing
+beyond the FFTs, side by side with the previous step in one process (three runs:
+``momentum_flux`` with RK3 1.69–1.75× → 2.03–2.12× torch-cfd, ``skew`` with RK4 0.71–0.73× →
+0.80–0.82×): the forcing
 of a step's last stage is carried into the next step's first (``state["forcing"]``,
 :meth:`NavierStokesSystem._carried_terms`), so the trigonometric functions are evaluated at two
 sets of phases per step, and as cos σ (cos δ, sin δ), three per forced coefficient instead of
