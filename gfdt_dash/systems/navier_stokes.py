@@ -77,7 +77,7 @@ on real fields go through ``torch.gather`` / ``index_select`` on the flat spectr
 precomputed index maps; the inverse FFTs run unnormalised (the multipliers carry 1/n²); a state
 whose edge columns are already exact conjugates is not projected again; the phases lose whole
 turns through a floor instead of ``torch.remainder``; the step runs in
-``torch.inference_mode`` (0.96 of the time) and returns ordinary copies.
+``torch.inference_mode`` (0.96–0.97 of the time) and returns ordinary copies.
 Measured and not used (interleaved, paper size): buffers kept between steps and filled through
 ``out=`` (torch's CPU FFTs and ``flip`` compute into a new array and copy, so the step was
 1.1–1.25× slower); the full spectrum through ``index_select`` or advanced indexing (3× slower
@@ -144,14 +144,16 @@ class NavierStokesSystem(System):
 
     State: ``field_hat`` (rfft2 of ζ, ``(batch, n, n//2+1)``), ``phase`` (``(batch,
     n_forced)``: the phases of the forced modes of the full fft2 layout, ``forcing_mask``) and,
-    when forced, optionally ``forcing`` (``(batch, 2·n_target + n_forced)``: the forcing's phase
-    factors at those phases with a copy of the phases, carried from one step to the next and
-    recomputed when absent or stale, :meth:`_carried_terms`). Noise per step: ``dW`` of shape
-    ``(batch, 2, n_forced)``, one standard normal per half-step.
+    when forced, optionally ``forcing`` (``(batch, 2·n_target + n_forced)``, n_target the
+    number of forced rfft2 coefficients: the forcing's phase factors at those phases with a copy
+    of the phases, carried from one step to the next and recomputed when absent or stale,
+    :meth:`_carried_terms`). Noise per step: ``dW`` of shape ``(batch, 2, n_forced)``, one
+    standard normal per half-step.
 
     The equation supplies ``linear_hat`` (the multiplier of the linear part, ``(n, n//2+1)``) and
     the explicit terms (:meth:`advection_hat`, :meth:`forcing_values`), which
-    :meth:`tendency_hat` combines; :meth:`step` advances them with ``base.rk4_step``.
+    :meth:`tendency_hat` combines; :meth:`step` advances them with ``base.rk4_step`` or
+    ``base.rk3_step``.
     """
 
     config: NavierStokesConfig
@@ -300,15 +302,18 @@ class NavierStokesSystem(System):
 
     def hermitian_(self, field_hat: torch.Tensor) -> torch.Tensor:
         """``Grid.hermitian_`` (the projection on real fields, in place, bit for bit the same)
-        through gathers from and a scatter into the flat spectrum, which are faster than
+        through index selections from and a scatter into the flat spectrum, faster than
         ``Grid``'s operations on strided views of the two edge columns. ``field_hat`` must be
         contiguous."""
         flat = field_hat.view(field_hat.shape[0], -1)
-        # index_select, not gather: its gradient does not keep the array the scatter changes
-        mirrored = flat.index_select(1, self._edge_mirror)
-        projected = mirrored.conj_physical_().add_(flat.index_select(1, self._edge_index))
         edge = self._edge_index.expand(flat.shape[0], -1)
-        flat.scatter_(1, edge, projected.mul_(0.5))
+        if flat.requires_grad:  # gather's gradient would keep the array the scatter changes
+            mirrored = flat.index_select(1, self._edge_mirror)
+            edges = flat.index_select(1, self._edge_index)
+        else:  # gather is the faster of the two
+            mirrored = torch.gather(flat, 1, self._edge_mirror.expand(flat.shape[0], -1))
+            edges = torch.gather(flat, 1, edge)
+        flat.scatter_(1, edge, mirrored.conj_physical_().add_(edges).mul_(0.5))
         return field_hat
 
     def real_field(self, field_hat: torch.Tensor) -> torch.Tensor:
@@ -407,8 +412,8 @@ class NavierStokesSystem(System):
         (:attr:`block_bytes`) of equal size.
 
         Unless an input requires gradients, the step runs in ``torch.inference_mode`` (no
-        autograd bookkeeping on its hundred-odd operator calls: 0.96 of the time at the paper
-        size) and returns copies made outside it, ordinary tensors that later code may update
+        autograd bookkeeping on its hundred-odd operator calls: 0.96–0.97 of the time at the
+        paper size) and returns copies made outside it, ordinary tensors that later code may update
         in place or use in autograd."""
         tensors = (*state.values(), *noise.values())
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):

@@ -115,6 +115,11 @@ def test_the_systems_projection_equals_the_grids_bit_for_bit(n):
     assert torch.equal(got, want[1:4])
     assert _hermitian_defect(system, got) == 0.0
     assert not torch.equal(got, field_hat[1:4])  # a random array is not Hermitian
+    leaf = field_hat[1:4].clone().requires_grad_()
+    tracked = system.hermitian_(leaf * 1)  # the autograd-safe path
+    assert torch.equal(tracked.detach(), want[1:4])
+    tracked.real.sum().backward()
+    assert leaf.grad is not None
 
 
 def test_the_step_projects_only_what_is_not_already_exactly_real():
