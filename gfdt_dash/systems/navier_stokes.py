@@ -54,10 +54,10 @@ classroom preset diverges within 25 time units in those two forms, not in the ot
   against RK3's 0.30 and the hyperviscosity's 0.24.
 - *Speed* (paper size, 128 members, one thread, member-steps per second against torch-cfd's
   spectral solver side by side in one run, the allocator keeping freed memory; medians of 5
-  interleaved repeats, range and median over seven runs at load average 2.1–4.3 on 2 cores):
-  ``skew`` 0.78–0.83× (0.81) with RK4, 1.01–1.10× (1.06) with RK3; ``advective`` 1.26–1.37×
-  (1.32) / 1.56–1.69× (1.66); ``conservative`` 1.20–1.32× (1.26) / 1.57–1.66× (1.62);
-  ``momentum_flux`` 1.63–1.67× (1.64) / 1.99–2.09× (2.07) (RK3 takes three tendency
+  interleaved repeats, range and median over nine runs at load average 2.1–4.3 on 2 cores):
+  ``skew`` 0.78–0.83× (0.81) with RK4, 1.01–1.10× (1.05) with RK3; ``advective`` 1.26–1.37×
+  (1.32) / 1.56–1.69× (1.66); ``conservative`` 1.20–1.32× (1.26) / 1.57–1.66× (1.59);
+  ``momentum_flux`` 1.61–1.67× (1.63) / 1.99–2.09× (2.06) (RK3 takes three tendency
   evaluations per step instead of four: 1.25–1.3× per step). torch-cfd steps the unforced
   equation; ours also draws the phases' noise and evaluates the forcing (8 % and 9 % of a
   ``momentum_flux`` RK3 step).
