@@ -215,7 +215,7 @@ def fft_floor(system, batch, rng: bool = False):
         def run():
             draw()
             for _ in range(stages):  # each stage the transforms of one advection evaluation
-                torch.fft.ifft2(inverse)
+                torch.fft.ifft2(inverse, norm="forward")  # unnormalised, as the step does
                 if counts["real inverse"]:
                     g.to_physical(spec)
                 if counts["complex forward"]:
