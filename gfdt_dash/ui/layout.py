@@ -94,7 +94,8 @@ class TabLayout:
         are bokeh figures whose data sources, ranges and titles are set in place. Figures built
         already (drawn, or prepared while the job ran) are filled at once, in the caller's
         callback: with the error table, in one document patch (``_batch``), so the browser lays
-        the page out once for the results. Otherwise one paced callback builds and draws them
+        the page out once for the results. Otherwise, or while other sessions' work waits for
+        the event loop or their jobs run (``PACER``), one paced callback builds and draws them
         all (with the tab's responses of its own time, the latest).
         """
         figures = self._response_figures
@@ -107,7 +108,7 @@ class TabLayout:
             with _batched(self._doc):
                 figures.update(self.responses, self.normalized, self.lag_index, reveal=True)
 
-        if figures.prepared:
+        if figures.prepared and not PACER.pending() and not PACER.crowded():
             draw()
         else:
             PACER.submit(self._schedule, draw)

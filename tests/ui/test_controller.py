@@ -541,6 +541,28 @@ def test_results_reach_the_page_in_one_patch_and_later_results_change_no_layout(
     assert changed, "the downstream panels kept the first seed's values"
 
 
+def test_results_wait_for_their_turn_while_other_sessions_work_waits(monkeypatch):
+    # The first results' figures go out with the error table at once only when no other
+    # session's work waits for the server's event loop; otherwise they take their turn.
+    from gfdt_dash.ui.pacing import PACER
+
+    submitted = []
+    monkeypatch.setattr(PACER, "submit", lambda sched, fn, first=False: submitted.append(fn))
+    monkeypatch.setattr(PACER, "pending", lambda: 1)  # another session's callback waits
+    tab = tiny_tab()
+    tab.__panel__()
+    tab.param.trigger("simulate")
+    for fn in submitted:  # the HoloViews figures and the response figures' preparation
+        fn()
+    submitted.clear()
+    assert tab._response_figures.prepared
+    tab.param.trigger("compute")
+    assert "gfdt-errors" in tab._table.object  # the table at once
+    assert not tab._response_figures.shown and len(submitted) == 1
+    submitted[0]()
+    assert tab._response_figures.shown
+
+
 def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, float]]:
     """Per plot title (response panels and histogram): its y range and x range end, and the y
     extent and largest x of the data its lines, markers, bands and bars draw."""
