@@ -25,6 +25,7 @@ from bokeh.layouts import gridplot
 from bokeh.models import (
     ColorBar,
     ColumnDataSource,
+    Grid,
     HoverTool,
     Image,
     Line,
@@ -155,6 +156,7 @@ class CurvesFigure:
             y_axis_label="response per unit kick",
         )
         fig.toolbar.logo = None
+        _no_grid(fig)
         self._sources: dict[str, tuple[ColumnDataSource, ColumnDataSource]] = {}
         shown = []
         for method, label, color in _slots(methods):
@@ -269,28 +271,41 @@ class MapsFigure:
     def __init__(self, methods: tuple[str, ...] | None = None) -> None:
         self.mapper = LinearColorMapper(palette=process_cmap("RdBu_r", 256), low=-1.0, high=1.0)
         self._maps: dict[str, tuple[Any, ColumnDataSource, str]] = {}
-        for method, label, _ in _slots(methods):
+        slots = _slots(methods)
+        n_cols = 3
+        for i, (method, label, _) in enumerate(slots):
+            # Small multiples: every map shows the same neighbourhood on the same colour scale,
+            # so the dy axis is drawn on the first of each row, the dx axis under the last map
+            # of each column and one colour bar beside the first row (the browser reads the
+            # styles of every axis each time it lays the page out: fewer axes, faster pages).
             fig = bokeh_figure(
-                width=250,
-                height=230,
+                frame_width=200,  # room for the longest title
+                frame_height=200,
+                min_border_right=15,
                 tools=_TOOLS,
                 x_range=Range1d(-0.5, 0.5),
                 y_range=Range1d(-0.5, 0.5),
                 x_axis_label="dx",
                 y_axis_label="dy",
+                x_axis_location="below" if i + n_cols >= len(slots) else None,
+                y_axis_location="left" if i % n_cols == 0 else None,
             )
+            _no_grid(fig)
             source = ColumnDataSource(_image_data(None))
             fig.add_glyph(
                 source,
                 Image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=self.mapper),
             )
-            fig.add_layout(ColorBar(color_mapper=self.mapper, width=8), "right")
+            if i == min(n_cols, len(slots)) - 1:
+                fig.add_layout(
+                    ColorBar(color_mapper=self.mapper, width=8, title="response"), "right"
+                )
             fig.add_tools(
                 HoverTool(tooltips=[("dx", "$x{0}"), ("dy", "$y{0}"), ("response", "@image")])
             )
             self._maps[method] = (fig, source, label)
         self.model = gridplot(
-            [fig for fig, _, _ in self._maps.values()], ncols=3, toolbar_location="right"
+            [fig for fig, _, _ in self._maps.values()], ncols=n_cols, toolbar_location="right"
         )
         self.model.toolbar.logo = None
 
@@ -314,6 +329,11 @@ class MapsFigure:
             fig.title.text = (
                 f"{label}: waiting for results" if waiting else f"{label}, t = {lag_value:.3g}"
             )
+
+
+def _no_grid(fig: Any) -> None:
+    """No grid lines (as in the app's HoloViews figures): fewer things to lay out and paint."""
+    fig.center = [r for r in fig.center if not isinstance(r, Grid)]
 
 
 def _image_data(field: xr.DataArray | None) -> dict[str, list]:

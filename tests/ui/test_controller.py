@@ -563,6 +563,32 @@ def test_results_wait_for_their_turn_while_other_sessions_work_waits(monkeypatch
     assert tab._response_figures.shown
 
 
+def test_the_lag_and_the_normalization_redraw_the_response_figures_in_place():
+    tab = tiny_tab()
+    tab.__panel__()
+    tab.param.trigger("simulate")
+    tab.param.trigger("compute")
+    figures = tab._response_figures
+    shown = [str(m) for m in tab.responses["estimator"].values]  # no score model: no learned map
+    maps = [fig for m, (fig, _, _) in figures.maps._maps.items() if m in shown]
+    images = [src for m, (_, src, _) in figures.maps._maps.items() if m in shown]
+    assert all(fig.title.text.endswith(", t = 0") for fig in maps)
+    first = [np.array(src.data["image"][0]) for src in images]
+    tab.lag_index = 5
+    lag = tab.responses["lag"].values[5]
+    assert all(fig.title.text.endswith(f", t = {lag:.3g}") for fig in maps)
+    assert any(
+        not np.array_equal(a, src.data["image"][0]) for a, src in zip(first, images, strict=True)
+    )
+    assert figures.maps.mapper.high == pytest.approx(
+        float(np.nanmax(np.abs(tab.responses["response"].isel(lag=5).values)))
+    )
+    assert all("normalized" in f.model.title.text for f in figures.curves)
+    tab.normalized = False
+    assert all("raw R(t)" in f.model.title.text for f in figures.curves)
+    assert [f.model for f in figures.curves] == [f.model for f in tab._response_figures.curves]
+
+
 def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, float]]:
     """Per plot title (response panels and histogram): its y range and x range end, and the y
     extent and largest x of the data its lines, markers, bands and bars draw."""
