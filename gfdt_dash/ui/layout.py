@@ -1,7 +1,8 @@
 """The widgets, panes and figures of a system tab: what :class:`gfdt_dash.ui.tab.SystemTab` shows.
 
-Figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are sent to
-(the ``_draw_*`` methods). The figures are rendered only when their first data arrives (a
+The live figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are
+sent to, the response figures bokeh figures updated in place (``views.ResponseFigures``), all
+through the ``_draw_*`` methods. The figures are rendered only when their first data arrives (a
 one-line placeholder until then): rendering empty HoloViews figures server-side made up most of
 the time a new session's page took to appear. The panes (model, diagnostics, error table,
 verdict, out-of-date mark, downloads, buttons) are refreshed by the ``_update_*`` methods.
