@@ -170,6 +170,7 @@ class TabController(param.Parameterized):
         self.input_errors: dict[str, str] = {}  # parameter → what is wrong with what was typed
         self._asked: tuple | None = None  # the long job the user was asked to confirm
         self._sim_final = False  # the running job's simulation is shown: no more live frames
+        self._responses_waiting = False  # responses arrived, shown when their job ends
 
         self.refresh_models()
         self.runner.param.watch(self._on_runner, ["running"])
@@ -391,6 +392,8 @@ class TabController(param.Parameterized):
 
     def _on_runner(self, event: param.parameterized.Event) -> None:
         self._update_buttons()
+        if not event.new and self._responses_waiting:
+            self._present_responses()
 
     def _on_input_error(self, name: str, message: str | None) -> None:
         if message:
@@ -523,6 +526,7 @@ class TabController(param.Parameterized):
         self.sim, self.sim_key = ds, key
         self.shown["sim"] = made
         self._sim_final = True
+        self._prepare_responses()
         field = ds["field"]
         self._draw_snapshot(field.isel(member=0, time=-1).values, "last frame, member 0")
         values = field.values.reshape(-1)
@@ -594,11 +598,23 @@ class TabController(param.Parameterized):
         self.verdict = verdict(self.system, table, self.sim_stats, mismatch)
         self.param.lag_index.bounds = (0, combined.sizes["lag"] - 1)
         self.lag_index = min(self.lag_index, combined.sizes["lag"] - 1)
-        self._draw_responses(combined)
         self.status = "Responses ready: " + ", ".join(map(str, combined["estimator"].values)) + "."
-        self._update_table()
-        self._update_downloads()
-        self._update_stale()
+        if self.runner.running:
+            # Responses are a job's last stage: shown when it ends, a moment later, after its
+            # buttons are back on (the browser lays the whole page out again for each button
+            # that changes, which costs less before the new figures are in it).
+            self._responses_waiting = True
+        else:
+            self._present_responses()
+
+    def _present_responses(self) -> None:
+        """The responses' figures, error table, verdict and downloads, in one document patch."""
+        self._responses_waiting = False
+        with self._batch():
+            self._draw_responses(self.responses)
+            self._update_table()
+            self._update_downloads()
+            self._update_stale()
 
     # -- downloads ---------------------------------------------------------------------------
     def netcdf_bytes(self, which: str) -> io.BytesIO:

@@ -1,7 +1,8 @@
 """The widgets, panes and figures of a system tab: what :class:`gfdt_dash.ui.tab.SystemTab` shows.
 
-Figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are sent to
-(the ``_draw_*`` methods). The figures are rendered only when their first data arrives (a
+The live figures are ``DynamicMap``s over streams (``views.py``) that the controller's results are
+sent to, the response figures bokeh figures updated in place (``views.ResponseFigures``), all
+through the ``_draw_*`` methods. The figures are rendered only when their first data arrives (a
 one-line placeholder until then): rendering empty HoloViews figures server-side made up most of
 the time a new session's page took to appear. The panes (model, diagnostics, error table,
 verdict, out-of-date mark, downloads, buttons) are refreshed by the ``_update_*`` methods.
@@ -43,9 +44,6 @@ Stein-identity error expose amplitude errors of the learned score. Bands are one
 lags are in the model's time units.
 """
 
-# The downstream response panels (the kicked pixel, then 1, 2, … cells downstream).
-_CURVES = tuple(f"curves{dx}" for dx in range(views.N_DOWNSTREAM))
-
 
 class TabLayout:
     """The view half of a system tab (mixed into :class:`gfdt_dash.ui.tab.SystemTab` before
@@ -58,9 +56,9 @@ class TabLayout:
         self._snapshot = hv.streams.Pipe(data={})
         self._hist = hv.streams.Pipe(data={})
         self._losses = hv.streams.Buffer(views.empty_loss_frame(), length=50_000, index=False)
-        self._responses = hv.streams.Pipe(data={})
         self._layout: pn.viewable.Viewable | None = None
         self._figures: dict[str, views.LazyFigure] = {}  # filled by _build_layout
+        self._response_figures: views.ResponseFigures | None = None  # ditto
 
     # -- results into the figures (event loop) -----------------------------------------------
     def _draw_snapshot(self, field: np.ndarray, title: str) -> None:
@@ -78,25 +76,53 @@ class TabLayout:
         self._losses.send(rows[list(views.empty_loss_frame().columns)])
         self._reveal("losses")
 
+    def _prepare_responses(self) -> None:
+        """Build the response figures ahead of their data (one paced callback; not sent to the
+        browser until the responses arrive): called when a simulation is shown, whose
+        responses may follow."""
+        figures = self._response_figures
+        if figures is not None and not figures.prepared and not self.runner.closed:
+            PACER.submit(self._schedule, figures.prepare)
+
+    def _batch(self) -> contextlib.AbstractContextManager:
+        """Changes made inside reach the browser as one document patch (see ``_batched``)."""
+        return _batched(self._doc)
+
     def _draw_responses(self, combined: xr.Dataset | None) -> None:
-        """Send the responses to their figures (``None`` empties them).
+        """Put the responses into their figures (``None`` empties them).
 
-        One paced callback updates every response figure already drawn (their bokeh data
-        sources, in one document patch); a figure not drawn yet is drawn with the data.
+        The four downstream panels and the maps (:class:`~gfdt_dash.ui.views.ResponseFigures`)
+        are bokeh figures whose data sources, ranges and titles are set in place. Figures built
+        already (drawn, or prepared while the job ran) are filled at once, in the caller's
+        callback: with the error table, in one document patch (``_batch``), so the browser lays
+        the page out once for the results. Otherwise, or while other sessions' work waits for
+        the event loop or their jobs run (``PACER``), one paced callback builds and draws them
+        all (with the tab's responses of its own time, the latest).
         """
-        data = {} if combined is None else {"responses": combined}
-        if self.runner.closed or not (data or self._responses.data):
-            return  # the session is gone, or its figures are empty already
+        figures = self._response_figures
+        if self.runner.closed or figures is None:
+            return
+        if combined is None and not figures.shown:
+            return  # nothing drawn to empty
 
-        def send() -> None:
-            # One patch and one walk over the document's models for all the figures (a walk
-            # per figure was most of an update's time).
+        def draw() -> None:
             with _batched(self._doc):
-                self._responses.send(data)
+                figures.update(self.responses, self.normalized, self.lag_index, reveal=True)
 
-        PACER.submit(self._schedule, send)
-        if combined is not None:
-            self._reveal("curves", "maps")
+        if figures.prepared and not PACER.pending() and not PACER.crowded():
+            draw()
+        else:
+            PACER.submit(self._schedule, draw)
+
+    def _on_view_option(self, event: param.parameterized.Event) -> None:
+        """Raw/normalized redraws every response figure, the lag only the maps (in place)."""
+        with _batched(self._doc):
+            self._response_figures.update(
+                self.responses,
+                self.normalized,
+                self.lag_index,
+                maps_only=event.name == "lag_index",
+            )
 
     def _update_downloads(self) -> None:
         if hasattr(self, "_dl_sim"):
@@ -104,20 +130,19 @@ class TabLayout:
             self._dl_resp.disabled = self.responses is None
 
     def _reveal(self, *names: str) -> None:
-        """Render these figures if not yet shown (once; their streams update them afterwards).
+        """Render these HoloViews figures (snapshot, histogram, loss) if not yet shown (once;
+        their streams update them afterwards).
 
-        ``"curves"`` names every downstream panel. Each figure is one paced callback (``PACER``:
-        every session's clicks are answered between them) whose changes go to the browser as one
-        document patch, with one walk over the document's models (``_batched``): the browser
-        builds one figure while the server renders the next.
+        Each figure is one paced callback (``PACER``: every session's clicks are answered
+        between them) whose changes go to the browser as one document patch, with one walk over
+        the document's models (``_batched``).
         """
         if self.runner.closed:  # the session is gone: nothing to render for
             return
         for name in names:
-            for key in _CURVES if name == "curves" else (name,):
-                figure = self._figures.get(key)
-                if figure is not None and figure.pane is None:
-                    PACER.submit(self._schedule, lambda f=figure: self._show(f))
+            figure = self._figures.get(name)
+            if figure is not None and figure.pane is None:
+                PACER.submit(self._schedule, lambda f=figure: self._show(f))
 
     def _show(self, figure: views.LazyFigure) -> None:
         with _batched(self._doc):
@@ -145,8 +170,10 @@ class TabLayout:
     def _update_table(self) -> None:
         if hasattr(self, "_table"):
             self._table.object = views.error_table_html(self.error_table)
+            # Shown or not by its style, not ``visible``: the browser lays the whole page out
+            # again each time a pane is shown or hidden, and this one comes with the results.
+            self._verdict.styles = _VERDICT_STYLE if self.verdict else {}
             self._verdict.object = self.verdict
-            self._verdict.visible = bool(self.verdict)
 
     def _update_stale(self, *_: Any) -> None:
         if not hasattr(self, "_stale"):
@@ -245,9 +272,7 @@ class TabLayout:
         self._diag_pane = pn.pane.Markdown(_markdown_table("Score diagnostics", self.diagnostics))
         self._table = pn.pane.HTML(views.error_table_html(self.error_table))
         self._verdict = pn.pane.Markdown(
-            self.verdict,
-            visible=bool(self.verdict),
-            styles={"background": "#eef6ee", "padding": "2px 12px", "border-radius": "4px"},
+            self.verdict, styles=_VERDICT_STYLE if self.verdict else {}
         )
         self._stale = pn.pane.HTML("", visible=False)
         self._dl_sim = pn.widgets.FileDownload(
@@ -282,23 +307,8 @@ class TabLayout:
             width=340,
         )
 
-        params_stream = hv.streams.Params(self, ["normalized", "lag_index"])
-
-        norm_stream = hv.streams.Params(self, ["normalized"])
         methods = self.methods
-
-        def curves_for(dx: int) -> hv.DynamicMap:
-            def curves(data: dict, normalized: bool) -> hv.Overlay:
-                return views.response_curves(data, dx, normalized, methods)
-
-            # not on the lag stream: moving the lag slider redraws the maps only
-            return hv.DynamicMap(curves, streams=[self._responses, norm_stream])
-
-        def map_for(method: str) -> hv.DynamicMap:
-            def image(data: dict, normalized: bool, lag_index: int) -> hv.Image:
-                return views.response_map(data, method, lag_index, normalized)
-
-            return hv.DynamicMap(image, streams=[self._responses, params_stream])
+        self.param.watch(self._on_view_option, ["normalized", "lag_index"])
 
         # Built on first data, not here: see views.LazyFigure.
         fig = self._figures
@@ -317,15 +327,15 @@ class TabLayout:
             "Pixel values vs Gaussian: shown once a simulation finishes.",
             width=380,
         )
-        no_responses = "No responses yet: press **Compute responses** (or **Run all**)."
-        for dx, key in enumerate(_CURVES):  # one placeholder line for the group
-            fig[key] = views.LazyFigure(
-                lambda dx=dx: curves_for(dx), "" if dx else no_responses, width=0 if dx else 440
-            )
-        fig["maps"] = views.LazyFigure(
-            lambda: hv.Layout([map_for(m) for m in methods]).cols(3),
-            "The maps appear with the responses.",
-            width=900,
+        self._response_figures = views.ResponseFigures(
+            methods,
+            middle=[
+                pn.pane.Markdown(
+                    "### Response maps (dx right = downstream; colours: ± the largest "
+                    "value at that lag)"
+                ),
+                pn.widgets.IntSlider.from_param(self.param.lag_index),
+            ],
         )
 
         status = pn.pane.Markdown(self.param.status, margin=(0, 10))
@@ -341,13 +351,7 @@ class TabLayout:
                 pn.widgets.Checkbox.from_param(self.param.normalized, width=120),
                 pn.pane.HTML(views.method_legend_html(methods)),
             ),
-            pn.FlexBox(*(fig[key].panel for key in _CURVES)),
-            pn.pane.Markdown(
-                "### Response maps (dx right = downstream; colours: ± the largest "
-                "value at that lag)"
-            ),
-            pn.widgets.IntSlider.from_param(self.param.lag_index),
-            fig["maps"].panel,
+            self._response_figures.panel,
             pn.Row(
                 pn.Column("### Error against the reference", self._table),
                 pn.Column(self._diag_pane),
@@ -373,7 +377,7 @@ class TabLayout:
         if len(self._losses.data):
             self._reveal("losses")
         if self.responses is not None:
-            self._reveal("curves", "maps")
+            self._draw_responses(self.responses)
         self._update_stale()
         self._update_buttons()
         return layout
@@ -393,6 +397,9 @@ class TabLayout:
         if hasattr(self, "_summary"):
             self._summary.object = self.job_summary()
         self._update_buttons()
+
+
+_VERDICT_STYLE = {"background": "#eef6ee", "padding": "2px 12px", "border-radius": "4px"}
 
 
 def _batched(doc: Any) -> contextlib.AbstractContextManager:

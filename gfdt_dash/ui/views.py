@@ -1,10 +1,13 @@
-"""Pure plotting functions of state, and the streams that update them in place.
+"""Pure plotting functions of state, and the figures that they update in place.
 
-Every figure is a ``DynamicMap`` over a ``Pipe`` (or ``Buffer``) plus parameter streams, created
-once per tab; a new result is *sent* to the stream, the bokeh models are patched, nothing is
-rebuilt. Overlays always hold the same layers (one per method slot, empty when a method has no
-result) because a ``DynamicMap`` cannot add layers after its first render. ``LazyFigure`` defers
-a figure's first render to its first data; ``results_table`` is the read-only table of results.
+The live figures (field snapshot, loss curve, histogram) are ``DynamicMap``s over a ``Pipe`` (or
+``Buffer``), created once per tab; a new frame is *sent* to the stream, the bokeh models are
+patched, nothing is rebuilt; ``LazyFigure`` defers their first render to their first data. The
+response figures (downstream panels and maps, :class:`ResponseFigures`) are bokeh figures built
+here, each method a glyph with its own data source, that a result updates in place (data,
+ranges, titles): HoloViews took 0.16 s of the server's time per panel and 0.57 s for the maps
+to draw them the first time, more than the product allows between a result and its figure.
+``results_table`` is the read-only table of results.
 """
 
 from __future__ import annotations
@@ -18,18 +21,34 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import xarray as xr
+from bokeh.layouts import gridplot
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    Grid,
+    HoverTool,
+    Image,
+    Line,
+    LinearColorMapper,
+    Patch,
+    Range1d,
+    Scatter,
+)
+from bokeh.plotting import figure as bokeh_figure
+from holoviews.plotting.util import process_cmap
 
 from gfdt_dash.response.methods import ESTIMATORS, applicable_methods, reference_method
 
 __all__ = [
     "DRAW_ORDER",
+    "CurvesFigure",
     "LazyFigure",
+    "MapsFigure",
+    "ResponseFigures",
     "error_table_html",
     "histogram_overlay",
     "loss_overlay",
     "method_legend_html",
-    "response_curves",
-    "response_map",
     "results_table",
     "snapshot_image",
     "system_methods",
@@ -82,61 +101,121 @@ def _variable(ds: xr.Dataset, method: str, normalized: bool) -> tuple[xr.DataArr
     return resp, err.fillna(0.0)
 
 
-def response_curves(
-    data: dict | None,
-    dx: int,
-    normalized: bool = True,
-    methods: tuple[str, ...] | None = None,
-) -> hv.Overlay:
-    """Response vs lag at ``dx`` cells downstream of the kick, one curve + band per method of
-    ``methods`` (default: all); direct perturbation, the truth, as markers on top.
+def _curve(
+    ds: xr.Dataset, method: str, dx: int, normalized: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lag, response, stderr) of one method at ``dx`` cells downstream, finite values only
+    (empty arrays when the method or the cell is not in ``ds``)."""
+    empty = np.empty(0)
+    if method not in methods_of(ds) or dx not in ds["dx"].values:
+        return empty, empty, empty
+    r, e = _variable(ds, method, normalized)
+    r = r.sel(dy=0, dx=dx)
+    keep = np.isfinite(r.values)
+    if not keep.any():
+        return empty, empty, empty
+    return ds["lag"].values[keep], r.values[keep], e.sel(dy=0, dx=dx).values[keep]
 
-    ``data["responses"]`` is the combined result (dims estimator, lag, dy, dx). Each panel has its
-    own axis ranges, recomputed for every new result (``framewise``; each figure is a pane of
-    its own with Panel's axis linking off, see :class:`LazyFigure`).
+
+def _padded(lo: float, hi: float, fraction: float) -> tuple[float, float]:
+    """[lo, hi] widened by ``fraction`` of its span each side (a span of 0 by ``fraction`` of
+    its value, or of 1)."""
+    span = hi - lo
+    if not span > 0:
+        span = max(abs(hi), 1.0)
+    return lo - fraction * span, hi + fraction * span
+
+
+def _set_range(rng: Range1d, lo: float, hi: float) -> None:
+    """The range's extent and the one the *reset* tool returns to (that of the data shown)."""
+    rng.update(start=lo, end=hi, reset_start=lo, reset_end=hi)
+
+
+_TOOLS = "save,pan,wheel_zoom,box_zoom,reset"
+
+
+class CurvesFigure:
+    """Response vs lag at ``dx`` cells downstream of the kick: one bokeh figure with a band
+    (± 1 standard error) and a line per method of ``methods``, direct perturbation, the truth,
+    as markers on top (the methods' drawing order).
+
+    ``update(ds, normalized)`` puts a result in (``None`` empties it): the figure's data
+    sources, its axis ranges (its own, recomputed from the data shown) and its title change in
+    place, nothing is rebuilt. ``ds`` is the combined result (dims estimator, lag, dy, dx).
     """
-    ds = (data or {}).get("responses")
-    layers = []
-    for method, label, color in _slots(methods):
-        lag = resp = err = np.empty(0)
-        if ds is not None and method in methods_of(ds) and dx in ds["dx"].values:
-            r, e = _variable(ds, method, normalized)
-            r = r.sel(dy=0, dx=dx)
-            keep = np.isfinite(r.values)
-            if keep.any():
-                lag = ds["lag"].values[keep]
-                resp = r.values[keep]
-                err = e.sel(dy=0, dx=dx).values[keep]
-        table = pd.DataFrame({"lag": lag, "response": resp, "stderr": err})
-        common = dict(framewise=True)
-        layers.append(
-            hv.Spread(table, "lag", ["response", "stderr"], label=label).opts(
-                color=color, alpha=0.2, line_alpha=0, **common
+
+    def __init__(self, dx: int, methods: tuple[str, ...] | None = None) -> None:
+        self.dx = dx
+        fig = bokeh_figure(
+            width=440,
+            height=260,
+            tools=_TOOLS,
+            x_range=Range1d(0.0, 1.0),
+            y_range=Range1d(0.0, 1.0),
+            x_axis_label=LAG_LABEL,
+            y_axis_label="response per unit kick",
+        )
+        fig.toolbar.logo = None
+        _no_grid(fig)
+        self._sources: dict[str, tuple[ColumnDataSource, ColumnDataSource]] = {}
+        shown = []
+        for method, label, color in _slots(methods):
+            band = ColumnDataSource({"lag": [], "edge": []})
+            # add_glyph, not fig.patch/line/scatter: those add a selection, non-selection,
+            # hover and muted copy of each glyph, models to build, send and draw for nothing
+            band = ColumnDataSource({"lag": [], "edge": []})
+            fig.add_glyph(
+                band, Patch(x="lag", y="edge", fill_color=color, fill_alpha=0.2, line_alpha=0)
+            )
+            points = ColumnDataSource({"lag": [], "response": [], "stderr": []})
+            if ESTIMATORS[method].markers:
+                glyph = Scatter(x="lag", y="response", size=7, fill_color=color, line_color="black")
+            else:
+                glyph = Line(x="lag", y="response", line_color=color, line_width=2)
+            shown.append(fig.add_glyph(points, glyph, name=label))
+            self._sources[method] = (band, points)
+        fig.add_tools(
+            HoverTool(
+                renderers=shown,
+                tooltips=[
+                    ("method", "$name"),
+                    ("lag", "@lag"),
+                    ("response", "@response"),
+                    ("stderr", "@stderr"),
+                ],
             )
         )
-        if ESTIMATORS[method].markers:
-            layers.append(
-                hv.Scatter(table, "lag", ["response", "stderr"], label=label).opts(
-                    color=color, size=7, line_color="black", tools=["hover"], **common
-                )
-            )
+        self.model = fig
+
+    def update(self, ds: xr.Dataset | None, normalized: bool = True) -> None:
+        x_lo = y_lo = np.inf
+        x_hi = y_hi = -np.inf
+        for method, (band, points) in self._sources.items():
+            lag = resp = err = np.empty(0)
+            if ds is not None:
+                lag, resp, err = _curve(ds, method, self.dx, normalized)
+            points.data = {"lag": lag, "response": resp, "stderr": err}
+            band.data = {
+                "lag": np.concatenate([lag, lag[::-1]]),
+                "edge": np.concatenate([resp + err, (resp - err)[::-1]]),
+            }
+            if lag.size:
+                x_lo, x_hi = min(x_lo, lag.min()), max(x_hi, lag.max())
+                y_lo = min(y_lo, float(np.min(resp - err)), float(resp.min()))
+                y_hi = max(y_hi, float(np.max(resp + err)), float(resp.max()))
+        if np.isfinite(x_lo):
+            _set_range(self.model.x_range, *_padded(float(x_lo), float(x_hi), 0.02))
+            _set_range(self.model.y_range, *_padded(y_lo, y_hi, 0.05))
         else:
-            layers.append(
-                hv.Curve(table, "lag", ["response", "stderr"], label=label).opts(
-                    color=color, line_width=2, tools=["hover"], **common
-                )
-            )
-    title = "kicked pixel" if dx == 0 else f"{dx} cell{'s' if dx > 1 else ''} downstream"
-    kind = "normalized R(t)R(0)⁻¹" if normalized else "raw R(t)"
-    return hv.Overlay(layers).opts(
-        title=f"{title} — {kind}",
-        xlabel=LAG_LABEL,
-        ylabel="response per unit kick",
-        show_legend=False,  # see method_legend_html
-        width=440,
-        height=260,
-        framewise=True,
-    )
+            _set_range(self.model.x_range, 0.0, 1.0)
+            _set_range(self.model.y_range, 0.0, 1.0)
+        name = (
+            "kicked pixel"
+            if self.dx == 0
+            else (f"{self.dx} cell{'s' if self.dx > 1 else ''} downstream")
+        )
+        kind = "normalized R(t)R(0)⁻¹" if normalized else "raw R(t)"
+        self.model.title.text = f"{name} — {kind}"
 
 
 def method_legend_html(methods: tuple[str, ...] | None = None) -> str:
@@ -180,37 +259,98 @@ def map_scale(ds: xr.Dataset, lag_index: int, normalized: bool) -> float:
     return peak if peak > 0 else 1.0
 
 
-def response_map(data: dict | None, method: str, lag_index: int, normalized: bool) -> hv.Image:
-    """The response field around the kicked pixel at one lag (dx right = downstream), on the
-    colour scale of that lag (:func:`map_scale`)."""
-    ds = (data or {}).get("responses")
-    label = ESTIMATORS[method].label
-    # The same options with and without data: a map emptied (a new simulation) and filled
-    # again is updated in place, and keeps the plot options of its first render. No
-    # ``shared_axes=False`` here or in any figure: with it, HoloViews (1.23) can keep the ranges
-    # of an earlier frame instead of recomputing them for each one (``framewise``).
-    common = dict(
-        width=250,
-        height=230,
-        framewise=True,
-        cmap="RdBu_r",
-        colorbar=True,
-        tools=["hover"],
-    )
-    if ds is None or method not in methods_of(ds):
-        img = hv.Image(np.zeros((2, 2)), ["dx", "dy"], "response", bounds=(-0.5, -0.5, 0.5, 0.5))
-        return img.opts(title=f"{label}: waiting for results", clim=(-1.0, 1.0), **common)
-    r, _ = _variable(ds, method, normalized)
-    i = int(min(max(lag_index, 0), ds.sizes["lag"] - 1))
-    field = r.isel(lag=i).transpose("dy", "dx")
-    lag_value = float(ds["lag"].values[i])
-    scale = map_scale(ds, i, normalized)
-    img = hv.Image(
-        (field["dx"].values, field["dy"].values, field.values),
-        ["dx", "dy"],
-        "response",
-    )
-    return img.opts(title=f"{label}, t = {lag_value:.3g}", clim=(-scale, scale), **common)
+class MapsFigure:
+    """The response field around the kicked pixel at one lag (dx right = downstream), one map
+    per method of ``methods``, three to a row, on one colour scale: ± the largest magnitude of
+    any map at that lag (:func:`map_scale`).
+
+    ``update(ds, lag_index, normalized)`` puts a result in (``None`` empties the maps: "waiting
+    for results"); images, ranges, titles and the colour scale change in place.
+    """
+
+    def __init__(self, methods: tuple[str, ...] | None = None) -> None:
+        self.mapper = LinearColorMapper(palette=process_cmap("RdBu_r", 256), low=-1.0, high=1.0)
+        self._maps: dict[str, tuple[Any, ColumnDataSource, str]] = {}
+        slots = _slots(methods)
+        n_cols = 3
+        for i, (method, label, _) in enumerate(slots):
+            # Small multiples: every map shows the same neighbourhood on the same colour scale,
+            # so the dy axis is drawn on the first of each row, the dx axis under the last map
+            # of each column and one colour bar beside the first row (the browser reads the
+            # styles of every axis each time it lays the page out: fewer axes, faster pages).
+            fig = bokeh_figure(
+                frame_width=200,  # room for the longest title
+                frame_height=200,
+                min_border_right=15,
+                tools=_TOOLS,
+                x_range=Range1d(-0.5, 0.5),
+                y_range=Range1d(-0.5, 0.5),
+                x_axis_label="dx",
+                y_axis_label="dy",
+                x_axis_location="below" if i + n_cols >= len(slots) else None,
+                y_axis_location="left" if i % n_cols == 0 else None,
+            )
+            _no_grid(fig)
+            source = ColumnDataSource(_image_data(None))
+            fig.add_glyph(
+                source,
+                Image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=self.mapper),
+            )
+            if i == min(n_cols, len(slots)) - 1:
+                fig.add_layout(
+                    ColorBar(color_mapper=self.mapper, width=8, title="response"), "right"
+                )
+            fig.add_tools(
+                HoverTool(tooltips=[("dx", "$x{0}"), ("dy", "$y{0}"), ("response", "@image")])
+            )
+            self._maps[method] = (fig, source, label)
+        self.model = gridplot(
+            [fig for fig, _, _ in self._maps.values()], ncols=n_cols, toolbar_location="right"
+        )
+        self.model.toolbar.logo = None
+
+    def update(self, ds: xr.Dataset | None, lag_index: int = 0, normalized: bool = True) -> None:
+        i = scale = lag_value = None
+        if ds is not None:
+            i = int(min(max(lag_index, 0), ds.sizes["lag"] - 1))
+            scale = map_scale(ds, i, normalized)
+            lag_value = float(ds["lag"].values[i])
+        self.mapper.update(low=-(scale or 1.0), high=scale or 1.0)
+        for method, (fig, source, label) in self._maps.items():
+            field = None
+            if ds is not None and method in methods_of(ds):
+                field = _variable(ds, method, normalized)[0].isel(lag=i).transpose("dy", "dx")
+            data = _image_data(field)
+            source.data = data
+            x0, y0 = data["x"][0], data["y"][0]
+            _set_range(fig.x_range, x0, x0 + data["dw"][0])
+            _set_range(fig.y_range, y0, y0 + data["dh"][0])
+            waiting = field is None
+            fig.title.text = (
+                f"{label}: waiting for results" if waiting else f"{label}, t = {lag_value:.3g}"
+            )
+
+
+def _no_grid(fig: Any) -> None:
+    """No grid lines (as in the app's HoloViews figures): fewer things to lay out and paint."""
+    fig.center = [r for r in fig.center if not isinstance(r, Grid)]
+
+
+def _image_data(field: xr.DataArray | None) -> dict[str, list]:
+    """An image glyph's data: the field (dims dy, dx; row 0 at the smallest dy, drawn at the
+    bottom) with pixels centred on its coordinates, or a blank 2×2 on [-0.5, 0.5]²."""
+    if field is None:
+        return {"image": [np.zeros((2, 2))], "x": [-0.5], "y": [-0.5], "dw": [1.0], "dh": [1.0]}
+    dx, dy = field["dx"].values.astype(float), field["dy"].values.astype(float)
+    step_x = float(dx[1] - dx[0]) if dx.size > 1 else 1.0
+    step_y = float(dy[1] - dy[0]) if dy.size > 1 else 1.0
+    return {
+        "image": [np.asarray(field.values, dtype=float)],
+        "x": [float(dx[0]) - step_x / 2],
+        "y": [float(dy[0]) - step_y / 2],
+        "dw": [step_x * dx.size],
+        "dh": [step_y * dy.size],
+    }
 
 
 def snapshot_image(data: dict | None) -> hv.Image:
@@ -295,12 +435,7 @@ class LazyFigure:
     def __init__(self, make: Callable[[], Any], placeholder: str, width: int) -> None:
         self._make = make
         self.pane: pn.pane.HoloViews | None = None
-        self.panel = pn.Column(
-            pn.pane.Markdown(
-                placeholder, width=width, styles={"color": "#666"}, sizing_mode="fixed"
-            ),
-            sizing_mode="fixed",
-        )
+        self.panel = pn.Column(_placeholder(placeholder, width), sizing_mode="fixed")
 
     def show(self) -> None:
         if self.pane is None:
@@ -309,6 +444,83 @@ class LazyFigure:
             # range). Each figure keeps its own ranges, recomputed for each new data.
             self.pane = pn.pane.HoloViews(self._make(), linked_axes=False, sizing_mode="fixed")
             self.panel[:] = [self.pane]
+
+
+def _placeholder(text: str, width: int) -> pn.pane.Markdown:
+    return pn.pane.Markdown(text, width=width, styles={"color": "#666"}, sizing_mode="fixed")
+
+
+class ResponseFigures:
+    """A tab's response figures: the downstream panels (:class:`CurvesFigure`, in a row that
+    wraps) above ``middle`` (e.g. a heading and the lag slider) and the maps
+    (:class:`MapsFigure`) below it.
+
+    ``panel`` holds placeholders until the first responses: :meth:`update` with ``reveal``
+    then builds every figure with them and swaps them all in with one change of ``panel``, so
+    the browser lays the page out once for all of them (it lays out the whole page for each
+    change of a layout's children). Later responses, an empty result (``None``) or another
+    lag or normalization change the figures' data, ranges and titles in place.
+    """
+
+    def __init__(self, methods: tuple[str, ...], middle: list[Any]) -> None:
+        self.methods = methods
+        self.curves: list[CurvesFigure] = []
+        self.maps: MapsFigure | None = None
+        self._middle = middle
+        self._waiting = _placeholder(
+            "No responses yet: press **Compute responses** (or **Run all**).", 440
+        )
+        self.panel = pn.Column(
+            self._waiting, *middle, _placeholder("The maps appear with the responses.", 900)
+        )
+
+    @property
+    def shown(self) -> bool:
+        return self.panel[0] is not self._waiting
+
+    @property
+    def prepared(self) -> bool:
+        return self.maps is not None
+
+    def prepare(self) -> None:
+        """Build the figures (bokeh models, not yet in the page), once: what the first
+        responses then cost is only filling them in and sending them."""
+        if self.maps is None:
+            self.curves = [CurvesFigure(dx, self.methods) for dx in range(N_DOWNSTREAM)]
+            self.maps = MapsFigure(self.methods)
+
+    def update(
+        self,
+        ds: xr.Dataset | None,
+        normalized: bool,
+        lag_index: int,
+        reveal: bool = False,
+        maps_only: bool = False,
+    ) -> None:
+        """Put ``ds`` (``None``: no responses) into the figures drawn; with ``reveal`` and
+        responses, draw them first if they are not yet."""
+        if not self.shown:
+            if not (reveal and ds is not None):
+                return
+            self.prepare()
+            self._fill(ds, normalized, lag_index, maps_only=False)
+            self.panel[:] = [
+                pn.FlexBox(*(_bokeh_pane(f.model) for f in self.curves)),
+                *self._middle,
+                _bokeh_pane(self.maps.model),
+            ]
+            return
+        self._fill(ds, normalized, lag_index, maps_only)
+
+    def _fill(self, ds: xr.Dataset | None, normalized: bool, lag_index: int, maps_only: bool):
+        if not maps_only:
+            for figure in self.curves:
+                figure.update(ds, normalized)
+        self.maps.update(ds, lag_index, normalized)
+
+
+def _bokeh_pane(model: Any) -> pn.pane.Bokeh:
+    return pn.pane.Bokeh(model, sizing_mode="fixed")
 
 
 # The error table's columns in words (``gfdt_dash.response.error_table``'s names).

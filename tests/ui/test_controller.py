@@ -16,7 +16,6 @@ from gfdt_dash.systems import SimulationDiverged, get_config
 from gfdt_dash.ui import store
 from gfdt_dash.ui.controller import ASK_ABOVE_S, model_differences
 from gfdt_dash.ui.jobs import RESULTS, JobRunner, ResultCache
-from gfdt_dash.ui.layout import _CURVES
 from gfdt_dash.ui.tab import SystemTab
 
 # A tiny OU run: 16×16, 32 members, 40 recorded frames, 64 paired experiments (~1 s).
@@ -439,55 +438,155 @@ def test_closing_the_browser_session_cancels_its_jobs(monkeypatch):
 
 
 def test_figures_are_placeholders_until_their_first_data_then_render_once():
-    # First paint renders no HoloViews figure (that was most of a new session's page time);
-    # each figure is rendered once, when its data arrives, and updated in place afterwards.
+    # First paint renders no figure (that was most of a new session's page time); each figure
+    # is rendered once, when its data arrives, and updated in place afterwards.
     import panel as pn
 
     tab = tiny_tab()
     layout = tab.__panel__()
-    assert not layout.select(pn.pane.HoloViews)
-    curves = [f"curves{dx}" for dx in range(4)]
-    assert set(tab._figures) == {"snapshot", "losses", "hist", "maps", *curves}
+    assert not layout.select(pn.pane.HoloViews) and not layout.select(pn.pane.Bokeh)
+    assert set(tab._figures) == {"snapshot", "losses", "hist"}
+    responses = tab._response_figures
     tab.param.trigger("simulate")
     assert tab._figures["snapshot"].pane is not None and tab._figures["hist"].pane is not None
-    assert all(tab._figures[k].pane is None for k in [*curves, "maps"])
+    # the response figures are built while the responses are computed, not yet shown
+    assert responses.prepared and not responses.shown
+    assert not layout.select(pn.pane.Bokeh)
     tab.param.trigger("compute")
-    panes = {k: tab._figures[k].pane for k in [*curves, "maps"]}
-    assert all(pane is not None for pane in panes.values())
-    # snapshot, hist, four downstream panels, maps (no loss curve: no model yet)
-    assert len(layout.select(pn.pane.HoloViews)) == 7
+    assert responses.shown
+    models = [f.model for f in responses.curves] + [responses.maps.model]
+    panes = layout.select(pn.pane.Bokeh)
+    # snapshot and histogram (no loss curve: no model yet); four downstream panels and the maps
+    assert len(layout.select(pn.pane.HoloViews)) == 2
+    assert [p.object for p in panes] == models
     tab.seed = 1
     tab.param.trigger("simulate")
     tab.param.trigger("compute")
-    for key, pane in panes.items():  # not rebuilt: updated through the streams
-        assert tab._figures[key].pane is pane, key
-    assert len(layout.select(pn.pane.HoloViews)) == 7
+    # not rebuilt: the same figures, updated in place
+    assert [f.model for f in responses.curves] + [responses.maps.model] == models
+    assert layout.select(pn.pane.Bokeh) == panes
+    assert len(layout.select(pn.pane.HoloViews)) == 2
 
 
-def test_served_figures_are_rendered_one_paced_callback_each(monkeypatch):
-    # A first render holds the server's only thread for a few hundred ms: each figure goes
-    # through the shared pacer on its own, through the session's schedule.
-    submitted = []
+def test_results_reach_the_page_in_one_patch_and_later_results_change_no_layout():
+    # The browser lays out the whole page again for every change of a layout's children and
+    # for every button that changes: the first responses' figures go in with one such change,
+    # together with the error table and the verdict in one batch (one document patch when
+    # served, ``_batch``), after the job's buttons are back on; later responses only change the
+    # figures' data.
+    import contextlib
+
+    import panel as pn
+    from bokeh.models import ColumnDataSource
+
+    tab = tiny_tab()
+    layout = tab.__panel__()
+    log: list[tuple[str, int | None]] = []  # (what changed, the batch it changed in)
+    batches = [0]
+    inside: list[int] = []
+    batch = tab._batch
+
+    @contextlib.contextmanager
+    def recorded_batch():
+        batches[0] += 1
+        inside.append(batches[0])
+        try:
+            with batch():
+                yield
+        finally:
+            inside.pop()
+
+    tab._batch = recorded_batch
+
+    def record(what):
+        return lambda *_: log.append((what, inside[0] if inside else None))
+
+    for box in layout.select(pn.layout.ListLike):
+        box.param.watch(record("children"), "objects")
+    tab._table.param.watch(record("table"), "object")
+    tab._verdict.param.watch(record("verdict"), "object")
+    for button in tab._buttons.values():
+        button.param.watch(record("button"), "disabled")
+
+    tab.param.trigger("simulate")
+    log.clear()
+    tab.param.trigger("compute")
+    children = [b for what, b in log if what == "children"]
+    assert len(children) == 1 and children[0] is not None  # one layout change, in a batch
+    together = {what for what, b in log if b == children[0]}
+    assert together == {"children", "table", "verdict"}, log
+    buttons = [i for i, (what, _) in enumerate(log) if what == "button"]
+    assert buttons and max(buttons) < log.index(("children", children[0]))  # buttons first
+
+    figures = tab._response_figures
+
+    def response_sources():
+        models = [f.model for f in figures.curves] + [figures.maps.model]
+        return [s for m in models for s in m.select({"type": ColumnDataSource})]
+
+    sources = response_sources()
+    before = [dict(s.data) for s in sources]
+    tab.seed = 1
+    tab.param.trigger("simulate")
+    log.clear()
+    tab.param.trigger("compute")
+    assert [what for what, _ in log if what == "children"] == []  # updated in place
+    assert response_sources() == sources
+    changed = [
+        s
+        for s, old in zip(sources, before, strict=True)
+        if "response" in s.data
+        and not np.array_equal(np.asarray(old["response"]), np.asarray(s.data["response"]))
+    ]
+    assert changed, "the downstream panels kept the first seed's values"
+
+
+def test_results_wait_for_their_turn_while_other_sessions_work_waits(monkeypatch):
+    # The first results' figures go out with the error table at once only when no other
+    # session's work waits for the server's event loop; otherwise they take their turn.
     from gfdt_dash.ui.pacing import PACER
 
-    monkeypatch.setattr(PACER, "submit", lambda sched, fn: submitted.append((sched, fn)))
-    tab = SystemTab("ou")
+    submitted = []
+    monkeypatch.setattr(PACER, "submit", lambda sched, fn, first=False: submitted.append(fn))
+    monkeypatch.setattr(PACER, "pending", lambda: 1)  # another session's callback waits
+    tab = tiny_tab()
     tab.__panel__()
-    names = [*_CURVES, "maps"]
-    tab._reveal("curves", "maps")
-    assert all(sched is tab._schedule for sched, _ in submitted)
-    shown = []
-    for _, fn in submitted:
-        before = {k for k in names if tab._figures[k].pane is not None}
+    tab.param.trigger("simulate")
+    for fn in submitted:  # the HoloViews figures and the response figures' preparation
         fn()
-        shown.append({k for k in names if tab._figures[k].pane is not None} - before)
-    assert shown == [{name} for name in names]  # in order, exactly one per callback
     submitted.clear()
-    tab._reveal("curves", "maps")  # shown already: nothing more to render
-    assert submitted == []
-    tab.runner.close()  # a closed session submits nothing more
-    tab._reveal("snapshot")
-    assert submitted == [] and tab._figures["snapshot"].pane is None
+    assert tab._response_figures.prepared
+    tab.param.trigger("compute")
+    assert "gfdt-errors" in tab._table.object  # the table at once
+    assert not tab._response_figures.shown and len(submitted) == 1
+    submitted[0]()
+    assert tab._response_figures.shown
+
+
+def test_the_lag_and_the_normalization_redraw_the_response_figures_in_place():
+    tab = tiny_tab()
+    tab.__panel__()
+    tab.param.trigger("simulate")
+    tab.param.trigger("compute")
+    figures = tab._response_figures
+    shown = [str(m) for m in tab.responses["estimator"].values]  # no score model: no learned map
+    maps = [fig for m, (fig, _, _) in figures.maps._maps.items() if m in shown]
+    images = [src for m, (_, src, _) in figures.maps._maps.items() if m in shown]
+    assert all(fig.title.text.endswith(", t = 0") for fig in maps)
+    first = [np.array(src.data["image"][0]) for src in images]
+    tab.lag_index = 5
+    lag = tab.responses["lag"].values[5]
+    assert all(fig.title.text.endswith(f", t = {lag:.3g}") for fig in maps)
+    assert any(
+        not np.array_equal(a, src.data["image"][0]) for a, src in zip(first, images, strict=True)
+    )
+    assert figures.maps.mapper.high == pytest.approx(
+        float(np.nanmax(np.abs(tab.responses["response"].isel(lag=5).values)))
+    )
+    assert all("normalized" in f.model.title.text for f in figures.curves)
+    tab.normalized = False
+    assert all("raw R(t)" in f.model.title.text for f in figures.curves)
+    assert [f.model for f in figures.curves] == [f.model for f in tab._response_figures.curves]
 
 
 def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, float]]:
@@ -513,9 +612,10 @@ def _plot_extents(doc) -> dict[str, tuple[float, float, float, float, float, flo
 
 
 def test_figures_take_the_ranges_of_each_new_result():
-    # Every figure re-ranges on each result: drawn empty first (a tab built before its results),
-    # then the data, then emptied by a new simulation and filled with a result of fewer lags
-    # (HoloViews' framewise ranges; with shared_axes=False HoloViews kept the first ranges).
+    # Every figure re-ranges on each result: the data, then emptied by a new simulation and
+    # filled with a result of fewer lags (the HoloViews figures drawn empty first, a tab built
+    # before its results: their framewise ranges; with shared_axes=False HoloViews kept the
+    # first ranges).
     import holoviews.plotting.bokeh  # noqa: F401  (the app's plotting backend)
     from bokeh.document import Document
 
@@ -551,7 +651,8 @@ def test_results_from_before_the_layout_is_built_are_shown():
     tab.param.trigger("simulate")
     tab.param.trigger("compute")
     layout = tab.__panel__()
-    assert len(layout.select(pn.pane.HoloViews)) == 7
+    assert len(layout.select(pn.pane.HoloViews)) == 2  # snapshot, histogram
+    assert len(layout.select(pn.pane.Bokeh)) == 5  # four downstream panels, the maps
 
 
 def _card_widgets(tab, layout):
