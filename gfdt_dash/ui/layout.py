@@ -181,12 +181,13 @@ class TabLayout:
         reason = self.stale_reason()
         self._stale.object = (
             f"<div class='gfdt-stale' style='background:#fff3cd;border:1px solid #e0a800;"
-            f"padding:6px 10px;border-radius:4px'>⚠ <b>Out of date:</b> the results below were "
-            f"computed before these changes: {reason}. Press <b>Run all</b> to recompute.</div>"
+            f"padding:2px 10px;border-radius:4px;font-size:0.9em;box-sizing:border-box;"
+            f"max-height:{_STALE_HEIGHT}px;overflow:auto'>⚠ <b>Out of date:</b> the results "
+            f"below were computed before these changes: {reason}. Press <b>Run all</b> to "
+            "recompute.</div>"
             if reason
             else ""
         )
-        self._stale.visible = bool(reason)
         self._results.styles = {"opacity": "0.45"} if reason else {"opacity": "1"}
         self._update_model_pane()
 
@@ -229,7 +230,7 @@ class TabLayout:
             "train": btn(self.param.train),
             "load_model": btn(self.param.load_model),
             "compute": btn(self.param.compute),
-            "cancel": btn(self.param.cancel, color="danger", disabled=True),
+            "cancel": btn(self.param.cancel, color="danger"),
         }
         save = btn(self.param.save_model)
         device = pn.widgets.Select.from_param(
@@ -274,7 +275,10 @@ class TabLayout:
         self._verdict = pn.pane.Markdown(
             self.verdict, styles=_VERDICT_STYLE if self.verdict else {}
         )
-        self._stale = pn.pane.HTML("", visible=False)
+        # A line of fixed height, always there (empty while the results are up to date): the
+        # browser lays the whole page out again each time a pane is shown or hidden or changes
+        # size, and this one changes with every edit.
+        self._stale = pn.pane.HTML("", height=_STALE_HEIGHT, sizing_mode="stretch_width")
         self._dl_sim = pn.widgets.FileDownload(
             callback=lambda: self.netcdf_bytes("simulation"),
             filename=f"{self.system}_simulation.nc",
@@ -288,18 +292,31 @@ class TabLayout:
             disabled=True,
         )
 
+        b = self._buttons
+        # The buttons are switched on and off through the group around them (see _update_buttons)
+        groups = self._button_groups = {
+            "start": [
+                _ButtonGroup(b["run_all"], pn.Row(b["simulate"], b["compute"])),
+                _ButtonGroup(b["train"]),
+            ],
+            "cancel": [_ButtonGroup(b["cancel"])],
+            "load": [_ButtonGroup(b["load_model"])],
+        }
+        for group, off in self._buttons_off().items():  # the state the page is built with
+            for box in groups[group]:
+                for button in box.select(pn.widgets.Button):
+                    button.disabled = off
         controls = pn.Column(
             pn.widgets.RadioButtonGroup.from_param(self.param.preset),
             device,
             self._number(self.param.seed),
             summary,
-            self._buttons["run_all"],
-            pn.Row(self._buttons["simulate"], self._buttons["compute"]),
-            pn.Row(self._buttons["train"], self._buttons["cancel"]),
+            groups["start"][0],
+            pn.Row(groups["start"][1], groups["cancel"][0]),
             self._number(self.param.train_steps),
             _rule(),
             pn.widgets.Select.from_param(self.param.model_source),
-            self._buttons["load_model"],
+            groups["load"][0],
             self._model_pane,
             pn.Row(pn.widgets.TextInput.from_param(self.param.model_name, label="save as"), save),
             _rule(),
@@ -383,15 +400,37 @@ class TabLayout:
         return layout
 
     def _update_buttons(self) -> None:
-        """Buttons that start jobs are off while a job runs or the inputs are refused."""
+        """Buttons that start jobs are off while a job runs or the inputs are refused; Cancel is
+        on while a job runs.
+
+        They are switched through the disabled flag of the group around them (``_ButtonGroup``):
+        the browser sets that on its buttons' elements, whereas each button whose own flag
+        changes is drawn again with a layout of the whole page (twelve of them per job). A
+        button's own flag holds only the state the page was built with (a group's flag reaches
+        its buttons when it changes, not when they are first drawn): it is cleared once, the
+        first time its group is switched on.
+        """
+        for group, off in self._buttons_off().items():
+            for box in getattr(self, "_button_groups", {}).get(group, []):
+                box.disabled = off
+                if not off:
+                    for button in box.select(pn.widgets.Button):
+                        button.disabled = False
+
+    def _buttons_off(self) -> dict[str, bool]:
         running, refused = self.runner.running, bool(self.refusal())
-        for name, button in getattr(self, "_buttons", {}).items():
-            if name == "cancel":
-                button.disabled = not running
-            elif name == "load_model":
-                button.disabled = running
-            else:
-                button.disabled = running or refused
+        return {"start": running or refused, "cancel": not running, "load": running}
+
+    def button_disabled(self, name: str) -> bool:
+        """Whether the button ``name`` (a key of ``_buttons``) is off in the browser: by its own
+        flag or its group's."""
+        button = self._buttons[name]
+        return button.disabled or any(
+            box.disabled
+            for boxes in self._button_groups.values()
+            for box in boxes
+            if button in box.select(pn.widgets.Button)
+        )
 
     def _update_summary(self) -> None:
         if hasattr(self, "_summary"):
@@ -399,7 +438,17 @@ class TabLayout:
         self._update_buttons()
 
 
+_STALE_HEIGHT = 44  # px: the out-of-date line, two lines of text
+
 _VERDICT_STYLE = {"background": "#eef6ee", "padding": "2px 12px", "border-radius": "4px"}
+
+
+class _ButtonGroup(pn.Column):
+    """A column of buttons switched on and off together by its ``disabled`` flag (bokeh's
+    ``disabled`` of a layout, which the browser passes on to the buttons' elements without
+    drawing them again)."""
+
+    disabled = param.Boolean(default=False, doc="Whether the buttons inside are off.")
 
 
 def _batched(doc: Any) -> contextlib.AbstractContextManager:

@@ -507,6 +507,9 @@ def test_results_reach_the_page_in_one_patch_and_later_results_change_no_layout(
     tab._verdict.param.watch(record("verdict"), "object")
     for button in tab._buttons.values():
         button.param.watch(record("button"), "disabled")
+    for boxes in tab._button_groups.values():
+        for box in boxes:
+            box.param.watch(record("button"), "disabled")
 
     tab.param.trigger("simulate")
     log.clear()
@@ -712,13 +715,13 @@ def test_typed_numbers_are_never_misread_and_errors_show_inline_until_fixed(labe
     errors = [p for p in layout.select(pn.pane.HTML) if "gfdt-input-error" in p.css_classes]
     shown = [p.object for p in errors if p.visible]
     assert len(shown) == 1 and shown[0].startswith(f"⚠ {label}: {message}"), shown
-    assert tab._buttons["run_all"].disabled  # Run all is off, and says why
+    assert tab.button_disabled("run_all")  # Run all is off, and says why
     assert f"Fix the inputs marked in red first: {label}" in _job_size(layout, prefix="⚠")
     tab.run_all = True
     assert tab.runner.job == ""
     box.value = good  # fixed: the message goes, Run all is back
     assert not any(p.visible for p in errors)
-    assert not tab._buttons["run_all"].disabled
+    assert not tab.button_disabled("run_all")
     assert "Job size" in _job_size(layout)
 
 
@@ -726,12 +729,12 @@ def test_a_preset_this_server_refuses_disables_run_all_with_the_reason_in_words(
     monkeypatch.setenv("GFDT_DASH_MAX_MEMBER_STEPS", "100000")
     tab = SystemTab("ou", sync=True)
     layout = tab.__panel__()
-    assert tab._buttons["run_all"].disabled
+    assert tab.button_disabled("run_all")
     text = _job_size(layout, prefix="⚠")
     assert "Too big for this server" in text and "Use fewer members" in text, text
     assert "×" not in text.split("server:")[1].split("(")[0]  # words, not a formula
     tab.mirror.param.update(record=40.0, spinup=10.0)
-    assert not tab._buttons["run_all"].disabled
+    assert not tab.button_disabled("run_all")
 
 
 def _job_size(layout, prefix: str = "Job size") -> str:
@@ -816,17 +819,19 @@ def test_changed_parameters_mark_the_results_out_of_date_until_recomputed():
     layout = tab.__panel__()
     tab.simulate = True
     tab.compute = True
-    assert tab.stale_reason() == "" and not tab._stale.visible
+    assert tab.stale_reason() == "" and tab._stale.object == ""
     assert tab._results.styles["opacity"] == "1"
     tab.mirror.kappa = 0.005
     tab.seed = 4
     assert tab._stale.visible
+    height = tab._stale.height  # fixed: the page keeps its layout while the mark comes and goes
     assert "κ 0.0025 → 0.005" in tab._stale.object and "seed 0 → 4" in tab._stale.object
     assert tab._results.styles["opacity"] != "1"
     tab.simulate = True  # a new simulation: the old responses are gone, the mark stays off
-    assert not tab._stale.visible and tab.responses is None
+    assert tab._stale.object == "" and tab.responses is None
     tab.compute = True
-    assert not tab._stale.visible and tab.responses is not None
+    assert tab._stale.object == "" and tab.responses is not None
+    assert tab._stale.visible and tab._stale.height == height
     tab.preset = "classroom"  # a preset is a change too
     assert "record 40 → 400" in tab._stale.object
     assert layout is tab.__panel__()
@@ -894,3 +899,52 @@ def test_a_job_over_a_minute_shows_its_estimate_and_starts_only_when_asked_again
     page.close_session()  # cancels it
     tab.runner.wait(timeout=120)  # a hang guard: training would run minutes
     assert tab.model is None
+
+
+def _layout_changes(tab, layout) -> list[str]:
+    """A log of what makes the browser lay the whole page out again: a layout's children, a
+    pane's or widget's ``visible`` or size, a button's own ``disabled`` flag (a button group's
+    flag is not one: the browser passes it on without drawing anything again)."""
+    import panel as pn
+
+    log: list[str] = []
+    for obj in layout.select(pn.viewable.Viewable):
+        name = f"{type(obj).__name__}#{id(obj)}"
+        watched = ["visible", "height", "width", "sizing_mode", "margin"]
+        if isinstance(obj, pn.layout.ListLike):
+            watched.append("objects")
+        if isinstance(obj, pn.widgets.Button):
+            watched.append("disabled")
+        obj.param.watch(lambda e, n=name: log.append(f"{n}.{e.name}"), watched)
+    return log
+
+
+def test_progress_edits_and_jobs_change_no_layout_once_results_are_shown():
+    # Every change of a layout's children, of a pane's visibility or size and of a button's own
+    # disabled flag makes each browser lay the whole page out again (seconds of CPU for twenty
+    # pages with figures): progress reports, edits that mark the results out of date and the
+    # buttons of a job that starts and ends make none of them once the figures are in.
+    from gfdt_dash.progress import Progress
+
+    tab = tiny_tab()
+    layout = tab.__panel__()
+    tab.simulate = True
+    tab.compute = True  # results shown; the first job has cleared the buttons' own flags
+    log = _layout_changes(tab, layout)
+    for done in range(4):
+        tab.runner.param.update(running=True, stage="simulate", fraction=done / 4)
+        tab._on_progress(
+            Progress("simulate", done, 4, 1.0, eta_s=3.0 - done, info={"snapshot": None})
+        )
+        tab._update_buttons()
+    tab.runner.param.update(running=True, queue_position=3)
+    tab.runner.param.update(running=False, queue_position=0, stage="done", fraction=1.0)
+    tab._update_buttons()
+    tab.preset = "paper"  # out of date: the mark appears in its own fixed line
+    assert "Out of date" in tab._stale.object
+    tab.preset = "classroom"
+    tab.seed = 3
+    tab.seed = 0
+    tab.simulate = True  # a whole job: its buttons are switched through their groups
+    assert log == []
+    assert not tab.button_disabled("run_all") and tab.button_disabled("cancel")
