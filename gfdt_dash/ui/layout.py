@@ -438,7 +438,7 @@ class TabLayout:
         self._update_buttons()
 
 
-_STALE_HEIGHT = 44  # px: the out-of-date line, two lines of text
+_STALE_HEIGHT = 62  # px: the out-of-date line, three lines of text (it scrolls beyond)
 
 _VERDICT_STYLE = {"background": "#eef6ee", "padding": "2px 12px", "border-radius": "4px"}
 
