@@ -43,6 +43,12 @@ class Grid:
         cut = n / 3
         self.dealias = ((self.kx.abs() <= cut) & (self.ky.abs() <= cut)).to(dtype)
         self._mirror = (-torch.arange(n, device=device)) % n  # index of −k_y
+        # flat rfft2 positions of the k_x = 0 and Nyquist columns, and of their rows −k_y
+        rows = torch.arange(n, device=device)[:, None]
+        edges = torch.tensor([0, n // 2], device=device)
+        half = n // 2 + 1
+        self._edge_index = (rows * half + edges).flatten()
+        self._edge_mirror = (self._mirror[:, None] * half + edges).flatten()
         coords = torch.arange(n, dtype=torch.float64) * self.spacing
         self.coords = coords.numpy()
 
@@ -74,12 +80,39 @@ class Grid:
 
         The two mirrored coefficients come out exact conjugates (the sum is computed from the
         same two numbers in either order, and negation is exact), so the result is exactly the
-        rfft2 of a real field, not merely up to round-off.
+        rfft2 of a real field, not merely up to round-off. A contiguous array goes through
+        gathers and one scatter on its flat spectrum (precomputed positions; about 0.6 of the
+        time of the strided views of the two columns, bit for bit the same result), any other
+        through those views.
         """
-        edge = field_hat[..., :: self.n // 2]  # view of the k_x = 0 and n/2 columns
-        mirrored = edge.index_select(-2, self._mirror).conj()  # row k_y ← row −k_y
-        edge.add_(mirrored).mul_(weight)
+        if not field_hat.is_contiguous():
+            edge = field_hat[..., :: self.n // 2]  # view of the k_x = 0 and n/2 columns
+            mirrored = edge.index_select(-2, self._mirror).conj()  # row k_y ← row −k_y
+            edge.add_(mirrored).mul_(weight)
+            return field_hat
+        flat = field_hat.view(-1, field_hat.shape[-2] * field_hat.shape[-1])
+        edge = self._edge_index.expand(flat.shape[0], -1)
+        if flat.requires_grad:  # gather's gradient would keep the array the scatter changes
+            mirrored = flat.index_select(1, self._edge_mirror)
+            edges = flat.index_select(1, self._edge_index)
+        else:  # gather is the faster of the two
+            mirrored = torch.gather(flat, 1, self._edge_mirror.expand(flat.shape[0], -1))
+            edges = torch.gather(flat, 1, edge)
+        flat.scatter_(1, edge, mirrored.conj_physical_().add_(edges).mul_(weight))
         return field_hat
+
+    def real_field(self, field_hat: torch.Tensor) -> torch.Tensor:
+        """``field_hat`` itself when it is exactly the rfft2 of a real field (the mirrored
+        coefficients of its k_x = 0 and Nyquist columns exact conjugates, as every projected
+        step leaves them), else :meth:`hermitian` of it (a contiguous copy): checking is
+        cheaper than projecting, and the caller's array is never written."""
+        if field_hat.is_contiguous():
+            flat = field_hat.view(-1, field_hat.shape[-2] * field_hat.shape[-1])
+            edge = torch.gather(flat, 1, self._edge_index.expand(flat.shape[0], -1))
+            mirrored = torch.gather(flat, 1, self._edge_mirror.expand(flat.shape[0], -1))
+            if torch.equal(edge, mirrored.conj_physical_()):
+                return field_hat
+        return self.hermitian_(field_hat.clone(memory_format=torch.contiguous_format))
 
     def white_hat(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """A draw distributed as ``rfft2`` of real white noise ``(batch, n, n)``, made in spectral

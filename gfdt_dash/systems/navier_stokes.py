@@ -70,14 +70,14 @@ beyond the FFTs, side by side with the previous step in one process (three runs:
 ``momentum_flux`` with RK3 1.69–1.75× → 2.03–2.12× torch-cfd, ``skew`` with RK4 0.71–0.73× →
 0.80–0.82×): the forcing
 of a step's last stage is carried into the next step's first (``state["forcing"]``,
-:meth:`NavierStokesSystem._carried_terms`), so the trigonometric functions are evaluated at two
-sets of phases per step, and as cos σ (cos δ, sin δ), three per forced coefficient instead of
-four (:meth:`NavierStokesSystem.forcing_terms`); the full spectrum, the fold and the projection
-on real fields go through ``torch.gather`` / ``index_select`` on the flat spectrum with
-precomputed index maps; the inverse FFTs run unnormalised (the multipliers carry 1/n²); a state
-whose edge columns are already exact conjugates is not projected again; the phases lose whole
-turns through a floor instead of ``torch.remainder``; the step runs in
-``torch.inference_mode`` (0.96–0.97 of the time) and returns ordinary copies.
+:meth:`NavierStokesSystem._carried_terms`), so the trigonometric functions are evaluated at two sets
+of phases per step, and as cos σ (cos δ, sin δ), three per forced coefficient instead of four
+(:meth:`NavierStokesSystem.forcing_terms`); the full spectrum, the fold and the projection on real
+fields (``Grid.hermitian_``, shared by every system) go through ``torch.gather`` / ``index_select``
+on the flat spectrum with precomputed index maps; the inverse FFTs run unnormalised (the multipliers
+carry 1/n²); a state whose edge columns are already exact conjugates is not projected again
+(``Grid.real_field``); the phases lose whole turns through a floor instead of ``torch.remainder``;
+the step runs in ``torch.inference_mode`` (0.96–0.97 of the time) and returns ordinary copies.
 Measured and not used (interleaved, paper size): buffers kept between steps and filled through
 ``out=`` (torch's CPU FFTs and ``flip`` compute into a new array and copy, so the step was
 1.1–1.25× slower); the full spectrum through ``index_select`` or advanced indexing (3× slower
@@ -191,9 +191,8 @@ class NavierStokesSystem(System):
         scale = torch.full((len(self._target),), 0.5 * c.forcing_amp, dtype=self.dtype)
         if full_mask[0, 0]:
             scale[self._target == 0] *= 1.0 - c.mean_forcing_removed
-        self._forcing_scale = scale.to(self.device)
         # (re, im) pairs, times 2 for the ½ in forcing_terms (exact)
-        self._forcing_scale2 = 2 * self._forcing_scale.repeat_interleave(2)
+        self._forcing_scale2 = 2 * scale.to(self.device).repeat_interleave(2)
         self.phase_step = math.sqrt(2.0 * c.phase_diffusion * 0.5 * c.dt)
         # Index maps of the full spectrum and of the fold (see full_spectrum, real_part_hat).
         r, col = torch.arange(n, device=self.device)[:, None], torch.arange(n, device=self.device)
@@ -201,9 +200,6 @@ class NavierStokesSystem(System):
         rows = torch.where(left, (-r) % n, r)
         self._full_index = (rows * half + torch.where(left, n - col, col)).flatten()
         self._mirror_index = (((-r) % n) * n + (-col[:half]) % n).flatten()
-        edges = torch.tensor([0, n // 2], device=self.device)
-        self._edge_index = (r * half + edges).flatten()  # the k_x = 0 and Nyquist columns
-        self._edge_mirror = (((-r) % n) * half + edges).flatten()  # their rows −k_y
 
     def _init_transforms(self, form: str) -> None:
         """Multipliers of the packed transforms of ``form`` (see the module docstring).
@@ -300,35 +296,6 @@ class NavierStokesSystem(System):
         flat = q_hat.reshape(q_hat.shape[0], n * n)
         mirror = torch.gather(flat, 1, self._mirror_index.expand(flat.shape[0], -1))
         return mirror.view(-1, n, half).conj_physical_().add_(q_hat[..., :half])
-
-    def hermitian_(self, field_hat: torch.Tensor) -> torch.Tensor:
-        """``Grid.hermitian_`` (the projection on real fields, in place, bit for bit the same)
-        through index selections from and a scatter into the flat spectrum, faster than
-        ``Grid``'s operations on strided views of the two edge columns. ``field_hat`` must be
-        contiguous."""
-        flat = field_hat.view(field_hat.shape[0], -1)
-        edge = self._edge_index.expand(flat.shape[0], -1)
-        if flat.requires_grad:  # gather's gradient would keep the array the scatter changes
-            mirrored = flat.index_select(1, self._edge_mirror)
-            edges = flat.index_select(1, self._edge_index)
-        else:  # gather is the faster of the two
-            mirrored = torch.gather(flat, 1, self._edge_mirror.expand(flat.shape[0], -1))
-            edges = torch.gather(flat, 1, edge)
-        flat.scatter_(1, edge, mirrored.conj_physical_().add_(edges).mul_(0.5))
-        return field_hat
-
-    def real_field(self, field_hat: torch.Tensor) -> torch.Tensor:
-        """``field_hat`` itself when it is exactly the rfft2 of a real field (the mirrored
-        coefficients of its k_x = 0 and Nyquist columns exact conjugates, as every step leaves
-        them), else its projection on real fields (:meth:`hermitian_` of a copy). Checking is
-        cheaper than projecting, and the step never writes to its input."""
-        if field_hat.is_contiguous():
-            flat = field_hat.view(field_hat.shape[0], -1)
-            edge = torch.gather(flat, 1, self._edge_index.expand(flat.shape[0], -1))
-            mirrored = torch.gather(flat, 1, self._edge_mirror.expand(flat.shape[0], -1))
-            if torch.equal(edge, mirrored.conj_physical_()):
-                return field_hat
-        return self.hermitian_(field_hat.clone(memory_format=torch.contiguous_format))
 
     # -- forcing -------------------------------------------------------------------------------
     def forcing_terms(self, phase: torch.Tensor) -> torch.Tensor:
@@ -508,9 +475,9 @@ class NavierStokesSystem(System):
             return self.tendency_hat(z, forcing[stage])
 
         scheme = rk3_step if rk3 else rk4_step
-        zeta_hat = scheme(tendency, self.real_field(state["field_hat"]), self.dt)
+        zeta_hat = scheme(tendency, self.grid.real_field(state["field_hat"]), self.dt)
         if self._advective_mult is not None:
-            self.hermitian_(zeta_hat)
+            self.grid.hermitian_(zeta_hat)
         return {"field_hat": zeta_hat, **new}
 
     def initial_state(self, batch: int, generator: torch.Generator) -> State:

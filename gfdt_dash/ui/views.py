@@ -160,7 +160,6 @@ class CurvesFigure:
         self._sources: dict[str, tuple[ColumnDataSource, ColumnDataSource]] = {}
         shown = []
         for method, label, color in _slots(methods):
-            band = ColumnDataSource({"lag": [], "edge": []})
             # add_glyph, not fig.patch/line/scatter: those add a selection, non-selection,
             # hover and muted copy of each glyph, models to build, send and draw for nothing
             band = ColumnDataSource({"lag": [], "edge": []})
